@@ -1,0 +1,264 @@
+/*
+ * trmask.h: the C ABI of trmask, Trust Region Masking for LLM reinforcement learning.
+ *
+ * Hand-written; the Swift implementation is checked against every declaration here at compile
+ * time (`@c @implementation`). Section references (SPEC §n) point to docs/semantics.md, which
+ * restates the specification the library implements.
+ *
+ * Conventions shared by every function:
+ * - Sizes, strides and offsets are int64_t. Strides count ELEMENTS, not bytes; they may be
+ *   negative (a reversed view) and, on inputs, zero (a broadcast view).
+ * - A data pointer may be NULL exactly when its array has no elements.
+ * - Every function validates every argument before it reads or writes any array. On error it
+ *   returns a nonzero status and leaves every output untouched; on success every requested output
+ *   is fully written.
+ * - Outputs must not overlap each other or any input (checked on byte extents, conservatively:
+ *   an output whose extent intersects another array's extent is refused even if the elements
+ *   interleave). Within one output, strides must not map two elements to one address (checked
+ *   with the nesting rule: sorted by |stride|, each |stride| exceeds the extent of the smaller).
+ * - Functions are thread-safe: they keep no global state. Results are bit-identical for every
+ *   `threads` value (rows are never split across threads; sums use an order fixed in source).
+ * - Nothing here traps or aborts on bad input: a status is always returned.
+ *
+ * The header includes only <stdint.h> and <stddef.h> and compiles as C99 and C++.
+ */
+#ifndef TRMASK_H
+#define TRMASK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * Versions. TRM_ABI_VERSION changes whenever a struct layout or a signature changes; the Python
+ * wrapper refuses a library whose trm_abi_version() differs from the one it was written for.
+ * ------------------------------------------------------------------------------------------ */
+#define TRM_VERSION_MAJOR 0
+#define TRM_VERSION_MINOR 1
+#define TRM_VERSION_PATCH 0
+#define TRM_VERSION_STRING "0.1.0"
+#define TRM_ABI_VERSION 1
+
+/* The ABI version the loaded library implements (compare with TRM_ABI_VERSION). */
+uint32_t trm_abi_version(void);
+/* The library version as static text, e.g. "0.1.0". Never NULL. */
+const char *trm_version(void);
+
+/* ---------------------------------------------------------------------------------------------
+ * Status codes. Values are pinned: codes are only ever appended.
+ * ------------------------------------------------------------------------------------------ */
+typedef int32_t trm_status_t;
+
+#define TRM_OK 0                /* success */
+#define TRM_E_NULL_POINTER 1    /* a required pointer is NULL */
+#define TRM_E_BAD_STRUCT_SIZE 2 /* a struct's struct_size is smaller than this ABI's struct */
+#define TRM_E_BAD_SIZE 3        /* a count or size is negative, or a product of sizes overflows */
+#define TRM_E_BAD_DTYPE 4       /* unknown dtype, or one this argument does not accept */
+#define TRM_E_BAD_STRIDE 5      /* output strides map two elements to one address, or a packed
+                                   view has a nonzero stride_row */
+#define TRM_E_OUT_OF_RANGE 6    /* an array's extent overflows the address space */
+#define TRM_E_ALIASING 7        /* an output overlaps another output or an input */
+#define TRM_E_BAD_LAYOUT 8      /* unknown layout */
+#define TRM_E_BAD_INPUTS 9      /* not exactly one of: logp_train with logp_roll, log_ratio,
+                                   values */
+#define TRM_E_BAD_ESTIMATOR 10  /* unknown estimator, or one the inputs cannot give (`value`
+                                   needs `values`; the others need log-probs or a log-ratio) */
+#define TRM_E_BAD_AGGREGATION 11 /* unknown aggregation */
+#define TRM_E_BAD_NAN_POLICY 12 /* unknown NaN policy */
+#define TRM_E_BAD_THRESHOLD 13  /* NaN bound, lo > hi, or a bound no value of a non-negative
+                                   estimator can meet (SPEC §4.6) */
+#define TRM_E_BAD_OFFSETS 14    /* packed offsets decrease, start below 0 or end past n_cols */
+#define TRM_E_BAD_LENGTHS 15    /* a length is negative or longer than its row */
+#define TRM_E_BAD_OPTION 16     /* clamp not > 0, threads < 0, a flag not 0/1, a reserved
+                                   field not 0 */
+#define TRM_E_INTERNAL 17       /* a bug in trmask; please report it */
+
+/* Static English text for a status, e.g. "output strides overlap". Never NULL; unknown codes
+   give "unknown status". */
+const char *trm_status_string(trm_status_t status);
+/* The status's macro name as static text, e.g. "TRM_E_BAD_STRIDE". Never NULL; unknown codes
+   give "TRM_E_UNKNOWN". */
+const char *trm_status_name(trm_status_t status);
+
+/* ---------------------------------------------------------------------------------------------
+ * Enumerations (int32_t fields of the structs below).
+ * ------------------------------------------------------------------------------------------ */
+/* Element types. Log-probs, log-ratios and values: F32 (this version accepts F32 only).
+   Masks: U8 or BOOL (1 byte, nonzero = valid). Offsets and lengths: I32 or I64. */
+#define TRM_DTYPE_NONE 0 /* the array is absent */
+#define TRM_DTYPE_F32 1
+#define TRM_DTYPE_F64 2
+#define TRM_DTYPE_F16 3
+#define TRM_DTYPE_BF16 4
+#define TRM_DTYPE_U8 5
+#define TRM_DTYPE_BOOL 6
+#define TRM_DTYPE_I32 7
+#define TRM_DTYPE_I64 8
+
+/* Batch layouts (SPEC §10). */
+#define TRM_LAYOUT_PADDED 0 /* [n_rows, n_cols] arrays, each with its own two strides */
+#define TRM_LAYOUT_PACKED 1 /* 1-D arrays of n_cols tokens; row i is offsets[i] ..< offsets[i+1] */
+
+/* Per-token estimators of delta = logp_train - logp_roll (SPEC §2). */
+#define TRM_EST_DELTA 0 /* delta */
+#define TRM_EST_K1 1    /* -delta */
+#define TRM_EST_K2 2    /* delta^2 / 2 */
+#define TRM_EST_K3 3    /* exp(delta) - 1 - delta, computed without cancellation */
+#define TRM_EST_ABS 4   /* |delta| */
+#define TRM_EST_RATIO 5 /* exp(delta) */
+#define TRM_EST_TV 6    /* |exp(delta) - 1| */
+#define TRM_EST_VALUE 7 /* the `values` input itself (a precomputed per-token divergence) */
+
+/* Aggregations of a criterion (SPEC §4.1). */
+#define TRM_AGG_MAX 0   /* row maximum over valid tokens */
+#define TRM_AGG_MIN 1   /* row minimum */
+#define TRM_AGG_SUM 2   /* row sum */
+#define TRM_AGG_MEAN 3  /* row sum / row count */
+#define TRM_AGG_TOKEN 4 /* per token: masks single tokens, never rejects a row */
+
+/* What a NaN delta on a valid token does (SPEC §4.5). */
+#define TRM_NAN_REJECT 0 /* the row fails every row criterion and its stats are NaN (default) */
+#define TRM_NAN_SKIP 1   /* the token is treated as invalid */
+#define TRM_NAN_ZERO 2   /* delta := 0 (rho = 1) */
+
+/* ---------------------------------------------------------------------------------------------
+ * Structs.
+ * ------------------------------------------------------------------------------------------ */
+
+/* A strided input array. Element [i, t] of a padded view is at
+   data + (i * stride_row + t * stride_col) * element_size; element t of a packed view is at
+   data + t * stride_col * element_size. */
+typedef struct trm_view_t {
+    const void *data;   /* element [0, 0]; may be NULL iff the array has no elements */
+    int32_t dtype;      /* TRM_DTYPE_*; TRM_DTYPE_NONE = the array is absent */
+    int32_t reserved;   /* must be 0 */
+    int64_t stride_row; /* elements between rows (padded); must be 0 for packed views */
+    int64_t stride_col; /* elements between consecutive tokens */
+} trm_view_t;
+
+/* A strided output array; the element type is fixed by the field that holds it. 1-D outputs use
+   stride_row only (stride_col must be 0). */
+typedef struct trm_out_t {
+    void *data;         /* NULL = this output is not wanted */
+    int64_t stride_row; /* elements between rows */
+    int64_t stride_col; /* elements between columns (2-D outputs) */
+} trm_out_t;
+
+/* A batch of rows: where the per-token log-ratios come from, and which tokens are valid.
+   Exactly one source: `logp_train` with `logp_roll` (delta = logp_train - logp_roll, each
+   rounded to float32 once), or `log_ratio` (delta itself), or `values` (a precomputed per-token
+   divergence, for estimator TRM_EST_VALUE). Unused views have dtype TRM_DTYPE_NONE.
+   Validity: a token counts iff its mask element is nonzero (no mask: all) and its position in
+   the row is below the row's length (no lengths: all). */
+typedef struct trm_batch_t {
+    uint32_t struct_size; /* sizeof(trm_batch_t) */
+    int32_t layout;       /* TRM_LAYOUT_PADDED or TRM_LAYOUT_PACKED */
+    int64_t n_rows;       /* B >= 0 */
+    int64_t n_cols;       /* padded: tokens per row T >= 0; packed: tokens in the arrays N >= 0 */
+    trm_view_t logp_train; /* log pi_theta(y_t) of the sampled tokens */
+    trm_view_t logp_roll;  /* log pi_roll(y_t) of the same tokens */
+    trm_view_t log_ratio;  /* delta = log(pi_theta / pi_roll), training minus rollout */
+    trm_view_t values;     /* a precomputed per-token divergence */
+    trm_view_t mask;       /* U8/BOOL validity, same layout as the data; optional */
+    trm_view_t lengths;    /* I32/I64 [n_rows] (stride_col): first lengths[i] tokens of row i are
+                              valid; each in 0..row length; optional */
+    trm_view_t offsets;    /* packed only, I32/I64 [n_rows + 1] (stride_col): non-decreasing,
+                              offsets[0] >= 0, offsets[n_rows] <= n_cols; NULL data allowed
+                              only when n_rows == 0 */
+} trm_batch_t;
+
+/* Options shared by the reductions. */
+typedef struct trm_options_t {
+    uint32_t struct_size; /* sizeof(trm_options_t) */
+    int32_t nan_policy;   /* TRM_NAN_* */
+    double clamp;         /* delta <- clamp(delta, -clamp, clamp) before every estimator; > 0;
+                             INFINITY = no clamp (the default); verl uses 20 */
+    int32_t reject_empty; /* 1: rows without valid tokens are rejected; 0: kept (default) */
+    int32_t threads;      /* >= 0; 0 = automatic (one thread for small batches) */
+} trm_options_t;
+
+/* One criterion: a row passes iff lo <= aggregation(estimator) <= hi (inclusive); a token
+   criterion passes a token iff lo <= estimator(token) <= hi. An infinite bound disables its
+   side. NaN bounds, lo > hi, hi < 0 for the non-negative estimators (k2, k3, abs, ratio, tv) and
+   a finite lo < 0 for ratio are refused (TRM_E_BAD_THRESHOLD). */
+typedef struct trm_criterion_t {
+    int32_t aggregation; /* TRM_AGG_* */
+    int32_t estimator;   /* TRM_EST_* */
+    double lo;           /* -INFINITY = no lower bound */
+    double hi;           /* +INFINITY = no upper bound */
+} trm_criterion_t;
+
+/* Outputs of trm_mask; each may be absent (data NULL). */
+typedef struct trm_mask_out_t {
+    uint32_t struct_size; /* sizeof(trm_mask_out_t) */
+    int32_t reserved;     /* must be 0 */
+    trm_out_t keep_row;   /* uint8_t [n_rows]: 1 = the row passes every row criterion */
+    trm_out_t count;      /* int64_t [n_rows]: valid tokens (NaN tokens excluded under SKIP) */
+    trm_out_t nonfinite;  /* int64_t [n_rows]: valid tokens whose delta is NaN or +-inf */
+    trm_out_t row_stats;  /* float [n_rows, n_row_criteria]: the statistic each row criterion
+                             tested, in criteria order (token criteria have no column) */
+    trm_out_t keep_token; /* uint8_t token grid (padded [n_rows, n_cols], packed [n_cols]):
+                             valid AND row kept AND every token criterion passes; positions
+                             outside every row are 0 */
+    int64_t *rejected;    /* int64_t [n_criteria], contiguous: rows (row criteria) or tokens
+                             (token criteria) each criterion rejects, counted before the AND */
+} trm_mask_out_t;
+
+/* ---------------------------------------------------------------------------------------------
+ * Functions.
+ * ------------------------------------------------------------------------------------------ */
+
+/* Trust region mask and per-row statistics in one pass over the batch (SPEC §3, §4).
+ *
+ * For each row: counts its valid tokens and non-finite deltas, reduces each row criterion's
+ * estimator (max, min, sum, mean; float64 sums in a fixed order), and keeps the row iff every
+ * row criterion passes. Rows without valid tokens have statistics 0 and are kept unless
+ * options->reject_empty. Under TRM_NAN_REJECT a row with a NaN delta on a valid token has NaN
+ * statistics and fails every row criterion.
+ *
+ * batch     required. criteria: n_criteria entries, may be NULL iff n_criteria == 0;
+ * n_criteria 0..64. options: required. out: required; each output inside may be NULL.
+ *
+ * Accuracy: sums and means within 2e-6 * sum|term| of float64; max/min equal the max/min of
+ * the float32 per-token values trm_token_values gives.
+ *
+ * Returns TRM_OK, TRM_E_NULL_POINTER, TRM_E_BAD_STRUCT_SIZE, TRM_E_BAD_SIZE, TRM_E_BAD_DTYPE,
+ * TRM_E_BAD_STRIDE, TRM_E_OUT_OF_RANGE, TRM_E_ALIASING, TRM_E_BAD_LAYOUT, TRM_E_BAD_INPUTS,
+ * TRM_E_BAD_ESTIMATOR, TRM_E_BAD_AGGREGATION, TRM_E_BAD_NAN_POLICY, TRM_E_BAD_THRESHOLD,
+ * TRM_E_BAD_OFFSETS, TRM_E_BAD_LENGTHS, TRM_E_BAD_OPTION. On error no output is written. */
+trm_status_t trm_mask(const trm_batch_t *batch, const trm_criterion_t *criteria,
+                      int64_t n_criteria, const trm_options_t *options,
+                      const trm_mask_out_t *out);
+
+/* The token keep mask for a given row decision, without the row reductions: writes
+ * out_keep_token[t] = valid(t) AND keep_row[row of t] AND every token criterion passes at t.
+ * Row criteria in `criteria` are ignored (pass the same list as to trm_mask). Positions outside
+ * every row are 0. Use it to build keep_token later than trm_mask, only when needed.
+ *
+ * keep_row: U8/BOOL [n_rows] view (stride_col). out_keep_token: uint8_t token grid, required.
+ * Returns the statuses of trm_mask. On error no output is written. */
+trm_status_t trm_token_keep(const trm_batch_t *batch, const trm_criterion_t *criteria,
+                            int64_t n_criteria, const trm_options_t *options,
+                            trm_view_t keep_row, trm_out_t out_keep_token);
+
+/* One estimator at every position of the token grid (padded [n_rows, n_cols], packed
+ * [n_cols]), valid or not: out = estimator(clamp(delta)). The batch must have no mask and no
+ * lengths (every position is written); the NaN policy and reject_empty are not used.
+ *
+ * Accuracy (SPEC §2): delta, k1, k2, abs correctly rounded; k3, ratio, tv within 4e-6
+ * relative of float64 (measured worst: see docs/accuracy.md); k3 >= 0 and k3, tv monotone in
+ * |delta| on each side of 0.
+ *
+ * out_values: float token grid, required. Returns the statuses of trm_mask. On error no output
+ * is written. */
+trm_status_t trm_token_values(const trm_batch_t *batch, int32_t estimator,
+                              const trm_options_t *options, trm_out_t out_values);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TRMASK_H */

@@ -75,6 +75,10 @@ typedef int32_t trm_status_t;
 #define TRM_E_BAD_OPTION 16     /* clamp not > 0, threads < 0, a flag not 0/1, a reserved
                                    field not 0 */
 #define TRM_E_INTERNAL 17       /* a bug in trmask; please report it */
+#define TRM_E_BAD_TEMPERATURE 18 /* temperature not finite and > 0 */
+#define TRM_E_BAD_TOKEN_ID 19   /* a token id outside 0 ..< vocabulary size */
+#define TRM_E_BAD_BOUND_INPUT 20 /* an error-bound input out of its domain (T < 1, a negative or
+                                    non-finite divergence, reward range not > 0, dbar length) */
 
 /* Static English text for a status, e.g. "output strides overlap". Never NULL; unknown codes
    give "unknown status". */

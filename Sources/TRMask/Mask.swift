@@ -1,0 +1,129 @@
+import TRMaskKernels
+
+/// What `trustRegionMask` returns (SPEC §3-§4).
+public struct MaskResult: Equatable, Sendable {
+    /// Rows that pass every row criterion.
+    public var keepRow: [Bool]
+    /// Token grid (padded `rows * cols` row-major, packed `cols`): valid, in a kept row, and passing
+    /// every token criterion. Empty unless asked for.
+    public var keepToken: [Bool]
+    /// Per criterion, in order: rows (row criteria) or tokens (token criteria) it rejects, counted
+    /// before the AND.
+    public var rejected: [Int]
+    /// Per row criterion, in order: the statistic it tested, one per row.
+    public var rowStats: [[Float]]
+    /// Valid tokens per row (NaN tokens excluded under `.skip`).
+    public var count: [Int]
+    /// Valid tokens per row whose log-ratio is NaN or infinite.
+    public var nonfinite: [Int]
+}
+
+/// Trust Region Masking: which rows (and tokens) of `batch` stay in the gradient. `criteria`
+/// defaults to the paper's TRM-Max&Avg (`max k2 <= 0.1`, `mean k3 <= 0.002`); a row is kept iff
+/// every row criterion holds (inclusive bounds). Empty rows are kept unless
+/// `options.rejectEmpty`. Results do not depend on `options.threads`.
+public func trustRegionMask(_ batch: TokenBatch, criteria: [Criterion] = Criterion.trmDefault,
+                            options: ReductionOptions = ReductionOptions(), keepToken: Bool = false) throws(TRMaskError) -> MaskResult {
+    let rows = batch.rows
+    let rowCriteria = criteria.filter(\.isRowCriterion).count
+    var keepRow = [UInt8](repeating: 0, count: rows)
+    var tokens = [UInt8](repeating: 0, count: keepToken ? batch.gridCount : 0)
+    var stats = [Float](repeating: 0, count: rows * rowCriteria)
+    var count = [Int64](repeating: 0, count: rows)
+    var nonfinite = [Int64](repeating: 0, count: rows)
+    var rejected = [Int64](repeating: 0, count: criteria.count)
+    let status = keepRow.withUnsafeMutableBufferPointer { keepRow in
+        tokens.withUnsafeMutableBufferPointer { tokens in
+            stats.withUnsafeMutableBufferPointer { stats in
+                count.withUnsafeMutableBufferPointer { count in
+                    nonfinite.withUnsafeMutableBufferPointer { nonfinite in
+                        rejected.withUnsafeMutableBufferPointer { rejected in
+                            let outputs = MaskOutputs(
+                                keepRow: OutView(base: keepRow.baseAddress), count: OutView(base: count.baseAddress),
+                                nonfinite: OutView(base: nonfinite.baseAddress),
+                                rowStats: OutView(base: stats.baseAddress, rowStride: 1, colStride: rows),
+                                keepToken: OutView(base: keepToken ? tokens.baseAddress : nil,
+                                                   rowStride: batch.batch.layout == .padded ? batch.cols : 0, colStride: 1),
+                                rejected: rejected.baseAddress)
+                            return TRMaskKernels.trustRegionMask(batch.batch, criteria: criteria, options: options, outputs: outputs)
+                        }
+                    }
+                }
+            }
+        }
+    }
+    try TRMaskError.check(status)
+    return MaskResult(keepRow: keepRow.map { $0 != 0 }, keepToken: tokens.map { $0 != 0 }, rejected: rejected.map { Int($0) },
+                      rowStats: (0..<rowCriteria).map { Array(stats[($0 * rows)..<(($0 + 1) * rows)]) },
+                      count: count.map { Int($0) }, nonfinite: nonfinite.map { Int($0) })
+}
+
+/// Per-row `sum, mean, max, min` of one estimator over valid tokens (SPEC §3).
+public struct RowStatistics: Equatable, Sendable {
+    public var sum: [Float]
+    public var mean: [Float]
+    public var max: [Float]
+    public var min: [Float]
+}
+
+/// What `sequenceStats` returns.
+public struct SequenceStats: Equatable, Sendable {
+    public var count: [Int]
+    public var nonfinite: [Int]
+    public var stats: [Estimator: RowStatistics]
+}
+
+/// Per-row count, sum, mean, max and min of each estimator, in one pass. Empty rows give 0;
+/// under `.reject` a row with a NaN log-ratio gives NaN statistics.
+public func sequenceStats(_ batch: TokenBatch, estimators: [Estimator] = [.k2, .k3],
+                          options: ReductionOptions = ReductionOptions()) throws(TRMaskError) -> SequenceStats {
+    let aggregations: [Aggregation] = [.sum, .mean, .max, .min]
+    let criteria = estimators.flatMap { estimator in aggregations.map { Criterion($0, estimator) } }
+    let result = try trustRegionMask(batch, criteria: criteria, options: options)
+    var stats: [Estimator: RowStatistics] = [:]
+    for (index, estimator) in estimators.enumerated() {
+        let base = index * aggregations.count
+        stats[estimator] = RowStatistics(sum: result.rowStats[base], mean: result.rowStats[base + 1],
+                                         max: result.rowStats[base + 2], min: result.rowStats[base + 3])
+    }
+    return SequenceStats(count: result.count, nonfinite: result.nonfinite, stats: stats)
+}
+
+/// `estimator(clamp(delta))` at every position of the token grid (padded row-major `rows * cols`,
+/// packed `cols`), valid or not (SPEC §2). The batch must have no mask and no lengths.
+public func tokenValues(_ batch: TokenBatch, estimator: Estimator, options: ReductionOptions = ReductionOptions()) throws(TRMaskError) -> [Float] {
+    var values = [Float](repeating: 0, count: batch.gridCount)
+    let status = values.withUnsafeMutableBufferPointer { out in
+        TRMaskKernels.tokenValues(batch.batch, estimator: estimator, options: options,
+                                  out: OutView(base: out.baseAddress, rowStride: batch.batch.layout == .padded ? batch.cols : 0, colStride: 1))
+    }
+    try TRMaskError.check(status)
+    return values
+}
+
+/// Array conveniences: row-major `[rows * cols]` Swift arrays.
+public extension TokenBatch {
+    /// Runs `body` with a padded batch over row-major arrays (`mask`: nonzero = valid).
+    static func withPadded<R>(logpTrain: [Float], logpRoll: [Float], rows: Int, cols: Int, mask: [UInt8]? = nil,
+                              lengths: [Int64]? = nil, _ body: (TokenBatch) throws(TRMaskError) -> R) throws(TRMaskError) -> R {
+        guard logpTrain.count == rows * cols else { throw TRMaskError(.badSize, argument: "logpTrain") }
+        guard logpRoll.count == rows * cols else { throw TRMaskError(.badSize, argument: "logpRoll") }
+        if let mask, mask.count != rows * cols { throw TRMaskError(.badSize, argument: "mask") }
+        return try logpTrain.withUnsafeBufferPointer { (train) throws(TRMaskError) -> R in
+            try logpRoll.withUnsafeBufferPointer { (roll) throws(TRMaskError) -> R in
+                try withOptionalBuffer(mask) { (mask) throws(TRMaskError) -> R in
+                    try withOptionalBuffer(lengths) { (lengths) throws(TRMaskError) -> R in
+                        try body(padded(logpTrain: StridedMatrix(train, rows: rows, cols: cols),
+                                        logpRoll: StridedMatrix(roll, rows: rows, cols: cols),
+                                        mask: mask.map { StridedMatrix($0, rows: rows, cols: cols) }, lengths: lengths))
+                    }
+                }
+            }
+        }
+    }
+}
+
+private func withOptionalBuffer<T, R>(_ array: [T]?, _ body: (UnsafeBufferPointer<T>?) throws(TRMaskError) -> R) throws(TRMaskError) -> R {
+    guard let array else { return try body(nil) }
+    return try array.withUnsafeBufferPointer { (buffer) throws(TRMaskError) -> R in try body(buffer) }
+}

@@ -1,0 +1,59 @@
+import CTRMask
+import TRMaskKernels
+
+/// The C entry points of include/trmask.h. Each translates its arguments and calls one kernel
+/// entry point; `@c @implementation` makes the compiler check every signature against the header.
+
+@c @implementation
+public func trm_abi_version() -> UInt32 {
+    UInt32(TRM_ABI_VERSION)
+}
+
+@c @implementation
+public func trm_version() -> UnsafePointer<CChar>! {
+    cString("0.1.0")
+}
+
+@c @implementation
+public func trm_status_string(_ status: trm_status_t) -> UnsafePointer<CChar>! {
+    cString(Status(rawValue: status)?.message ?? "unknown status")
+}
+
+@c @implementation
+public func trm_status_name(_ status: trm_status_t) -> UnsafePointer<CChar>! {
+    cString(Status(rawValue: status)?.name ?? "TRM_E_UNKNOWN")
+}
+
+@c @implementation
+public func trm_mask(_ batch: UnsafePointer<trm_batch_t>!, _ criteria: UnsafePointer<trm_criterion_t>!, _ nCriteria: Int64,
+                     _ options: UnsafePointer<trm_options_t>!, _ out: UnsafePointer<trm_mask_out_t>!) -> trm_status_t {
+    status { () throws(Status) in
+        trustRegionMask(try TRMaskCABI.batch(batch), criteria: try TRMaskCABI.criteria(criteria, nCriteria),
+                        options: try TRMaskCABI.options(options), outputs: try maskOutputs(out))
+    }
+}
+
+@c @implementation
+public func trm_token_keep(_ batch: UnsafePointer<trm_batch_t>!, _ criteria: UnsafePointer<trm_criterion_t>!, _ nCriteria: Int64,
+                           _ options: UnsafePointer<trm_options_t>!, _ keepRow: trm_view_t, _ outKeepToken: trm_out_t) -> trm_status_t {
+    status { () throws(Status) in
+        guard let keepRow = try view(keepRow) else { throw .nullPointer }
+        return tokenKeep(try TRMaskCABI.batch(batch), criteria: try TRMaskCABI.criteria(criteria, nCriteria),
+                         options: try TRMaskCABI.options(options), keepRow: keepRow, out: try out(outKeepToken, as: UInt8.self))
+    }
+}
+
+@c @implementation
+public func trm_token_values(_ batch: UnsafePointer<trm_batch_t>!, _ estimator: Int32, _ options: UnsafePointer<trm_options_t>!,
+                             _ outValues: trm_out_t) -> trm_status_t {
+    status { () throws(Status) in
+        guard let estimator = Estimator(rawValue: estimator) else { throw .badEstimator }
+        return tokenValues(try TRMaskCABI.batch(batch), estimator: estimator, options: try TRMaskCABI.options(options),
+                           out: try out(outValues, as: Float.self))
+    }
+}
+
+/// A static string's bytes as a C string: literals are stored NUL-terminated in the binary.
+private func cString(_ text: StaticString) -> UnsafePointer<CChar> {
+    UnsafeRawPointer(text.utf8Start).assumingMemoryBound(to: CChar.self)
+}

@@ -1,0 +1,67 @@
+/// How a criterion reduces a row (SPEC §4.1); raw values are the header's `TRM_AGG_*`.
+public enum Aggregation: Int32, Sendable, CaseIterable {
+    case max = 0, min = 1, sum = 2, mean = 3, token = 4
+}
+
+/// What a NaN delta on a valid token does (SPEC §4.5); raw values are `TRM_NAN_*`.
+public enum NaNPolicy: Int32, Sendable, CaseIterable {
+    /// The row fails every row criterion and its statistics are NaN; the token fails token
+    /// criteria. Fail closed: a NaN never keeps a row.
+    case reject = 0
+    /// The token is treated as invalid.
+    case skip = 1
+    /// `delta := 0`, i.e. `rho = 1`.
+    case zero = 2
+}
+
+/// `lo <= aggregation(estimator) <= hi`, inclusive; an infinite bound disables its side.
+public struct Criterion: Sendable, Equatable {
+    public var aggregation: Aggregation
+    public var estimator: Estimator
+    public var lo: Double
+    public var hi: Double
+
+    public init(_ aggregation: Aggregation, _ estimator: Estimator, lo: Double = -.infinity, hi: Double = .infinity) {
+        self.aggregation = aggregation
+        self.estimator = estimator
+        self.lo = lo
+        self.hi = hi
+    }
+
+    /// The paper's TRM-Max&Avg with the library's defaults (SPEC §4.2): `max k2 <= 0.1` and
+    /// `mean k3 <= 0.002`.
+    public static let trmDefault = [Criterion(.max, .k2, hi: 0.1), Criterion(.mean, .k3, hi: 0.002)]
+
+    public var isRowCriterion: Bool { aggregation != .token }
+
+    @inline(__always)
+    func passes(_ statistic: Float) -> Bool {
+        let value = Double(statistic)
+        return lo <= value && value <= hi  // false for NaN: fail closed
+    }
+
+    /// SPEC §4.6: the threshold errors.
+    var thresholdIsValid: Bool {
+        if lo.isNaN || hi.isNaN || lo > hi { return false }
+        if estimator.isNonNegative && hi < 0 { return false }
+        if estimator == .ratio && lo.isFinite && lo < 0 { return false }
+        return true
+    }
+}
+
+/// Options shared by the reductions.
+public struct ReductionOptions: Sendable {
+    public var nanPolicy: NaNPolicy
+    /// `delta <- clamp(delta, -clamp, clamp)` before every estimator; `+inf` = none.
+    public var clamp: Double
+    public var rejectEmpty: Bool
+    /// 0 = automatic.
+    public var threads: Int
+
+    public init(nanPolicy: NaNPolicy = .reject, clamp: Double = .infinity, rejectEmpty: Bool = false, threads: Int = 0) {
+        self.nanPolicy = nanPolicy
+        self.clamp = clamp
+        self.rejectEmpty = rejectEmpty
+        self.threads = threads
+    }
+}

@@ -1,0 +1,121 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Per-token estimators of `delta = logp_train - logp_roll` (SPEC §2); raw values are the
+/// header's `TRM_EST_*`.
+public enum Estimator: Int32, Sendable, CaseIterable {
+    case delta = 0, k1 = 1, k2 = 2, k3 = 3, abs = 4, ratio = 5, tv = 6, value = 7
+
+    /// Values are >= 0 for every delta (SPEC §4.6 refuses a negative upper bound for these).
+    public var isNonNegative: Bool { self == .k2 || self == .k3 || self == .abs || self == .ratio || self == .tv }
+
+    /// How the estimator moves with delta, which decides how row extremes are taken from the
+    /// row's extreme deltas instead of from every token's value.
+    var shape: Shape {
+        switch self {
+        case .delta, .ratio, .value: .increasing
+        case .k1: .decreasing
+        case .k2, .k3, .abs, .tv: .valley
+        }
+    }
+
+    enum Shape { case increasing, decreasing, valley }
+}
+
+typealias Lanes = SIMD16<Float>
+typealias LaneMask = SIMDMask<SIMD16<Int32>>
+typealias WideLanes = SIMD16<Double>
+
+/// Below this |delta| the exponential estimators use the float32 series of `smallDeltaK3`;
+/// at or above it they take the float64 path. Chosen so that both paths agree in rounding at the
+/// switch: k3, ratio and tv stay monotone across it (checked exhaustively around the switch and on
+/// a dense grid by the tests).
+let seriesLimit: Float = 0.34657359  // ln(2) / 2
+
+/// `exp(d) - 1 - d` for |d| < `seriesLimit`, without cancellation: `d^2/2 + d^3 s(d)`. The
+/// leading term is the correctly rounded square plus its exact rounding error (by FMA), so the
+/// result is within about 0.6 ulp of the true value; `k3 >= 0`, and `k3 == 0` only when `d == 0`
+/// or `d^2/2` underflows float32.
+@inline(__always)
+func seriesK3(_ d: Lanes) -> Lanes {
+    let square = d * d
+    let squareError = (-square).addingProduct(d, d)  // d*d - square, exact
+    // s(d) = (exp(d) - 1 - d - d^2/2) / d^3 to the d^5 term: the first term left out adds under
+    // 3e-9 relative on |d| < ln2/2.
+    var s = Lanes(repeating: 1.0 / 40320)
+    s = Lanes(repeating: 1.0 / 5040).addingProduct(s, d)
+    s = Lanes(repeating: 1.0 / 720).addingProduct(s, d)
+    s = Lanes(repeating: 1.0 / 120).addingProduct(s, d)
+    s = Lanes(repeating: 1.0 / 24).addingProduct(s, d)
+    s = Lanes(repeating: 1.0 / 6).addingProduct(s, d)
+    let correction = (0.5 * squareError).addingProduct(square * d, s)
+    return 0.5 * square + correction
+}
+
+/// The three exponential estimators of SPEC §2 for sixteen deltas. Lanes with
+/// |d| < `seriesLimit` use the float32 series; the others (and only they, so every lane's value
+/// depends on its own delta alone) are computed from a float64 exponential and rounded once,
+/// which keeps them monotone and within 1 ulp. Overflow gives +inf, never NaN; NaN stays NaN.
+@inline(__always)
+func exponentialEstimates(_ d: Lanes) -> (k3: Lanes, ratio: Lanes, tv: Lanes) {
+    let k3 = seriesK3(d)
+    let expm1 = d + k3
+    var result = (k3: k3, ratio: 1 + expm1, tv: absolute(expm1))
+    let large = absolute(d) .>= Lanes(repeating: seriesLimit)  // false for NaN
+    if any(large) {
+        for lane in 0..<Lanes.scalarCount where large[lane] {
+            let x = Double(d[lane])
+            let e = exp(x)
+            result.k3[lane] = e.isInfinite ? .infinity : Float(e - 1 - x)
+            result.ratio[lane] = Float(e)
+            result.tv[lane] = Float(Swift.abs(e - 1))
+        }
+    }
+    return result
+}
+
+/// The estimator's value for sixteen (already clamped) deltas: the per-token float32 outputs of
+/// SPEC §2, and the single definition every kernel uses, so row extremes taken from extreme deltas
+/// equal the extremes of the per-token values bit for bit.
+@inline(__always)
+func estimate(_ estimator: Estimator, _ d: Lanes) -> Lanes {
+    switch estimator {
+    case .delta, .value: return d
+    case .k1: return -d
+    case .k2: return (0.5 * d) * d  // 0.5 * d is exact, so one rounding: correctly rounded
+    case .abs: return absolute(d)
+    case .k3: return exponentialEstimates(d).k3
+    case .ratio: return exponentialEstimates(d).ratio
+    case .tv: return exponentialEstimates(d).tv
+    }
+}
+
+/// `estimate` for one delta (lane 0 of a vector), for the handful of per-row evaluations.
+@inline(__always)
+func estimate(_ estimator: Estimator, _ d: Float) -> Float {
+    estimate(estimator, Lanes(repeating: d))[0]
+}
+
+/// Clamps to [-limit, limit] and keeps NaN (SPEC §2: the clamp applies before every estimator).
+@inline(__always)
+func clamped(_ d: Lanes, _ limit: Float) -> Lanes {
+    let upper = Lanes(repeating: limit)
+    return d.replacing(with: upper, where: d .> upper).replacing(with: -upper, where: d .< -upper)
+}
+
+/// |d| by clearing the sign bit (so |-0| = +0 and NaN stays NaN).
+@inline(__always)
+func absolute(_ d: Lanes) -> Lanes {
+    Lanes(bitPattern: d.bitPattern & SIMD16<UInt32>(repeating: 0x7fff_ffff))
+}
+
+extension SIMD16 where Scalar == Float {
+    @inline(__always)
+    var bitPattern: SIMD16<UInt32> { unsafeBitCast(self, to: SIMD16<UInt32>.self) }
+
+    @inline(__always)
+    init(bitPattern: SIMD16<UInt32>) { self = unsafeBitCast(bitPattern, to: SIMD16<Float>.self) }
+}

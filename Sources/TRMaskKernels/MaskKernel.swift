@@ -1,0 +1,254 @@
+/// The trust region mask (SPEC §3-§4): per-row counts and statistics, row and token decisions,
+/// per-criterion rejections, in one pass over the batch.
+
+/// Where the mask kernel writes; every output is optional.
+public struct MaskOutputs: @unchecked Sendable {
+    /// `[rows]`: 1 = the row passes every row criterion.
+    public var keepRow: OutView<UInt8>
+    /// `[rows]`: counted tokens.
+    public var count: OutView<Int64>
+    /// `[rows]`: valid tokens whose stream value is NaN or ±inf.
+    public var nonfinite: OutView<Int64>
+    /// `[rows, rowCriteria]`: each row criterion's statistic.
+    public var rowStats: OutView<Float>
+    /// Token grid (padded `[rows, cols]`; packed `[cols]` with `rowStride` 0).
+    public var keepToken: OutView<UInt8>
+    /// `[criteria]`, contiguous.
+    public var rejected: UnsafeMutablePointer<Int64>?
+
+    public init(keepRow: OutView<UInt8> = .absent, count: OutView<Int64> = .absent,
+                nonfinite: OutView<Int64> = .absent, rowStats: OutView<Float> = .absent,
+                keepToken: OutView<UInt8> = .absent, rejected: UnsafeMutablePointer<Int64>? = nil) {
+        self.keepRow = keepRow
+        self.count = count
+        self.nonfinite = nonfinite
+        self.rowStats = rowStats
+        self.keepToken = keepToken
+        self.rejected = rejected
+    }
+}
+
+/// Validates every argument, then computes the mask. Returns `.ok` with every requested output
+/// written, or the first problem found with nothing written.
+public func trustRegionMask(_ batch: Batch, criteria: [Criterion], options: ReductionOptions, outputs: MaskOutputs) -> Status {
+    let status = validateMask(batch, criteria: criteria, options: options, outputs: outputs)
+    guard status == .ok else { return status }
+    var scan = MaskScan(batch: batch, criteria: criteria, options: options, outputs: outputs, givenKeepRow: nil)
+    dispatchReader(batch, to: &scan)
+    return .ok
+}
+
+/// The token keep mask for a given row decision (`keepRow`, a byte view of `[rows]`), without
+/// the row reductions. Row criteria are ignored.
+public func tokenKeep(_ batch: Batch, criteria: [Criterion], options: ReductionOptions, keepRow: StridedView, out: OutView<UInt8>) -> Status {
+    let outputs = MaskOutputs(keepToken: out)
+    let status = validateTokenKeep(batch, criteria: criteria, options: options, keepRow: keepRow, outputs: outputs)
+    guard status == .ok else { return status }
+    var scan = MaskScan(batch: batch, criteria: criteria.filter { !$0.isRowCriterion }, options: options,
+                        outputs: outputs, givenKeepRow: keepRow)
+    dispatchReader(batch, to: &scan)
+    return .ok
+}
+
+/// A kernel that runs with whichever reader fits the batch.
+protocol ReaderConsumer {
+    mutating func run<Reader: RowReader>(_ reader: Reader.Type)
+}
+
+/// Picks the fastest reader that can read every row of `batch`.
+func dispatchReader<Consumer: ReaderConsumer>(_ batch: Batch, to consumer: inout Consumer) {
+    if ContiguousPairReader<ContiguousByteMask>.accepts(batch) {
+        consumer.run(ContiguousPairReader<ContiguousByteMask>.self)
+    } else if ContiguousPairReader<NoMask>.accepts(batch) {
+        consumer.run(ContiguousPairReader<NoMask>.self)
+    } else if ContiguousSingleReader<ContiguousByteMask>.accepts(batch) {
+        consumer.run(ContiguousSingleReader<ContiguousByteMask>.self)
+    } else if ContiguousSingleReader<NoMask>.accepts(batch) {
+        consumer.run(ContiguousSingleReader<NoMask>.self)
+    } else {
+        consumer.run(GatherReader.self)
+    }
+}
+
+/// A token criterion with bounds rounded inward to float32, so comparing a float32 value with
+/// them gives exactly the float64 comparison `lo <= value <= hi`.
+struct TokenBand {
+    var estimator: Estimator
+    var lo: Lanes
+    var hi: Lanes
+
+    init(_ criterion: Criterion) {
+        estimator = criterion.estimator
+        var lo = Float(criterion.lo)
+        if Double(lo) < criterion.lo { lo = lo.nextUp }
+        var hi = Float(criterion.hi)
+        if Double(hi) > criterion.hi { hi = hi.nextDown }
+        self.lo = Lanes(repeating: lo)
+        self.hi = Lanes(repeating: hi)
+    }
+
+    @inline(__always)
+    func passes(_ value: Lanes) -> LaneMask {
+        let v = estimate(estimator, value)
+        return (v .>= lo) .& (v .<= hi)
+    }
+}
+
+/// Writes one row of a token-grid output.
+struct GridRow<Element> {
+    let base: UnsafeMutablePointer<Element>
+    let stride: Int
+
+    init(_ out: OutView<Element>, row: Int, start: Int, layout: Layout) {
+        let origin = layout == .padded ? row &* out.rowStride : start &* out.colStride
+        base = out.base.unsafelyUnwrapped + origin
+        stride = out.colStride
+    }
+
+    @inline(__always)
+    func fill(_ value: Element, from: Int, to end: Int) {
+        var p = from
+        while p < end {
+            base[p &* stride] = value
+            p += 1
+        }
+    }
+}
+
+extension GridRow where Element == UInt8 {
+    @inline(__always)
+    func store(_ keep: LaneMask, at p: Int, count: Int) {
+        for lane in 0..<count { base[(p &+ lane) &* stride] = keep[lane] ? 1 : 0 }
+    }
+}
+
+struct MaskScan: ReaderConsumer {
+    let batch: Batch
+    let criteria: [Criterion]
+    let rowCriteria: [Criterion]
+    let tokenBands: [TokenBand]
+    let plan: ScanPlan
+    let rejectEmpty: Bool
+    let workers: Int
+    let outputs: MaskOutputs
+    let givenKeepRow: StridedView?
+
+    init(batch: Batch, criteria: [Criterion], options: ReductionOptions, outputs: MaskOutputs, givenKeepRow: StridedView?) {
+        self.batch = batch
+        self.criteria = criteria
+        rowCriteria = criteria.filter(\.isRowCriterion)
+        tokenBands = criteria.filter { !$0.isRowCriterion }.map(TokenBand.init)
+        plan = ScanPlan(criteria: criteria, options: options)
+        rejectEmpty = options.rejectEmpty
+        workers = workerCount(threads: options.threads, rows: batch.rows, positions: batch.gridCount)
+        self.outputs = outputs
+        self.givenKeepRow = givenKeepRow
+    }
+
+    mutating func run<Reader: RowReader>(_ reader: Reader.Type) {
+        // Rejections per worker: row criteria first, then token criteria; summed in worker order.
+        let perWorker = rowCriteria.count + tokenBands.count
+        var rejected = [Int](repeating: 0, count: Swift.max(1, workers * perWorker))
+        rejected.withUnsafeMutableBufferPointer { counters in
+            let counters = UncheckedBuffer(counters)
+            forEachRowBlock(rows: batch.rows, workers: workers) { worker, rows in
+                let mine = UnsafeMutableBufferPointer(rebasing: counters.buffer[(worker * perWorker)..<((worker + 1) * perWorker)])
+                for row in rows { scanRow(Reader.self, row, rejected: mine) }
+            }
+        }
+        clearPackedGaps()
+        guard let out = outputs.rejected else { return }
+        var next = (row: 0, token: rowCriteria.count)
+        for (index, criterion) in criteria.enumerated() {
+            let slot: Int
+            if criterion.isRowCriterion {
+                slot = next.row
+                next.row += 1
+            } else {
+                slot = next.token
+                next.token += 1
+            }
+            out[index] = Int64((0..<workers).reduce(0) { $0 + rejected[$1 * perWorker + slot] })
+        }
+    }
+
+    @inline(__always)
+    private func scanRow<Reader: RowReader>(_ reader: Reader.Type, _ row: Int, rejected: UnsafeMutableBufferPointer<Int>) {
+        let span = batch.rowSpan(row)
+        let n = batch.scanCount(row, span: span.count)
+        let decided = givenKeepRow.map { $0.isNonzero(row) }
+        let tokens = outputs.keepToken.base == nil ? nil : GridRow(outputs.keepToken, row: row, start: span.start, layout: batch.layout)
+        var summary = RowSummary()
+        if n > 0 && decided != false {
+            let source = Reader(batch, row: row, start: span.start)
+            var lanes = LaneStats()
+            var p = 0
+            while p < n {
+                let blockEnd = Swift.min(n, p + LaneStats.blockLength)
+                while p < blockEnd {
+                    let width = Swift.min(16, blockEnd - p)
+                    let (raw, valid) = width == 16 ? source.chunk(at: p) : source.partialChunk(at: p, count: width)
+                    let (value, tokenValid) = lanes.add(raw, valid, plan: plan)
+                    if !tokenBands.isEmpty || tokens != nil {
+                        var keep = tokenValid
+                        for (index, band) in tokenBands.enumerated() {
+                            let pass = band.passes(value)
+                            let failed = tokenValid .& .!pass
+                            if any(failed) { rejected[rowCriteria.count + index] += laneCount(Lanes(repeating: 0).replacing(with: 1, where: failed)) }
+                            keep = keep .& pass
+                        }
+                        tokens?.store(keep, at: p, count: width)
+                    }
+                    p += width
+                }
+                summary.flushCounters(&lanes)
+            }
+            summary.finish(lanes)
+        }
+        let keep = decided ?? decideRow(row, summary, rejected: rejected)
+        if let tokens {
+            tokens.fill(0, from: keep ? n : 0, to: span.count)
+        }
+    }
+
+    /// Evaluates the row criteria, writes the row outputs, and returns the decision.
+    private func decideRow(_ row: Int, _ summary: RowSummary, rejected: UnsafeMutableBufferPointer<Int>) -> Bool {
+        var keep = true
+        if summary.counted == 0 {
+            keep = !rejectEmpty
+            for column in rowCriteria.indices where outputs.rowStats.base != nil {
+                outputs.rowStats.store(0, row: row, col: column)
+            }
+        } else {
+            for (column, criterion) in rowCriteria.enumerated() {
+                let statistic = summary.statistic(criterion, nanPolicy: plan.nanPolicy)
+                if outputs.rowStats.base != nil { outputs.rowStats.store(statistic, row: row, col: column) }
+                if !criterion.passes(statistic) {
+                    keep = false
+                    rejected[column] += 1
+                }
+            }
+        }
+        if outputs.keepRow.base != nil { outputs.keepRow.store(keep ? 1 : 0, row: row) }
+        if outputs.count.base != nil { outputs.count.store(Int64(summary.counted), row: row) }
+        if outputs.nonfinite.base != nil { outputs.nonfinite.store(Int64(summary.nonfinite), row: row) }
+        return keep
+    }
+
+    /// Packed token grids: positions before the first row and after the last are outside every
+    /// row, so their keep_token is 0.
+    private func clearPackedGaps() {
+        guard batch.layout == .packed, outputs.keepToken.base != nil else { return }
+        let first = batch.rows > 0 ? batch.offsets.unsafelyUnwrapped.index(0) : batch.cols
+        let last = batch.rows > 0 ? batch.offsets.unsafelyUnwrapped.index(batch.rows) : batch.cols
+        let grid = GridRow(outputs.keepToken, row: 0, start: 0, layout: .packed)
+        grid.fill(0, from: 0, to: first)
+        grid.fill(0, from: last, to: batch.cols)
+    }
+}
+
+/// A buffer handed to worker threads that write disjoint parts of it.
+struct UncheckedBuffer<Element>: @unchecked Sendable {
+    let buffer: UnsafeMutableBufferPointer<Element>
+    init(_ buffer: UnsafeMutableBufferPointer<Element>) { self.buffer = buffer }
+}

@@ -1,0 +1,79 @@
+/// Why a request was refused. Raw values are the pinned `TRM_E_*` codes of `include/trmask.h`
+/// (a Python test compares the two); new cases are only ever appended.
+public enum Status: Int32, CaseIterable, Sendable {
+    case ok = 0
+    case nullPointer = 1
+    case badStructSize = 2
+    case badSize = 3
+    case badDType = 4
+    case badStride = 5
+    case outOfRange = 6
+    case aliasing = 7
+    case badLayout = 8
+    case badInputs = 9
+    case badEstimator = 10
+    case badAggregation = 11
+    case badNaNPolicy = 12
+    case badThreshold = 13
+    case badOffsets = 14
+    case badLengths = 15
+    case badOption = 16
+    case internalError = 17
+    case badTemperature = 18
+    case badTokenID = 19
+    case badBoundInput = 20
+
+    /// The `TRM_*` macro name, as static text for the C ABI.
+    public var name: StaticString {
+        switch self {
+        case .ok: "TRM_OK"
+        case .nullPointer: "TRM_E_NULL_POINTER"
+        case .badStructSize: "TRM_E_BAD_STRUCT_SIZE"
+        case .badSize: "TRM_E_BAD_SIZE"
+        case .badDType: "TRM_E_BAD_DTYPE"
+        case .badStride: "TRM_E_BAD_STRIDE"
+        case .outOfRange: "TRM_E_OUT_OF_RANGE"
+        case .aliasing: "TRM_E_ALIASING"
+        case .badLayout: "TRM_E_BAD_LAYOUT"
+        case .badInputs: "TRM_E_BAD_INPUTS"
+        case .badEstimator: "TRM_E_BAD_ESTIMATOR"
+        case .badAggregation: "TRM_E_BAD_AGGREGATION"
+        case .badNaNPolicy: "TRM_E_BAD_NAN_POLICY"
+        case .badThreshold: "TRM_E_BAD_THRESHOLD"
+        case .badOffsets: "TRM_E_BAD_OFFSETS"
+        case .badLengths: "TRM_E_BAD_LENGTHS"
+        case .badOption: "TRM_E_BAD_OPTION"
+        case .internalError: "TRM_E_INTERNAL"
+        case .badTemperature: "TRM_E_BAD_TEMPERATURE"
+        case .badTokenID: "TRM_E_BAD_TOKEN_ID"
+        case .badBoundInput: "TRM_E_BAD_BOUND_INPUT"
+        }
+    }
+
+    /// One line of English for users, as static text for the C ABI.
+    public var message: StaticString {
+        switch self {
+        case .ok: "success"
+        case .nullPointer: "a required pointer is NULL"
+        case .badStructSize: "struct_size is smaller than this library's struct (ABI mismatch)"
+        case .badSize: "a size or count is negative, too large, or overflows"
+        case .badDType: "unknown dtype, or a dtype this argument does not accept"
+        case .badStride: "output strides overlap, or a packed view has a nonzero stride_row"
+        case .outOfRange: "an array's extent overflows the address space"
+        case .aliasing: "an output overlaps another output or an input"
+        case .badLayout: "unknown layout"
+        case .badInputs: "give exactly one of: logp_train with logp_roll, log_ratio, values"
+        case .badEstimator: "unknown estimator, or one these inputs cannot give"
+        case .badAggregation: "unknown aggregation"
+        case .badNaNPolicy: "unknown NaN policy"
+        case .badThreshold: "invalid threshold: NaN, lo > hi, or unreachable for this estimator"
+        case .badOffsets: "packed offsets decrease, start below 0, or end past the data"
+        case .badLengths: "a length is negative or longer than its row"
+        case .badOption: "invalid option: clamp must be > 0, threads >= 0, flags 0 or 1, reserved 0"
+        case .internalError: "internal error in trmask (a bug: please report it)"
+        case .badTemperature: "temperature must be finite and > 0"
+        case .badTokenID: "a token id is outside 0 ..< vocabulary size"
+        case .badBoundInput: "an error-bound input is out of its domain"
+        }
+    }
+}

@@ -1,0 +1,26 @@
+"""trmask: Trust Region Masking for long-horizon LLM reinforcement learning.
+
+Fused one-pass kernels (Swift, behind a C ABI) that decide which sequences stay in the policy
+gradient when the rollout engine's policy ``pi_roll`` and the training engine's ``pi_theta``
+disagree. ``delta = logp_train - logp_roll`` is the log importance ratio (training minus rollout).
+
+    import trmask
+    result = trmask.trust_region_mask(logp_train, logp_roll, mask)   # TRM-Max&Avg defaults
+    loss = (per_token_loss * result.keep_token).sum() / mask.sum()   # fixed denominator
+
+numpy arrays and torch CPU tensors go in without copies; the same kind comes out.
+"""
+
+from ._api import MaskResult, SequenceStats, sequence_stats, token_values, trust_region_mask
+from ._criteria import DEFAULT_CRITERIA, Criterion, parse_criteria
+from ._ffi import lib as _lib
+from .errors import TrmaskError
+
+__version__ = "0.1.0"
+#: Version of the loaded shared library.
+library_version = _lib.trm_version().decode()
+
+__all__ = [
+    "Criterion", "DEFAULT_CRITERIA", "MaskResult", "SequenceStats", "TrmaskError", "parse_criteria",
+    "sequence_stats", "token_values", "trust_region_mask",
+]

@@ -1,0 +1,279 @@
+"""The public Python API over the C ABI: trust_region_mask, sequence_stats, token_values."""
+
+from __future__ import annotations
+
+import ctypes
+import math
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from . import _arrays, _ffi
+from ._arrays import FLOAT_DTYPES, INDEX_DTYPES, MASK_DTYPES, Operand
+from ._criteria import Criterion, CriteriaLike, normalize_criteria
+from .errors import TrmaskError
+
+_lib = _ffi.lib
+
+# Which argument a status most likely concerns, to make library refusals actionable.
+_STATUS_HINTS = {
+    "TRM_E_BAD_OFFSETS": "`offsets` must start at >= 0, never decrease, and end at or before the number of tokens",
+    "TRM_E_BAD_LENGTHS": "every entry of `lengths` must be between 0 and its row's length",
+    "TRM_E_ALIASING": "an output shares memory with another array",
+    "TRM_E_OUT_OF_RANGE": "an array's strides reach outside the address space",
+}
+
+
+def raise_for_status(status: int, call: str) -> None:
+    if status == 0:
+        return
+    name = _lib.trm_status_name(status).decode()
+    message = f"{call}: {_lib.trm_status_string(status).decode()} ({name})"
+    if name in _STATUS_HINTS:
+        message += f"; {_STATUS_HINTS[name]}"
+    if name == "TRM_E_INTERNAL":
+        message += ". This is a bug in trmask; please report it with the inputs' shapes and strides"
+    raise TrmaskError(message, status, name)
+
+
+class _PreparedBatch:
+    """A batch as the C ABI sees it, with every operand kept alive alongside the struct."""
+
+    def __init__(self, logp_train, logp_roll, log_ratio, values, mask, lengths, offsets):
+        given = [name for name, x in (("logp_train", logp_train), ("logp_roll", logp_roll),
+                                      ("log_ratio", log_ratio), ("values", values)) if x is not None]
+        if given not in (["logp_train", "logp_roll"], ["log_ratio"], ["values"]):
+            raise TrmaskError("pass logp_train and logp_roll, or log_ratio=, or values= (exactly one source); "
+                              f"got {', '.join(given) if given else 'none'}")
+        primary_name = given[0]
+        primary = Operand(primary_name, {"logp_train": logp_train, "log_ratio": log_ratio, "values": values}[primary_name],
+                          FLOAT_DTYPES)
+        self.like = primary.obj
+        self.source = "values" if values is not None else "log_ratio" if log_ratio is not None else "logprobs"
+        self.packed = offsets is not None
+        if self.packed:
+            if primary.ndim != 1:
+                raise TrmaskError(f"`{primary_name}` has shape {primary.shape}; with `offsets` (packed layout) it must be 1-D")
+            self.offsets = Operand("offsets", offsets, INDEX_DTYPES)
+            if self.offsets.ndim != 1 or self.offsets.shape[0] < 1:
+                raise TrmaskError(f"`offsets` has shape {self.offsets.shape}; expected 1-D with rows + 1 >= 1 entries")
+            self.rows, self.cols = self.offsets.shape[0] - 1, primary.shape[0]
+            self.grid_shape = (self.cols,)
+        else:
+            if primary.ndim != 2:
+                raise TrmaskError(f"`{primary_name}` has shape {primary.shape}; expected [rows, tokens] "
+                                  f"(or 1-D with `offsets=` for the packed layout)")
+            self.offsets = None
+            self.rows, self.cols = primary.shape
+            self.grid_shape = primary.shape
+        self.operands = [primary]
+        roll = None
+        if logp_roll is not None:
+            roll = Operand("logp_roll", logp_roll, FLOAT_DTYPES).broadcast_to(self.grid_shape, primary_name)
+            self.operands.append(roll)
+        self.mask = None
+        if mask is not None:
+            self.mask = Operand("mask", mask, MASK_DTYPES).broadcast_to(self.grid_shape, primary_name)
+            self.operands.append(self.mask)
+        self.lengths = None
+        if lengths is not None:
+            self.lengths = Operand("lengths", lengths, INDEX_DTYPES)
+            if self.lengths.shape != (self.rows,):
+                raise TrmaskError(f"`lengths` has shape {self.lengths.shape}; expected ({self.rows},), one per row")
+            self.operands.append(self.lengths)
+        if self.offsets is not None:
+            self.operands.append(self.offsets)
+        views = {"logp_train": _arrays.ABSENT, "logp_roll": _arrays.ABSENT, "log_ratio": _arrays.ABSENT,
+                 "values": _arrays.ABSENT}
+        views[primary_name] = primary.view()
+        if roll is not None:
+            views["logp_roll"] = roll.view()
+        self.struct = _ffi.Batch(
+            ctypes.sizeof(_ffi.Batch), _ffi.LAYOUT_PACKED if self.packed else _ffi.LAYOUT_PADDED,
+            self.rows, self.cols, views["logp_train"], views["logp_roll"], views["log_ratio"], views["values"],
+            self.mask.view() if self.mask else _arrays.ABSENT,
+            self.lengths.view() if self.lengths else _arrays.ABSENT,
+            self.offsets.view() if self.offsets else _arrays.ABSENT)
+
+    def check_estimator(self, estimator: str) -> None:
+        if (estimator == "value") != (self.source == "values"):
+            if estimator == "value":
+                raise TrmaskError("estimator 'value' reads a precomputed divergence: pass it as values=")
+            raise TrmaskError(f"estimator {estimator!r} is a function of the log-ratio, but the input is values=; "
+                              f"use estimator 'value'")
+
+    def output(self, shape: tuple, dtype: str):
+        return _arrays.new_output(self.like, shape, dtype)
+
+
+def _options(nan_policy: str, clamp: Optional[float], reject_empty: bool, threads: int) -> _ffi.Options:
+    if nan_policy not in _ffi.NAN_POLICIES:
+        raise TrmaskError(f"`nan_policy` is {nan_policy!r}; expected one of {', '.join(_ffi.NAN_POLICIES)}")
+    limit = math.inf if clamp is None else float(clamp)
+    if not limit > 0:
+        raise TrmaskError(f"`clamp` is {clamp!r}; expected a number > 0, or None for no clamp")
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 0 or threads > 2**31 - 1:
+        raise TrmaskError(f"`threads` is {threads!r}; expected an integer >= 0 (0 = automatic)")
+    return _ffi.Options(ctypes.sizeof(_ffi.Options), _ffi.NAN_POLICIES[nan_policy], limit, int(bool(reject_empty)), int(threads))
+
+
+def _c_criteria(criteria: Sequence[Criterion]):
+    array = (_ffi.CCriterion * max(1, len(criteria)))()
+    for slot, c in zip(array, criteria):
+        slot.aggregation, slot.estimator = _ffi.AGGREGATIONS[c.agg], _ffi.ESTIMATORS[c.estimator]
+        slot.lo, slot.hi = c.lo, c.hi
+    return array
+
+
+class MaskResult:
+    """What `trust_region_mask` returns.
+
+    - ``keep_row``: bool ``[B]``, the rows that pass every row criterion;
+    - ``keep_token``: bool token grid (``[B, T]``, or ``[N]`` packed): valid, in a kept row, and
+      passing every token criterion. Computed on first access, from the inputs as they are then:
+      keep them unchanged until you read it;
+    - ``rejected``: one int per criterion, in order: rows (row criteria) or tokens (token
+      criteria) it rejects, counted before the AND;
+    - ``row_stats``: one float32 ``[B]`` array per row criterion, in order: the statistic tested;
+    - ``count``, ``nonfinite``: int64 ``[B]``: valid tokens, and valid tokens whose log-ratio is NaN
+      or infinite;
+    - ``criteria``: the criteria used.
+    Arrays are numpy arrays, or torch tensors when the log-probs were tensors.
+    """
+
+    def __init__(self, keep_row, rejected, row_stats, count, nonfinite, criteria, token_keep):
+        self.keep_row = keep_row
+        self.rejected = rejected
+        self.row_stats = row_stats
+        self.count = count
+        self.nonfinite = nonfinite
+        self.criteria = criteria
+        self._token_keep = token_keep
+        self._keep_token = None
+
+    @property
+    def keep_token(self):
+        if self._keep_token is None:
+            self._keep_token = self._token_keep(self.keep_row)
+        return self._keep_token
+
+    def __repr__(self) -> str:
+        kept = int(self.keep_row.sum())
+        rows = len(self.keep_row)
+        parts = ", ".join(f"{c}: {r}" for c, r in zip(self.criteria, self.rejected))
+        return f"MaskResult(kept {kept}/{rows} rows; rejected by {parts or 'no criteria'})"
+
+
+def trust_region_mask(logp_train: Any = None, logp_roll: Any = None, mask: Any = None, *, lengths: Any = None,
+                      offsets: Any = None, log_ratio: Any = None, values: Any = None, criteria: CriteriaLike = None,
+                      nan_policy: str = "reject", clamp: Optional[float] = None, reject_empty: bool = False,
+                      threads: int = 0) -> MaskResult:
+    """Trust Region Masking (SPEC §3-§4): which rows (and tokens) stay in the gradient.
+
+    ``delta = logp_train - logp_roll`` is the log importance ratio ``log(pi_theta / pi_roll)``
+    (training minus rollout). Pass the two log-prob arrays ``[B, T]`` of the sampled tokens, or
+    ``log_ratio=`` (delta itself), or ``values=`` (a precomputed per-token divergence, estimator
+    ``value``). Packed layout: 1-D arrays of all tokens with ``offsets=`` (``[B + 1]``).
+
+    Validity: ``mask`` (bool/uint8, nonzero = valid) and/or ``lengths`` (first ``lengths[i]``
+    tokens of row ``i``); neither = all valid. ``criteria`` (default: the paper's TRM-Max&Avg,
+    ``max k2 <= 0.1`` and ``mean k3 <= 0.002``): Criterion objects, a string such as
+    ``"max:k2<=0.1,mean:k3<=0.002"``, or tuples. A row is kept iff every row criterion holds
+    (inclusive bounds). Rows without valid tokens are kept unless ``reject_empty``.
+
+    ``nan_policy``: ``reject`` (a NaN log-ratio on a valid token rejects its row), ``skip`` (the
+    token is ignored) or ``zero`` (delta := 0). ``clamp``: clamp delta to ``[-clamp, clamp]``
+    before every estimator (verl uses 20). ``threads``: 0 = automatic; results are identical for
+    every value. No input is copied.
+    """
+    criteria = normalize_criteria(criteria)
+    batch = _PreparedBatch(logp_train, logp_roll, log_ratio, values, mask, lengths, offsets)
+    for c in criteria:
+        batch.check_estimator(c.estimator)
+    options = _options(nan_policy, clamp, reject_empty, threads)
+    c_criteria = _c_criteria(criteria)
+    rows = batch.rows
+    row_criteria = [c for c in criteria if c.is_row]
+    keep_row = batch.output((rows,), "bool")
+    count = batch.output((rows,), "int64")
+    nonfinite = batch.output((rows,), "int64")
+    stats = batch.output((len(row_criteria), rows), "float32")
+    rejected = np.zeros(len(criteria), dtype=np.int64)
+    out = _ffi.MaskOut(ctypes.sizeof(_ffi.MaskOut), 0, _arrays.output_struct(keep_row), _arrays.output_struct(count),
+                       _arrays.output_struct(nonfinite), _stats_struct(stats), _ffi.Out(None, 0, 0),
+                       rejected.ctypes.data or None)
+    status = _lib.trm_mask(ctypes.byref(batch.struct), c_criteria, len(criteria), ctypes.byref(options), ctypes.byref(out))
+    raise_for_status(status, "trust_region_mask")
+
+    def token_keep(keep):
+        grid = batch.output(batch.grid_shape, "bool")
+        keep_view = _ffi.View(_arrays.as_pointer(keep).value, _ffi.DTYPE_BOOL, 0, 0, 1)
+        status = _lib.trm_token_keep(ctypes.byref(batch.struct), c_criteria, len(criteria), ctypes.byref(options),
+                                     keep_view, _arrays.output_struct(grid, two_d=not batch.packed, grid_packed=batch.packed))
+        raise_for_status(status, "trust_region_mask (keep_token)")
+        return grid
+
+    return MaskResult(keep_row, tuple(int(r) for r in rejected), tuple(stats[i] for i in range(len(row_criteria))),
+                      count, nonfinite, criteria, token_keep)
+
+
+def _stats_struct(stats) -> _ffi.Out:
+    """`[criteria, rows]` storage passed as the C `[rows, criteria]` output."""
+    out = _arrays.output_struct(stats, two_d=True)
+    return _ffi.Out(out.data, out.stride_col, out.stride_row)
+
+
+class SequenceStats:
+    """What `sequence_stats` returns: ``count`` and ``nonfinite`` (int64 ``[B]``), and
+    ``stats[estimator]`` = ``{"sum", "mean", "max", "min"}`` of float32 ``[B]`` arrays."""
+
+    def __init__(self, count, nonfinite, stats):
+        self.count = count
+        self.nonfinite = nonfinite
+        self.stats = stats
+
+    def __repr__(self) -> str:
+        return f"SequenceStats(rows={len(self.count)}, estimators={list(self.stats)})"
+
+
+_REDUCTIONS = ("sum", "mean", "max", "min")
+
+
+def sequence_stats(logp_train: Any = None, logp_roll: Any = None, mask: Any = None, *, lengths: Any = None,
+                   offsets: Any = None, log_ratio: Any = None, values: Any = None, estimators: Sequence[str] = ("k2", "k3"),
+                   nan_policy: str = "reject", clamp: Optional[float] = None, threads: int = 0) -> SequenceStats:
+    """Per-row count, sum, mean, max and min of each estimator over valid tokens (SPEC §3), in
+    one pass. Inputs and options as in `trust_region_mask`. Empty rows give 0; under
+    ``nan_policy="reject"`` a row with a NaN log-ratio gives NaN statistics."""
+    if isinstance(estimators, str):
+        estimators = (estimators,)
+    criteria = [Criterion(agg, est) for est in estimators for agg in _REDUCTIONS]
+    result = trust_region_mask(logp_train, logp_roll, mask, lengths=lengths, offsets=offsets, log_ratio=log_ratio,
+                               values=values, criteria=criteria, nan_policy=nan_policy, clamp=clamp, threads=threads)
+    stats = {}
+    for index, est in enumerate(estimators):
+        stats[est] = {agg: result.row_stats[index * len(_REDUCTIONS) + k] for k, agg in enumerate(_REDUCTIONS)}
+    return SequenceStats(result.count, result.nonfinite, stats)
+
+
+def token_values(logp_train: Any = None, logp_roll: Any = None, estimator: str = "k3", *, log_ratio: Any = None,
+                 values: Any = None, clamp: Optional[float] = None, out: Any = None, threads: int = 0):
+    """``estimator(clamp(delta))`` at every position, valid or not (SPEC §2), as float32 of the
+    inputs' shape (``[B, T]``, or 1-D). Written into ``out`` when given (float32, same shape,
+    writable, not overlapping the inputs)."""
+    if estimator not in _ffi.ESTIMATORS:
+        raise TrmaskError(f"`estimator` is {estimator!r}; expected one of {', '.join(_ffi.ESTIMATORS)}")
+    primary = next((x for x in (logp_train, log_ratio, values) if x is not None), None)
+    one_d = primary is not None and len(getattr(primary, "shape", np.shape(primary))) == 1
+    offsets = np.array([0, len(primary)], dtype=np.int64) if one_d else None
+    batch = _PreparedBatch(logp_train, logp_roll, log_ratio, values, None, None, offsets)
+    batch.check_estimator(estimator)
+    options = _options("reject", clamp, False, threads)
+    if out is None:
+        out = batch.output(batch.grid_shape, "float32")
+    else:
+        _arrays.check_output("out", out, tuple(batch.grid_shape), _ffi.DTYPE_F32, batch.operands)
+    status = _lib.trm_token_values(ctypes.byref(batch.struct), _ffi.ESTIMATORS[estimator], ctypes.byref(options),
+                                   _arrays.output_struct(out, two_d=not batch.packed, grid_packed=batch.packed))
+    raise_for_status(status, "token_values")
+    return out

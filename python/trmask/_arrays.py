@@ -1,0 +1,185 @@
+"""numpy arrays and torch CPU tensors as strided views for the C ABI, without copies.
+
+Every check names the argument and says what was expected. Arrays stay referenced by the
+``Operand`` objects (and those by the caller's frame) until the C call returns: a raw pointer
+alone would not keep them alive.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from . import _ffi
+from .errors import TrmaskError
+
+FLOAT_DTYPES = (_ffi.DTYPE_F32,)
+MASK_DTYPES = (_ffi.DTYPE_U8, _ffi.DTYPE_BOOL)
+INDEX_DTYPES = (_ffi.DTYPE_I32, _ffi.DTYPE_I64)
+
+_DTYPE_NAMES = {
+    _ffi.DTYPE_F32: "float32", _ffi.DTYPE_F64: "float64", _ffi.DTYPE_F16: "float16",
+    _ffi.DTYPE_BF16: "bfloat16", _ffi.DTYPE_U8: "uint8", _ffi.DTYPE_BOOL: "bool",
+    _ffi.DTYPE_I32: "int32", _ffi.DTYPE_I64: "int64",
+}
+_NUMPY_DTYPES = {
+    np.dtype(np.float32): _ffi.DTYPE_F32, np.dtype(np.float64): _ffi.DTYPE_F64,
+    np.dtype(np.float16): _ffi.DTYPE_F16, np.dtype(np.uint8): _ffi.DTYPE_U8,
+    np.dtype(np.bool_): _ffi.DTYPE_BOOL, np.dtype(np.int32): _ffi.DTYPE_I32,
+    np.dtype(np.int64): _ffi.DTYPE_I64,
+}
+
+
+def _torch():
+    """The torch module if the caller has imported it (trmask never imports torch itself)."""
+    return sys.modules.get("torch")
+
+
+def is_torch(x: Any) -> bool:
+    torch = _torch()
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def _torch_dtype_code(dtype) -> Optional[int]:
+    torch = _torch()
+    return {
+        torch.float32: _ffi.DTYPE_F32, torch.float64: _ffi.DTYPE_F64, torch.float16: _ffi.DTYPE_F16,
+        torch.bfloat16: _ffi.DTYPE_BF16, torch.uint8: _ffi.DTYPE_U8, torch.bool: _ffi.DTYPE_BOOL,
+        torch.int32: _ffi.DTYPE_I32, torch.int64: _ffi.DTYPE_I64,
+    }.get(dtype)
+
+
+def _numpy_dtype_code(dtype: np.dtype) -> Optional[int]:
+    code = _NUMPY_DTYPES.get(dtype)
+    if code is None and dtype.name == "bfloat16":  # ml_dtypes.bfloat16
+        return _ffi.DTYPE_BF16
+    return code
+
+
+def _expected(codes: Sequence[int]) -> str:
+    names = [_DTYPE_NAMES[c] for c in codes]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
+class Operand:
+    """One array argument: the object, its data pointer, dtype code, shape and element strides."""
+
+    __slots__ = ("name", "obj", "ptr", "dtype", "shape", "strides")
+
+    def __init__(self, name: str, obj: Any, dtypes: Sequence[int]):
+        self.name = name
+        if is_torch(obj):
+            if obj.device.type != "cpu":
+                raise TrmaskError(f"`{name}` is on device {obj.device}; trmask runs on CPU tensors (use .cpu())")
+            code = _torch_dtype_code(obj.dtype)
+            dtype_name = str(obj.dtype).replace("torch.", "")
+            self.ptr = obj.data_ptr()
+            self.shape = tuple(obj.shape)
+            self.strides = tuple(obj.stride())
+        else:
+            if not isinstance(obj, np.ndarray):
+                obj = np.asarray(obj)
+            code = _numpy_dtype_code(obj.dtype)
+            dtype_name = obj.dtype.name
+            itemsize = obj.dtype.itemsize
+            if any(s % itemsize for s in obj.strides):
+                raise TrmaskError(
+                    f"`{name}` has byte strides {obj.strides} that are not multiples of its item size "
+                    f"{itemsize}; pass np.ascontiguousarray({name})")
+            self.ptr = obj.ctypes.data
+            self.shape = obj.shape
+            self.strides = tuple(s // itemsize for s in obj.strides)
+        if code not in dtypes:
+            raise TrmaskError(f"`{name}` has dtype {dtype_name}; expected {_expected(dtypes)}")
+        self.obj = obj
+        self.dtype = code
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def broadcast_to(self, shape: tuple, like: str) -> "Operand":
+        """This operand viewed with `shape` (numpy broadcasting rules, zero strides, no copy)."""
+        if self.shape == shape:
+            return self
+        if len(self.shape) > len(shape) or any(
+                s != 1 and s != t for s, t in zip(self.shape[::-1], shape[::-1])):
+            raise TrmaskError(f"`{self.name}` has shape {self.shape}; expected {shape} like `{like}`, "
+                              f"or a shape that broadcasts to it")
+        pad = len(shape) - len(self.shape)
+        strides = (0,) * pad + tuple(0 if s == 1 else st for s, st in zip(self.shape, self.strides))
+        view = object.__new__(Operand)
+        view.name, view.obj, view.ptr, view.dtype = self.name, self.obj, self.ptr, self.dtype
+        view.shape, view.strides = shape, strides
+        return view
+
+    def view(self) -> _ffi.View:
+        """The C view: 2-D operands as [rows, cols], 1-D as packed/row vectors (stride_col)."""
+        if self.ndim == 2:
+            return _ffi.View(self.ptr or None, self.dtype, 0, self.strides[0], self.strides[1])
+        return _ffi.View(self.ptr or None, self.dtype, 0, 0, self.strides[0] if self.strides else 0)
+
+
+def optional(name: str, obj: Any, dtypes: Sequence[int]) -> Optional[Operand]:
+    return None if obj is None else Operand(name, obj, dtypes)
+
+
+ABSENT = _ffi.View(None, _ffi.DTYPE_NONE, 0, 0, 0)
+
+
+def new_output(like: Any, shape: tuple, dtype: str):
+    """A new array of the caller's kind (torch if `like` is a tensor, else numpy)."""
+    if is_torch(like):
+        torch = _torch()
+        return torch.empty(shape, dtype={"float32": torch.float32, "bool": torch.bool, "int64": torch.int64}[dtype])
+    return np.empty(shape, dtype=dtype)
+
+
+def output_struct(array: Any, two_d: bool = False, grid_packed: bool = False) -> _ffi.Out:
+    """The C output for an array this module allocated, or one the caller passed and
+    `check_output` accepted."""
+    if is_torch(array):
+        ptr, strides = array.data_ptr(), tuple(array.stride())
+    else:
+        ptr, strides = array.ctypes.data, tuple(s // array.dtype.itemsize for s in array.strides)
+    if two_d:
+        return _ffi.Out(ptr or None, strides[0], strides[1])
+    if grid_packed:
+        return _ffi.Out(ptr or None, 0, strides[0] if strides else 0)
+    return _ffi.Out(ptr or None, strides[0] if strides else 0, 0)
+
+
+def check_output(name: str, out: Any, shape: tuple, dtype_code: int, inputs: Sequence[Operand]) -> None:
+    """Refuses an output the caller passed that trmask cannot write safely: wrong shape or
+    dtype, read-only, zero strides on a dimension longer than 1, or memory shared with an input."""
+    operand = Operand(name, out, (dtype_code,))
+    if operand.shape != shape:
+        raise TrmaskError(f"`{name}` has shape {operand.shape}; expected {shape}")
+    if isinstance(out, np.ndarray) and not out.flags.writeable:
+        raise TrmaskError(f"`{name}` is read-only")
+    if is_torch(out) and out.requires_grad:
+        raise TrmaskError(f"`{name}` requires grad; pass a tensor without autograd history")
+    if any(stride == 0 and size > 1 for stride, size in zip(operand.strides, operand.shape)):
+        raise TrmaskError(f"`{name}` has a zero stride on a dimension longer than 1 (a broadcast view)")
+    lo, hi = _byte_span(operand)
+    for other in inputs:
+        olo, ohi = _byte_span(other)
+        if lo < ohi and olo < hi:
+            raise TrmaskError(f"`{name}` shares memory with the input `{other.name}`")
+
+
+def _byte_span(operand: Operand) -> tuple:
+    if operand.ptr == 0 or 0 in operand.shape:
+        return (0, 0)
+    itemsize = {_ffi.DTYPE_F64: 8, _ffi.DTYPE_I64: 8, _ffi.DTYPE_F32: 4, _ffi.DTYPE_I32: 4,
+                _ffi.DTYPE_F16: 2, _ffi.DTYPE_BF16: 2}.get(operand.dtype, 1)
+    low = sum((n - 1) * s for n, s in zip(operand.shape, operand.strides) if s < 0)
+    high = sum((n - 1) * s for n, s in zip(operand.shape, operand.strides) if s > 0)
+    return operand.ptr + low * itemsize, operand.ptr + (high + 1) * itemsize
+
+
+def as_pointer(array: Any) -> ctypes.c_void_p:
+    return ctypes.c_void_p(array.data_ptr() if is_torch(array) else array.ctypes.data)

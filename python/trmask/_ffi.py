@@ -1,0 +1,65 @@
+"""The ctypes view of include/trmask.h: struct layouts, constants, and one table of function
+signatures applied once at import. Keep in step with the header (a test compares them)."""
+
+from __future__ import annotations
+
+import ctypes
+from ctypes import POINTER, c_char_p, c_double, c_int32, c_int64, c_uint32, c_void_p
+
+from . import _loader
+
+# Element types (TRM_DTYPE_*).
+DTYPE_NONE, DTYPE_F32, DTYPE_F64, DTYPE_F16, DTYPE_BF16, DTYPE_U8, DTYPE_BOOL, DTYPE_I32, DTYPE_I64 = range(9)
+# Layouts (TRM_LAYOUT_*).
+LAYOUT_PADDED, LAYOUT_PACKED = 0, 1
+# Estimators (TRM_EST_*), aggregations (TRM_AGG_*) and NaN policies (TRM_NAN_*), by name.
+ESTIMATORS = {"delta": 0, "k1": 1, "k2": 2, "k3": 3, "abs": 4, "ratio": 5, "tv": 6, "value": 7}
+AGGREGATIONS = {"max": 0, "min": 1, "sum": 2, "mean": 3, "token": 4}
+NAN_POLICIES = {"reject": 0, "skip": 1, "zero": 2}
+
+
+class View(ctypes.Structure):
+    _fields_ = [("data", c_void_p), ("dtype", c_int32), ("reserved", c_int32),
+                ("stride_row", c_int64), ("stride_col", c_int64)]
+
+
+class Out(ctypes.Structure):
+    _fields_ = [("data", c_void_p), ("stride_row", c_int64), ("stride_col", c_int64)]
+
+
+class Batch(ctypes.Structure):
+    _fields_ = [("struct_size", c_uint32), ("layout", c_int32), ("n_rows", c_int64), ("n_cols", c_int64),
+                ("logp_train", View), ("logp_roll", View), ("log_ratio", View), ("values", View),
+                ("mask", View), ("lengths", View), ("offsets", View)]
+
+
+class Options(ctypes.Structure):
+    _fields_ = [("struct_size", c_uint32), ("nan_policy", c_int32), ("clamp", c_double),
+                ("reject_empty", c_int32), ("threads", c_int32)]
+
+
+class CCriterion(ctypes.Structure):
+    _fields_ = [("aggregation", c_int32), ("estimator", c_int32), ("lo", c_double), ("hi", c_double)]
+
+
+class MaskOut(ctypes.Structure):
+    _fields_ = [("struct_size", c_uint32), ("reserved", c_int32), ("keep_row", Out), ("count", Out),
+                ("nonfinite", Out), ("row_stats", Out), ("keep_token", Out), ("rejected", c_void_p)]
+
+
+_status = c_int32
+_FUNCTIONS = [
+    ("trm_abi_version", [], c_uint32),
+    ("trm_version", [], c_char_p),
+    ("trm_status_string", [_status], c_char_p),
+    ("trm_status_name", [_status], c_char_p),
+    ("trm_mask", [POINTER(Batch), POINTER(CCriterion), c_int64, POINTER(Options), POINTER(MaskOut)], _status),
+    ("trm_token_keep", [POINTER(Batch), POINTER(CCriterion), c_int64, POINTER(Options), View, Out], _status),
+    ("trm_token_values", [POINTER(Batch), c_int32, POINTER(Options), Out], _status),
+]
+
+lib = _loader.load()
+for _name, _argtypes, _restype in _FUNCTIONS:
+    _function = getattr(lib, _name)
+    _function.argtypes = _argtypes
+    _function.restype = _restype

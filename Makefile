@@ -29,7 +29,7 @@ LIB := python/trmask/_lib/libtrmask.so
 SOURCES := $(shell find Sources include -type f) Package.swift trmask.exports
 TORCH_WHEEL := $(firstword $(wildcard /opt/wheels/torch-*.whl))
 
-.PHONY: all lib install demo test test-swift test-python bench clean
+.PHONY: all lib install demo test test-swift test-python test-examples bench clean
 
 all: lib
 
@@ -52,7 +52,7 @@ install: lib
 demo: install
 	$(PYTHON) -m trmask demo
 
-test: install test-swift test-python
+test: install test-swift test-python test-examples
 
 test-swift:
 	$(SWIFT) test --scratch-path .build-test
@@ -60,8 +60,13 @@ test-swift:
 test-python: install
 	$(PYTHON) -m pytest -q python/tests
 
+# The Swift consumer package (depends on this one by path). The C consumer is built and run by
+# python/tests/test_abi.py, as C99 and as C++.
+test-examples:
+	$(SWIFT) run --package-path examples/swift --scratch-path .build-example TRMaskExample
+
 bench: install
 	$(PYTHON) -m trmask.bench
 
 clean:
-	rm -rf .build .build-test $(LIB)
+	rm -rf .build .build-test .build-example $(LIB)

@@ -36,23 +36,23 @@ typealias WideLanes = SIMD16<Double>
 let seriesLimit: Float = 0.34657359  // ln(2) / 2
 
 /// `exp(d) - 1 - d` for |d| < `seriesLimit`, without cancellation: `d^2/2 + d^3 s(d)`. The
-/// leading term is the correctly rounded square plus its exact rounding error (by FMA), so the
-/// result is within about 0.6 ulp of the true value; `k3 >= 0`, and `k3 == 0` only when `d == 0`
-/// or `d^2/2` underflows float32.
+/// leading term is the correctly rounded `d^2/2` (the k2 estimator) plus its exact rounding error
+/// (by FMA), so the result is within about 0.6 ulp of the true value; `k3 >= 0`, and `k3 == 0`
+/// exactly where the true value rounds to 0 in float32 (d == 0, or |d| below about 3.7e-23).
 @inline(__always)
 func seriesK3(_ d: Lanes) -> Lanes {
-    let square = d * d
-    let squareError = (-square).addingProduct(d, d)  // d*d - square, exact
-    // s(d) = (exp(d) - 1 - d - d^2/2) / d^3 to the d^5 term: the first term left out adds under
-    // 3e-9 relative on |d| < ln2/2.
-    var s = Lanes(repeating: 1.0 / 40320)
-    s = Lanes(repeating: 1.0 / 5040).addingProduct(s, d)
-    s = Lanes(repeating: 1.0 / 720).addingProduct(s, d)
-    s = Lanes(repeating: 1.0 / 120).addingProduct(s, d)
-    s = Lanes(repeating: 1.0 / 24).addingProduct(s, d)
-    s = Lanes(repeating: 1.0 / 6).addingProduct(s, d)
-    let correction = (0.5 * squareError).addingProduct(square * d, s)
-    return 0.5 * square + correction
+    let half = 0.5 * d
+    let k2 = half * d  // correctly rounded d^2 / 2
+    let k2Error = (-k2).addingProduct(half, d)  // d^2/2 - k2, exact for normal results
+    // t(d) = 2 (exp(d) - 1 - d - d^2/2) / d^3 to the d^5 term: the first term left out adds
+    // under 3e-9 relative on |d| < ln2/2.
+    var t = Lanes(repeating: 2.0 / 40320)
+    t = Lanes(repeating: 2.0 / 5040).addingProduct(t, d)
+    t = Lanes(repeating: 2.0 / 720).addingProduct(t, d)
+    t = Lanes(repeating: 2.0 / 120).addingProduct(t, d)
+    t = Lanes(repeating: 2.0 / 24).addingProduct(t, d)
+    t = Lanes(repeating: 2.0 / 6).addingProduct(t, d)
+    return k2 + k2Error.addingProduct(k2 * d, t)
 }
 
 /// The three exponential estimators of SPEC §2 for sixteen deltas. Lanes with
@@ -85,7 +85,7 @@ func estimate(_ estimator: Estimator, _ d: Lanes) -> Lanes {
     switch estimator {
     case .delta, .value: return d
     case .k1: return -d
-    case .k2: return (0.5 * d) * d  // 0.5 * d is exact, so one rounding: correctly rounded
+    case .k2: return (0.5 * d) * d  // 0.5 * d is exact, so one rounding: correctly rounded (as in seriesK3)
     case .abs: return absolute(d)
     case .k3: return exponentialEstimates(d).k3
     case .ratio: return exponentialEstimates(d).ratio

@@ -96,7 +96,7 @@ private func checkOffsets(_ batch: Batch, _ add: (StridedView, [Dimension]) -> S
 /// An output: strides that keep its elements apart (the nesting rule), an addressable extent,
 /// no overlap with any array in `taken` (which it joins).
 private func checkOutput<Element>(_ out: OutView<Element>, _ dims: [Dimension], taken: inout [Extent]) -> Status {
-    guard out.base != nil else { return .ok }
+    guard out.base != nil, !dims.contains(where: { $0.count == 0 }) else { return .ok }  // nothing to write
     let spread = dims.filter { $0.count > 1 }.sorted { $0.stride.magnitude < $1.stride.magnitude }
     for (index, dim) in spread.enumerated() {
         if dim.stride == 0 { return .badStride }

@@ -47,7 +47,7 @@ struct GatherReader: RowReader {
 
     @inline(__always)
     func chunk(at p: Int) -> (value: Lanes, valid: LaneMask) {
-        partialChunk(at: p, count: 16)
+        partialChunk(at: p, count: chunkWidth)
     }
 
     @inline(__always)
@@ -58,17 +58,17 @@ struct GatherReader: RowReader {
             values[lane] = value(p + lane)
             valid[lane] = isValid(p + lane) ? 1 : 0
         }
-        return (values, valid .!= 0)
+        return (values, laneMask(valid .!= 0))
     }
 }
 
-/// Sixteen mask bytes as lane validity. The widening goes through float lanes: integer SIMD
-/// comparisons compile to scalar code on AVX2, float ones do not.
+/// Eight mask bytes as lane validity. Written as a float comparison: it compiles to one byte
+/// compare and a sign extension, where the integer spelling becomes a lane loop on AVX2.
 @inline(__always)
-func byteMask(_ bytes: SIMD16<UInt8>) -> LaneMask {
+func byteMask(_ bytes: SIMD8<UInt8>) -> LaneMask {
     var lanes = Lanes()
-    for lane in 0..<16 { lanes[lane] = Float(bytes[lane]) }
-    return lanes .!= 0
+    for lane in 0..<chunkWidth { lanes[lane] = Float(bytes[lane]) }
+    return laneMask(lanes .!= 0)
 }
 
 /// Mask access for the contiguous readers.
@@ -83,11 +83,8 @@ protocol MaskLoader {
 struct NoMask: MaskLoader {
     init(_ batch: Batch, row: Int, start: Int) {}
     static func accepts(_ batch: Batch) -> Bool { batch.mask == nil }
-    @inline(__always) func chunk(at p: Int) -> LaneMask { LaneMask(repeating: true) }
-    @inline(__always)
-    func partialChunk(at p: Int, count: Int) -> LaneMask {
-        SIMD16<Int32>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15) .< SIMD16<Int32>(repeating: Int32(count))
-    }
+    @inline(__always) func chunk(at p: Int) -> LaneMask { LaneMask(repeating: .max) }
+    @inline(__always) func partialChunk(at p: Int, count: Int) -> LaneMask { firstLanes(count) }
 }
 
 /// A byte mask with unit column stride.
@@ -106,14 +103,14 @@ struct ContiguousByteMask: MaskLoader {
 
     @inline(__always)
     func chunk(at p: Int) -> LaneMask {
-        byteMask(UnsafeRawPointer(base + p).loadUnaligned(as: SIMD16<UInt8>.self))
+        byteMask(UnsafeRawPointer(base + p).loadUnaligned(as: SIMD8<UInt8>.self))
     }
 
     @inline(__always)
     func partialChunk(at p: Int, count: Int) -> LaneMask {
-        var bytes = SIMD16<UInt8>()
+        var bytes = SIMD8<UInt8>()
         for lane in 0..<count { bytes[lane] = base[p + lane] }
-        return byteMask(bytes)
+        return byteMask(bytes)  // lanes past `count` read 0: invalid
     }
 }
 

@@ -25,10 +25,6 @@ public enum Estimator: Int32, Sendable, CaseIterable {
     enum Shape { case increasing, decreasing, valley }
 }
 
-typealias Lanes = SIMD16<Float>
-typealias LaneMask = SIMDMask<SIMD16<Int32>>
-typealias WideLanes = SIMD16<Double>
-
 /// Below this |delta| the exponential estimators use the float32 series of `smallDeltaK3`;
 /// at or above it they take the float64 path. Chosen so that both paths agree in rounding at the
 /// switch: k3, ratio and tv stay monotone across it (checked exhaustively around the switch and on
@@ -61,18 +57,40 @@ func seriesK3(_ d: Lanes) -> Lanes {
 /// which keeps them monotone and within 1 ulp. Overflow gives +inf, never NaN; NaN stays NaN.
 @inline(__always)
 func exponentialEstimates(_ d: Lanes) -> (k3: Lanes, ratio: Lanes, tv: Lanes) {
+    let series = seriesExponentials(d)
+    let large = laneMask(absolute(d) .>= Lanes(repeating: seriesLimit))  // not set for NaN
+    guard anySet(large) else { return series }
+    let exact = largeLaneExponentials(d, large)
+    return (select(large, exact.k3, series.k3), select(large, exact.ratio, series.ratio), select(large, exact.tv, series.tv))
+}
+
+/// The exponential estimators from the float32 series, valid for |d| < `seriesLimit`.
+@inline(__always)
+func seriesExponentials(_ d: Lanes) -> (k3: Lanes, ratio: Lanes, tv: Lanes) {
     let k3 = seriesK3(d)
     let expm1 = d + k3
-    var result = (k3: k3, ratio: 1 + expm1, tv: absolute(expm1))
-    let large = absolute(d) .>= Lanes(repeating: seriesLimit)  // false for NaN
-    if any(large) {
-        for lane in 0..<Lanes.scalarCount where large[lane] {
-            let x = Double(d[lane])
-            let e = exp(x)
-            result.k3[lane] = e.isInfinite ? .infinity : Float(e - 1 - x)
-            result.ratio[lane] = Float(e)
-            result.tv[lane] = Float(Swift.abs(e - 1))
-        }
+    return (k3, 1 + expm1, absolute(expm1))
+}
+
+/// k3 alone (the TRM default's sum), as `exponentialEstimates(d).k3`.
+@inline(__always)
+func k3Estimate(_ d: Lanes) -> Lanes {
+    let k3 = seriesK3(d)
+    let large = laneMask(absolute(d) .>= Lanes(repeating: seriesLimit))
+    return anySet(large) ? select(large, largeLaneExponentials(d, large).k3, k3) : k3
+}
+
+/// The exponential estimators from a float64 exponential, rounded once, on the lanes of `large`
+/// (other lanes are 0). Out of line: real data rarely gets here, and the hot loops stay small.
+@inline(never)
+func largeLaneExponentials(_ d: Lanes, _ large: LaneMask) -> (k3: Lanes, ratio: Lanes, tv: Lanes) {
+    var result = (k3: Lanes(), ratio: Lanes(), tv: Lanes())
+    for lane in 0..<Lanes.scalarCount where large[lane] != 0 {
+        let x = Double(d[lane])
+        let e = exp(x)
+        result.k3[lane] = e.isInfinite ? .infinity : Float(e - 1 - x)
+        result.ratio[lane] = Float(e)
+        result.tv[lane] = Float(Swift.abs(e - 1))
     }
     return result
 }
@@ -87,7 +105,7 @@ func estimate(_ estimator: Estimator, _ d: Lanes) -> Lanes {
     case .k1: return -d
     case .k2: return (0.5 * d) * d  // 0.5 * d is exact, so one rounding: correctly rounded (as in seriesK3)
     case .abs: return absolute(d)
-    case .k3: return exponentialEstimates(d).k3
+    case .k3: return k3Estimate(d)
     case .ratio: return exponentialEstimates(d).ratio
     case .tv: return exponentialEstimates(d).tv
     }
@@ -104,18 +122,4 @@ func estimate(_ estimator: Estimator, _ d: Float) -> Float {
 func clamped(_ d: Lanes, _ limit: Float) -> Lanes {
     let upper = Lanes(repeating: limit)
     return d.replacing(with: upper, where: d .> upper).replacing(with: -upper, where: d .< -upper)
-}
-
-/// |d| by clearing the sign bit (so |-0| = +0 and NaN stays NaN).
-@inline(__always)
-func absolute(_ d: Lanes) -> Lanes {
-    Lanes(bitPattern: d.bitPattern & SIMD16<UInt32>(repeating: 0x7fff_ffff))
-}
-
-extension SIMD16 where Scalar == Float {
-    @inline(__always)
-    var bitPattern: SIMD16<UInt32> { unsafeBitCast(self, to: SIMD16<UInt32>.self) }
-
-    @inline(__always)
-    init(bitPattern: SIMD16<UInt32>) { self = unsafeBitCast(bitPattern, to: SIMD16<Float>.self) }
 }

@@ -90,7 +90,7 @@ struct TokenBand {
     @inline(__always)
     func passes(_ value: Lanes) -> LaneMask {
         let v = estimate(estimator, value)
-        return (v .>= lo) .& (v .<= hi)
+        return laneMask(v .>= lo) & laneMask(v .<= hi)
     }
 }
 
@@ -118,7 +118,7 @@ struct GridRow<Element> {
 extension GridRow where Element == UInt8 {
     @inline(__always)
     func store(_ keep: LaneMask, at p: Int, count: Int) {
-        for lane in 0..<count { base[(p &+ lane) &* stride] = keep[lane] ? 1 : 0 }
+        for lane in 0..<count { base[(p &+ lane) &* stride] = keep[lane] != 0 ? 1 : 0 }
     }
 }
 
@@ -146,6 +146,14 @@ struct MaskScan: ReaderConsumer {
     }
 
     mutating func run<Reader: RowReader>(_ reader: Reader.Type) {
+        if ScanPlan.valleyServes(criteria) {
+            run(Reader.self, ValleyScan.self)
+        } else {
+            run(Reader.self, GeneralScan.self)
+        }
+    }
+
+    private func run<Reader: RowReader, Shape: ScanShape>(_ reader: Reader.Type, _ shape: Shape.Type) {
         // Rejections per worker: row criteria first, then token criteria; summed in worker order.
         let perWorker = rowCriteria.count + tokenBands.count
         var rejected = [Int](repeating: 0, count: Swift.max(1, workers * perWorker))
@@ -153,7 +161,7 @@ struct MaskScan: ReaderConsumer {
             let counters = UncheckedBuffer(counters)
             forEachRowBlock(rows: batch.rows, workers: workers) { worker, rows in
                 let mine = UnsafeMutableBufferPointer(rebasing: counters.buffer[(worker * perWorker)..<((worker + 1) * perWorker)])
-                for row in rows { scanRow(Reader.self, row, rejected: mine) }
+                for row in rows { scanRow(Reader.self, Shape.self, row, rejected: mine) }
             }
         }
         clearPackedGaps()
@@ -172,8 +180,8 @@ struct MaskScan: ReaderConsumer {
         }
     }
 
-    @inline(__always)
-    private func scanRow<Reader: RowReader>(_ reader: Reader.Type, _ row: Int, rejected: UnsafeMutableBufferPointer<Int>) {
+    private func scanRow<Reader: RowReader, Shape: ScanShape>(_ reader: Reader.Type, _ shape: Shape.Type, _ row: Int,
+                                                              rejected: UnsafeMutableBufferPointer<Int>) {
         let span = batch.rowSpan(row)
         let n = batch.scanCount(row, span: span.count)
         let decided = givenKeepRow.map { $0.isNonzero(row) }
@@ -181,25 +189,32 @@ struct MaskScan: ReaderConsumer {
         var summary = RowSummary()
         if n > 0 && decided != false {
             let source = Reader(batch, row: row, start: span.start)
+            let tokenWork = !tokenBands.isEmpty || tokens != nil
+            let plan = self.plan
             var lanes = LaneStats()
             var p = 0
             while p < n {
                 let blockEnd = Swift.min(n, p + LaneStats.blockLength)
                 while p < blockEnd {
-                    let width = Swift.min(16, blockEnd - p)
-                    let (raw, valid) = width == 16 ? source.chunk(at: p) : source.partialChunk(at: p, count: width)
-                    let (value, tokenValid) = lanes.add(raw, valid, plan: plan)
-                    if !tokenBands.isEmpty || tokens != nil {
-                        var keep = tokenValid
-                        for (index, band) in tokenBands.enumerated() {
-                            let pass = band.passes(value)
-                            let failed = tokenValid .& .!pass
-                            if any(failed) { rejected[rowCriteria.count + index] += laneCount(Lanes(repeating: 0).replacing(with: 1, where: failed)) }
-                            keep = keep .& pass
+                    var group = GroupSums()
+                    let groupEnd = Swift.min(blockEnd, p + GroupSums.width)
+                    if !tokenWork && groupEnd - p == GroupSums.width {
+                        // The hot loop: full chunks, no calls unless a chunk is not small.
+                        for _ in 0..<GroupSums.chunks {
+                            let (raw, valid) = source.chunk(at: p)
+                            _ = lanes.add(raw, valid, plan: plan, group: &group, summary: &summary, Shape.self)
+                            p += chunkWidth
                         }
-                        tokens?.store(keep, at: p, count: width)
+                    } else {
+                        while p < groupEnd {
+                            let width = Swift.min(chunkWidth, groupEnd - p)
+                            let (raw, valid) = width == chunkWidth ? source.chunk(at: p) : source.partialChunk(at: p, count: width)
+                            let (value, tokenValid) = lanes.add(raw, valid, plan: plan, group: &group, summary: &summary, Shape.self)
+                            if tokenWork { judgeTokens(value, tokenValid, at: p, width: width, tokens, rejected) }
+                            p += width
+                        }
                     }
-                    p += width
+                    lanes.flush(group, plan: plan)
                 }
                 summary.flushCounters(&lanes)
             }
@@ -209,6 +224,20 @@ struct MaskScan: ReaderConsumer {
         if let tokens {
             tokens.fill(0, from: keep ? n : 0, to: span.count)
         }
+    }
+
+    /// Token criteria on one chunk: counts each criterion's rejections and writes the keep lanes.
+    @inline(never)
+    private func judgeTokens(_ value: Lanes, _ tokenValid: LaneMask, at p: Int, width: Int, _ tokens: GridRow<UInt8>?,
+                             _ rejected: UnsafeMutableBufferPointer<Int>) {
+        var keep = tokenValid
+        for (index, band) in tokenBands.enumerated() {
+            let pass = band.passes(value)
+            let failed = tokenValid & ~pass
+            if anySet(failed) { rejected[rowCriteria.count + index] += laneCount(failed) }
+            keep &= pass
+        }
+        tokens?.store(keep, at: p, count: width)
     }
 
     /// Evaluates the row criteria, writes the row outputs, and returns the decision.

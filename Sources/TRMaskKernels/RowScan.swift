@@ -1,9 +1,9 @@
-/// Reads one row sixteen positions at a time: the raw stream value (delta, or the given value)
+/// Reads one row a chunk (`chunkWidth` positions) at a time: the raw stream value (delta, or the given value)
 /// and whether each position is valid by the mask. Positions past `count` are never read.
 protocol ChunkReader {
-    /// Positions `p ..< p + 16`.
+    /// Positions `p ..< p + chunkWidth`.
     func chunk(at p: Int) -> (value: Lanes, valid: LaneMask)
-    /// Positions `p ..< p + count`, `count < 16`; the other lanes are invalid.
+    /// Positions `p ..< p + count`, `count < chunkWidth`; the other lanes are invalid.
     func partialChunk(at p: Int, count: Int) -> (value: Lanes, valid: LaneMask)
 }
 
@@ -31,19 +31,22 @@ struct SumSet: OptionSet {
     }
 }
 
-/// Per-call settings of the scan, decided once from the criteria and options.
+/// Per-call settings of the scan, decided once from the criteria and options. Plain values only,
+/// so passing it into the hot loop costs no reference counting.
 struct ScanPlan {
     var nanPolicy: NaNPolicy
-    /// Float32 clamp limit, or nil for none.
-    var clamp: Float?
+    /// Float32 clamp limit (`+inf` for none).
+    var clamp: Float
     var sums: SumSet
     /// Track the deltas nearest to zero on each side (for `min` of k2, k3, abs, tv).
     var nearZero: Bool
-    var tokenCriteria: [Criterion]
+    /// Chunks whose valid lanes are all below this in magnitude take the fast path: finite, not
+    /// NaN, untouched by the clamp, and inside the float32 series of the exponential estimators.
+    var fastLimit: Lanes
 
     init(criteria: [Criterion], options: ReductionOptions) {
         nanPolicy = options.nanPolicy
-        clamp = options.clamp.isFinite ? Float(options.clamp) : nil
+        clamp = options.clamp.isFinite ? Float(options.clamp) : .infinity
         var sums: SumSet = []
         var nearZero = false
         for criterion in criteria {
@@ -55,99 +58,205 @@ struct ScanPlan {
         }
         self.sums = sums
         self.nearZero = nearZero
-        tokenCriteria = criteria.filter { !$0.isRowCriterion }
+        fastLimit = Lanes(repeating: Swift.min(seriesLimit, clamp))
     }
 
-    /// Applies the NaN policy and the clamp to a chunk: the stream value each lane's estimators
-    /// see, the lanes that count, and the lanes that enter the row statistics.
+    /// Whether `ValleyScan` serves these criteria: maxima of valley-shaped estimators (k2, k3,
+    /// abs, tv) and sums or means of k3 only, such as the paper's TRM-Max&Avg.
+    static func valleyServes(_ criteria: [Criterion]) -> Bool {
+        criteria.allSatisfy { c in
+            switch c.aggregation {
+            case .max: c.estimator.shape == .valley
+            case .sum, .mean: c.estimator == .k3
+            case .token: true
+            case .min: false
+            }
+        }
+    }
+}
+
+/// What a scan keeps, fixed at compile time so specialised loops carry no dead work.
+protocol ScanShape {
+    /// true: extremes over valid lanes only, nearest-to-zero trackers and every sum the plan
+    /// asks for. false (`ValleyScan`): extremes of the delta with invalid lanes read as 0 (enough
+    /// for maxima of valley-shaped estimators, whose value at 0 is their minimum) and the k3 sum.
+    static var general: Bool { get }
+}
+
+enum GeneralScan: ScanShape { static var general: Bool { true } }
+enum ValleyScan: ScanShape { static var general: Bool { false } }
+
+/// Lane-wise max and min of NaN-free lanes (a compare and blend: one `vmaxps`/`vminps`; the
+/// stdlib's `pointwiseMax` is an out-of-line call).
+@inline(__always)
+func lanewiseMax(_ a: Lanes, _ b: Lanes) -> Lanes { a.replacing(with: b, where: b .> a) }
+
+@inline(__always)
+func lanewiseMin(_ a: Lanes, _ b: Lanes) -> Lanes { a.replacing(with: b, where: b .< a) }
+
+/// One chunk after the NaN policy and the clamp.
+struct ChunkTerms {
+    /// What estimators and token criteria see.
+    var value: Lanes
+    /// `value` on the lanes that enter the statistics, 0 elsewhere.
+    var d: Lanes
+    var counted: LaneMask
+    var reduced: LaneMask
+    var tokenValid: LaneMask
+    /// Valid lanes whose raw value is NaN or ±inf, and those that are NaN.
+    var nonfinite = 0
+    var nans = 0
+
+    /// A chunk whose valid lanes are all small: nothing to decide.
     @inline(__always)
-    func prepare(_ raw: Lanes, _ valid: LaneMask) -> (value: Lanes, counted: LaneMask, reduced: LaneMask, nan: LaneMask) {
-        let nan = valid .& (raw .!= raw)
-        var value = raw
-        var counted = valid
-        var reduced = valid .& .!nan
-        switch nanPolicy {
+    init(small raw: Lanes, valid: LaneMask) {
+        value = raw
+        d = masked(raw, valid)
+        counted = valid
+        reduced = valid
+        tokenValid = valid
+    }
+
+    /// The general chunk: NaN policy, non-finite and NaN counts, the clamp. Out of line, and a
+    /// pure function of its inputs (nothing of the caller's escapes into it), so the hot loop's
+    /// accumulators stay in registers.
+    @inline(never)
+    init(raw: Lanes, valid: LaneMask, plan: ScanPlan) {
+        let nan = valid & laneMask(raw .!= raw)
+        nonfinite = laneCount(valid & ~laneMask(absolute(raw) .< .infinity))
+        nans = laneCount(nan)
+        value = raw
+        counted = valid
+        reduced = valid & ~nan
+        switch plan.nanPolicy {
         case .reject: break
         case .skip: counted = reduced
         case .zero:
-            value = value.replacing(with: 0, where: nan)
+            value = masked(value, ~nan)
             reduced = valid
         }
-        if let clamp { value = clamped(value, clamp) }
-        return (value, counted, reduced, nan)
+        value = clamped(value, plan.clamp)
+        d = masked(value, reduced)
+        tokenValid = plan.nanPolicy == .skip ? reduced : valid
     }
 }
 
-/// Sixteen lanes of running row statistics. Lane `j` sees positions `p ≡ j (mod 16)` in order;
-/// the float64 lane sums are combined by a fixed tree at the end of the row, so a row's sums do
-/// not depend on layout, strides, or threads. Counters are float32 lanes, exact while each lane
-/// has seen fewer than 2^24 positions: the scan flushes them into a `RowSummary` every block.
-struct LaneStats {
-    var counted = Lanes(repeating: 0)
-    var nonfinite = Lanes(repeating: 0)
-    var nans = Lanes(repeating: 0)
-    var maxValue = Lanes(repeating: -.infinity)
-    var minValue = Lanes(repeating: .infinity)
-    var minNonNegative = Lanes(repeating: .infinity)
-    var maxNonPositive = Lanes(repeating: -.infinity)
-    var sums = (WideLanes(), WideLanes(), WideLanes(), WideLanes(), WideLanes(), WideLanes())
+/// Float32 partial sums of one group of eight chunks (64 positions): lane `j` adds the terms of
+/// positions `p ≡ j (mod 8)` of the group in order. Each partial adds at most eight terms in
+/// float32 (error under 4.2e-7 of their magnitudes, far inside SPEC §3's 2e-6) before it is
+/// widened into the row's float64 lanes. The grouping counts positions from the row start, so
+/// every layout and thread count adds the same numbers in the same order: results are
+/// bit-identical.
+struct GroupSums {
+    var linear = Lanes(), k2 = Lanes(), k3 = Lanes(), abs = Lanes(), ratio = Lanes(), tv = Lanes()
 
-    /// Positions per counter flush: 2^20 positions give each lane at most 2^16 counts.
+    /// Chunks per group.
+    static let chunks = 8
+    /// Positions per group.
+    static let width = chunks * chunkWidth
+}
+
+/// Running statistics of one row: counts and extremes in eight float32 lanes, sums in eight float64
+/// lanes (fed by `GroupSums`); the rare counts (non-finite, NaN) live in the `RowSummary`. Float32
+/// counters are exact while a lane has counted fewer than 2^24 tokens: the scan flushes them every
+/// `blockLength` positions.
+struct LaneStats {
+    var counted = SIMD8<Float>()
+    var maxValue = SIMD8<Float>(repeating: -.infinity)
+    var minValue = SIMD8<Float>(repeating: .infinity)
+    var minNonNegative = SIMD8<Float>(repeating: .infinity)
+    var maxNonPositive = SIMD8<Float>(repeating: -.infinity)
+    var sums = (SIMD8<Double>(), SIMD8<Double>(), SIMD8<Double>(), SIMD8<Double>(), SIMD8<Double>(), SIMD8<Double>())
+
+    /// Positions per counter flush (a multiple of a group's 64): each lane then counts at most
+    /// 2^17 tokens.
     static let blockLength = 1 << 20
 
-    /// Adds one chunk; returns the stream value the estimators see (NaN policy and clamp
-    /// applied) and the lanes token criteria judge.
+    /// Whether every valid lane is small: finite, not NaN, untouched by the clamp, inside the
+    /// float32 series (almost every chunk of real mismatch data).
     @inline(__always)
-    mutating func add(_ raw: Lanes, _ valid: LaneMask, plan: ScanPlan) -> (value: Lanes, tokenValid: LaneMask) {
-        let (value, counted, reduced, nan) = plan.prepare(raw, valid)
-        let one = Lanes(repeating: 1)
-        let zero = Lanes(repeating: 0)
-        self.counted += zero.replacing(with: one, where: counted)
-        nonfinite += zero.replacing(with: one, where: valid .& .!(absolute(raw) .< .infinity))
-        nans += zero.replacing(with: one, where: nan)
-        maxValue = maxValue.replacing(with: value, where: reduced .& (value .> maxValue))
-        minValue = minValue.replacing(with: value, where: reduced .& (value .< minValue))
+    static func isSmall(_ raw: Lanes, _ valid: LaneMask, plan: ScanPlan) -> Bool {
+        !anySet(valid & ~laneMask(absolute(raw) .< plan.fastLimit))
+    }
+
+    /// Adds any chunk to the lanes and the group; returns the value the estimators see (NaN policy
+    /// and clamp applied) and the lanes token criteria judge. The small path has no calls, so the
+    /// loop around it keeps every accumulator in registers.
+    @inline(always)
+    mutating func add<Shape: ScanShape>(_ raw: Lanes, _ valid: LaneMask, plan: ScanPlan, group: inout GroupSums,
+                                        summary: inout RowSummary, _ shape: Shape.Type) -> (value: Lanes, tokenValid: LaneMask) {
+        if LaneStats.isSmall(raw, valid, plan: plan) {
+            accumulate(ChunkTerms(small: raw, valid: valid), plan: plan, group: &group, allSmall: true, Shape.self)
+            return (raw, valid)
+        }
+        let terms = ChunkTerms(raw: raw, valid: valid, plan: plan)
+        summary.nonfinite += terms.nonfinite
+        summary.nans += terms.nans
+        accumulate(terms, plan: plan, group: &group, allSmall: false, Shape.self)
+        return (terms.value, terms.tokenValid)
+    }
+
+    /// `allSmall`: every lane of `terms.d` is inside the float32 series (a literal at each call
+    /// site, so the small path compiles without the float64 fallback).
+    @inline(always)
+    mutating func accumulate<Shape: ScanShape>(_ terms: ChunkTerms, plan: ScanPlan, group: inout GroupSums, allSmall: Bool,
+                                               _ shape: Shape.Type) {
+        let d = terms.d
+        counted += ones(terms.counted)
+        guard Shape.general else {
+            maxValue = lanewiseMax(maxValue, d)
+            minValue = lanewiseMin(minValue, d)
+            if plan.sums.contains(.k3) { group.k3 += allSmall ? seriesK3(d) : k3Estimate(d) }
+            return
+        }
+        maxValue = lanewiseMax(maxValue, select(terms.reduced, d, Lanes(repeating: -.infinity)))
+        minValue = lanewiseMin(minValue, select(terms.reduced, d, Lanes(repeating: .infinity)))
         if plan.nearZero {
-            minNonNegative = minNonNegative.replacing(with: value, where: reduced .& (value .>= 0) .& (value .< minNonNegative))
-            maxNonPositive = maxNonPositive.replacing(with: value, where: reduced .& (value .<= 0) .& (value .> maxNonPositive))
+            let nonNegative = terms.reduced & laneMask(d .>= 0), nonPositive = terms.reduced & laneMask(d .<= 0)
+            minNonNegative = lanewiseMin(minNonNegative, select(nonNegative, d, Lanes(repeating: .infinity)))
+            maxNonPositive = lanewiseMax(maxNonPositive, select(nonPositive, d, Lanes(repeating: -.infinity)))
         }
-        if !plan.sums.isEmpty {
-            let d = zero.replacing(with: value, where: reduced)
-            if plan.sums.contains(.linear) { sums.0 += widen(d) }
-            if plan.sums.contains(.k2) { sums.1 += widen(estimate(.k2, d)) }
-            if plan.sums.contains(.abs) { sums.3 += widen(absolute(d)) }
-            if !plan.sums.isDisjoint(with: [.k3, .ratio, .tv]) {
-                let e = exponentialEstimates(d)
-                if plan.sums.contains(.k3) { sums.2 += widen(e.k3) }
-                // Lanes outside `reduced` hold d = 0, where ratio = 1: mask them out.
-                if plan.sums.contains(.ratio) { sums.4 += widen(zero.replacing(with: e.ratio, where: reduced)) }
-                if plan.sums.contains(.tv) { sums.5 += widen(e.tv) }
-            }
+        if plan.sums.contains(.linear) { group.linear += d }
+        if plan.sums.contains(.k2) { group.k2 += (0.5 * d) * d }
+        if plan.sums.contains(.abs) { group.abs += absolute(d) }
+        if !plan.sums.isDisjoint(with: [.k3, .ratio, .tv]) {
+            let e = allSmall ? seriesExponentials(d) : exponentialEstimates(d)
+            if plan.sums.contains(.k3) { group.k3 += e.k3 }
+            // Lanes outside `reduced` hold d = 0, where ratio is 1: mask them out.
+            if plan.sums.contains(.ratio) { group.ratio += masked(e.ratio, terms.reduced) }
+            if plan.sums.contains(.tv) { group.tv += e.tv }
         }
-        return (value, plan.nanPolicy == .skip ? reduced : valid)
+    }
+
+    /// Widens a finished group into the float64 lanes.
+    @inline(always)
+    mutating func flush(_ group: GroupSums, plan: ScanPlan) {
+        if plan.sums.contains(.linear) { sums.0 += widen(group.linear) }
+        if plan.sums.contains(.k2) { sums.1 += widen(group.k2) }
+        if plan.sums.contains(.k3) { sums.2 += widen(group.k3) }
+        if plan.sums.contains(.abs) { sums.3 += widen(group.abs) }
+        if plan.sums.contains(.ratio) { sums.4 += widen(group.ratio) }
+        if plan.sums.contains(.tv) { sums.5 += widen(group.tv) }
     }
 }
 
-/// Float lanes widened to float64 lanes, exactly.
 @inline(__always)
-func widen(_ x: Lanes) -> WideLanes {
-    var wide = WideLanes()
-    for lane in 0..<16 { wide[lane] = Double(x[lane]) }
+func widen(_ x: SIMD8<Float>) -> SIMD8<Double> {
+    var wide = SIMD8<Double>()
+    for lane in 0..<8 { wide[lane] = Double(x[lane]) }
     return wide
 }
 
-/// Fixed-order sum of sixteen float64 lanes: a balanced tree, halves first.
+/// The number of set lanes (as a small integer, exact in float32).
 @inline(__always)
-func treeSum(_ x: WideLanes) -> Double {
-    let eight = x.lowHalf + x.highHalf
-    let four = eight.lowHalf + eight.highHalf
-    let two = four.lowHalf + four.highHalf
-    return two[0] + two[1]
-}
+func laneCount(_ m: LaneMask) -> Int { Int(ones(m).sum()) }
 
-/// A lane counter's total (small integers: exact in float32 lanes and in their float64 sum).
+/// Fixed-order sum of eight float64 lanes: a balanced tree.
 @inline(__always)
-func laneCount(_ x: Lanes) -> Int { Int(treeSum(widen(x))) }
+func treeSum(_ x: SIMD8<Double>) -> Double {
+    let four = x.lowHalf + x.highHalf
+    return (four[0] + four[2]) + (four[1] + four[3])
+}
 
 /// One row's statistics, after its lanes are combined.
 struct RowSummary {
@@ -160,15 +269,11 @@ struct RowSummary {
     var maxNonPositive: Float = -.infinity
     var sums = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
-    /// Moves a block's counters out of the lanes (and zeroes them).
+    /// Moves a block's counted lanes out of the lanes (and zeroes them).
     @inline(__always)
     mutating func flushCounters(_ lanes: inout LaneStats) {
-        counted += laneCount(lanes.counted)
-        nonfinite += laneCount(lanes.nonfinite)
-        nans += laneCount(lanes.nans)
-        lanes.counted = .zero
-        lanes.nonfinite = .zero
-        lanes.nans = .zero
+        counted += Int(lanes.counted.sum())
+        lanes.counted = SIMD8<Float>()
     }
 
     /// Takes the extremes and sums at the end of the row. The lanes hold no NaN (NaN positions
@@ -181,7 +286,6 @@ struct RowSummary {
         sums = (treeSum(lanes.sums.0), treeSum(lanes.sums.1), treeSum(lanes.sums.2),
                 treeSum(lanes.sums.3), treeSum(lanes.sums.4), treeSum(lanes.sums.5))
     }
-
     /// The row statistic a criterion tests (SPEC §3). Rows without counted tokens give 0; under
     /// the reject policy a row with a NaN gives NaN.
     func statistic(_ criterion: Criterion, nanPolicy: NaNPolicy) -> Float {

@@ -34,8 +34,8 @@ struct TokenValueScan: ReaderConsumer {
                 let grid = GridRow(out, row: row, start: 0, layout: batch.layout)
                 var p = 0
                 while p < batch.cols {
-                    let width = Swift.min(16, batch.cols - p)
-                    var value = (width == 16 ? source.chunk(at: p) : source.partialChunk(at: p, count: width)).value
+                    let width = Swift.min(chunkWidth, batch.cols - p)
+                    var value = (width == chunkWidth ? source.chunk(at: p) : source.partialChunk(at: p, count: width)).value
                     if let clamp { value = clamped(value, clamp) }
                     let result = estimate(estimator, value)
                     for lane in 0..<width { grid.base[(p &+ lane) &* grid.stride] = result[lane] }

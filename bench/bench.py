@@ -1,0 +1,216 @@
+"""trmask benchmark: speed as ratios measured in one run (`make bench`; not a test).
+
+Every row times one variant on the same data, interleaved with the others and repeated; the
+median is reported. Baselines measured in the same run:
+- probe: a read-only pass over the same bytes (bench/probe.c, gcc -O3 -march=x86-64-v3), same
+  threads: the memory limit;
+- numpy: the natural numpy pipeline computing the same outputs (count, max k2, mean k3, keep);
+- torch: the same in torch eager (same thread count), if torch is installed;
+- C loop: one scalar pass per row with expm1f (bench/probe.c), same threads.
+
+    python bench/bench.py              # 2M tokens, 1 and 2 threads
+    python bench/bench.py --large      # adds 64M tokens (B=4096, T=16384; ~2.5 GB of RAM)
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import trmask
+
+HERE = Path(__file__).resolve().parent
+TRM = "max:k2<=0.1,mean:k3<=0.002"
+
+
+def build_c_baselines() -> ctypes.CDLL:
+    out = Path(tempfile.mkdtemp()) / "probe.so"
+    arch = ["-march=x86-64-v3"] if platform.machine() == "x86_64" else []
+    subprocess.run(["gcc", "-O3", *arch, "-shared", "-fPIC", "-pthread", str(HERE / "probe.c"), "-o", str(out), "-lm"],
+                   check=True)
+    lib = ctypes.CDLL(str(out))
+    p = ctypes.c_void_p
+    lib.probe.argtypes = [p, p, p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int]
+    lib.probe.restype = ctypes.c_uint64
+    lib.fused.argtypes = [p, p, p, ctypes.c_int64, ctypes.c_int64, p, ctypes.c_int]
+    lib.fused.restype = None
+    return lib
+
+
+def make_batch(rows: int, cols: int, seed: int = 0):
+    """Realistic mismatch: log-probs of sampled tokens, small noise, rare spikes, ragged rows."""
+    rng = np.random.default_rng(seed)
+    lr = -rng.exponential(0.35, size=(rows, cols)).astype(np.float32)
+    noise = rng.standard_normal(size=(rows, cols), dtype=np.float32) * np.float32(0.01)
+    lt = lr + noise
+    spikes = rng.random((rows, cols), dtype=np.float32) < 2e-4
+    lt[spikes] += rng.normal(0, 1.0, int(spikes.sum())).astype(np.float32)
+    lengths = rng.integers(cols // 2, cols + 1, size=rows)
+    mask = (np.arange(cols)[None, :] < lengths[:, None]).astype(np.uint8)
+    return lt, lr, mask
+
+
+def numpy_trm(lt, lr, mask):
+    d = lt - lr
+    valid = mask != 0
+    count = valid.sum(axis=1)
+    max_k2 = np.where(valid, np.float32(0.5) * d * d, np.float32(0)).max(axis=1)
+    k3 = np.expm1(d) - d  # the natural float32 pipeline (it cancels near 0; see BENCHMARKS.md)
+    mean_k3 = np.where(valid, k3, np.float32(0)).sum(axis=1, dtype=np.float64) / np.maximum(count, 1)
+    return (max_k2 <= 0.1) & (mean_k3 <= 0.002)
+
+
+def torch_trm(torch, lt, lr, mask):
+    d = lt - lr
+    valid = mask != 0
+    count = valid.sum(dim=1)
+    max_k2 = torch.where(valid, 0.5 * d * d, torch.zeros((), dtype=d.dtype)).amax(dim=1)
+    k3 = torch.expm1(d) - d
+    mean_k3 = torch.where(valid, k3, torch.zeros((), dtype=d.dtype)).sum(dim=1, dtype=torch.float64) / count.clamp(min=1)
+    return (max_k2 <= 0.1) & (mean_k3 <= 0.002)
+
+
+def timed(fn, repeat: int, warm: bool = True) -> list:
+    if warm:
+        fn()
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def interleaved(variants: dict, repeat: int) -> dict:
+    """Median seconds per variant, the variants taking turns so machine noise hits all alike."""
+    for fn in variants.values():
+        fn()  # warm-up (and cache-warm for small inputs)
+    samples = {name: [] for name in variants}
+    for _ in range(repeat):
+        for name, fn in variants.items():
+            start = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(s) for name, s in samples.items()}
+
+
+class Table:
+    def __init__(self):
+        self.rows = []
+        print(f"{'case':<34} {'layout':<14} {'thr':>3} {'ns/token':>9} {'x probe':>8} {'vs numpy':>9} {'vs torch':>9} {'vs C loop':>9}")
+
+    def add(self, case, layout, threads, seconds, tokens, probe=None, numpy_s=None, torch_s=None, c_s=None):
+        def ratio(base, inverse=False):
+            if base is None:
+                return "-"
+            if base == "not installed":
+                return "n/a"
+            return f"{(base / seconds if inverse else seconds / base):.2f}x"
+        line = (f"{case:<34} {layout:<14} {threads:>3} {seconds / tokens * 1e9:>9.3f} {ratio(probe):>8} "
+                f"{ratio(numpy_s, True):>9} {ratio(torch_s, True):>9} {ratio(c_s, True):>9}")
+        print(line, flush=True)
+        self.rows.append(line)
+
+
+def trm_default(table, clib, torch, rows, cols, threads_list, repeat, label):
+    lt, lr, mask = make_batch(rows, cols)
+    tokens = rows * cols
+    keep = np.empty(rows, np.uint8)
+    ptrs = (lt.ctypes.data, lr.ctypes.data, mask.ctypes.data)
+    np_s = interleaved({"numpy": lambda: numpy_trm(lt, lr, mask)}, max(3, repeat // 3))["numpy"]
+    for threads in threads_list:
+        variants = {
+            "trmask": lambda: trmask.trust_region_mask(lt, lr, mask, criteria=TRM, threads=threads),
+            "probe": lambda: clib.probe(*ptrs, rows, cols, threads),
+            "cloop": lambda: clib.fused(*ptrs, rows, cols, keep.ctypes.data, threads),
+        }
+        if torch is not None:
+            tlt, tlr, tmask = torch.from_numpy(lt), torch.from_numpy(lr), torch.from_numpy(mask)
+            torch.set_num_threads(threads)
+            variants["torch"] = lambda: torch_trm(torch, tlt, tlr, tmask)
+        med = interleaved(variants, repeat)
+        table.add(f"TRM default {label}", "contiguous", threads, med["trmask"], tokens, med["probe"], np_s,
+                  med.get("torch", "not installed"), med["cloop"])
+    return lt, lr, mask
+
+
+def estimators(table, clib, rows, cols, repeat, label):
+    lt, lr, mask = make_batch(rows, cols, seed=1)
+    ptrs = (lt.ctypes.data, lr.ctypes.data, mask.ctypes.data)
+    for est in ("delta", "k1", "k2", "k3", "abs", "ratio", "tv"):
+        criteria = [trmask.Criterion(agg, est) for agg in ("sum", "mean", "max", "min")]
+        med = interleaved({"trmask": lambda: trmask.trust_region_mask(lt, lr, mask, criteria=criteria, threads=1),
+                           "probe": lambda: clib.probe(*ptrs, rows, cols, 1)}, repeat)
+        table.add(f"sum/mean/max/min {est} {label}", "contiguous", 1, med["trmask"], rows * cols, med["probe"])
+
+
+def layouts(table, clib, rows, cols, repeat, label):
+    lt, lr, mask = make_batch(rows, cols, seed=2)
+    ptrs = (lt.ctypes.data, lr.ctypes.data, mask.ctypes.data)
+    column_major = [np.ascontiguousarray(x.T).T for x in (lt, lr, mask)]
+    wide = []
+    for x in (lt, lr, mask):
+        w = np.zeros((rows, 2 * cols), x.dtype)
+        w[:, ::2] = x
+        wide.append(w[:, ::2])
+    reversed_rows = [np.ascontiguousarray(x[:, ::-1])[:, ::-1] for x in (lt, lr, mask)]
+    views = {"contiguous": (lt, lr, mask), "column-major": column_major, "every-other": wide,
+             "reversed cols": reversed_rows}
+    variants = {name: (lambda v=v: trmask.trust_region_mask(*v, criteria=TRM, threads=1)) for name, v in views.items()}
+    variants.update({f"numpy {name}": (lambda v=v: numpy_trm(*v)) for name, v in views.items() if name != "contiguous"})
+    variants["probe"] = lambda: clib.probe(*ptrs, rows, cols, 1)
+    med = interleaved(variants, repeat)
+    for name in views:
+        table.add(f"TRM default {label}", name, 1, med[name], rows * cols, med["probe"],
+                  med.get(f"numpy {name}"))
+        if name != "contiguous":
+            print(f"{'':<34} {name} / contiguous = {med[name] / med['contiguous']:.2f}x")
+
+
+def tiny(table, repeat):
+    lt, lr, mask = make_batch(1, 16, seed=3)
+    samples = interleaved({"trmask": lambda: trmask.trust_region_mask(lt, lr, mask, criteria=trmask.DEFAULT_CRITERIA),
+                           "numpy": lambda: numpy_trm(lt, lr, mask)}, repeat * 50)
+    print(f"{'tiny batch B=1 T=16':<34} {'python call':<14} {1:>3} {samples['trmask'] * 1e6:>8.2f}us"
+          f"  numpy pipeline {samples['numpy'] * 1e6:.2f}us  ({samples['numpy'] / samples['trmask']:.2f}x)")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--large", action="store_true", help="also run the 64M-token cases")
+    parser.add_argument("--repeat", type=int, default=9, help="timed repetitions per variant (median reported)")
+    parser.add_argument("--threads", default="1,2", help="thread counts for the TRM default rows")
+    args = parser.parse_args(argv)
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    threads_list = [int(t) for t in args.threads.split(",")]
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
+    print(f"trmask {trmask.__version__} | {cpu} | {os.cpu_count()} cpus | numpy {np.__version__} | "
+          f"torch {torch.__version__ if torch else 'not installed'} | {time.strftime('%Y-%m-%d')}")
+    clib = build_c_baselines()
+    table = Table()
+    trm_default(table, clib, torch, 256, 8192, threads_list, args.repeat, "2M warm")
+    if args.large:
+        trm_default(table, clib, torch, 4096, 16384, threads_list, max(3, args.repeat // 3), "64M")
+    estimators(table, clib, 256, 8192, args.repeat, "2M")
+    if args.large:
+        estimators(table, clib, 4096, 16384, max(3, args.repeat // 3), "64M")
+    layouts(table, clib, 256, 8192, args.repeat, "2M")
+    tiny(table, args.repeat)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

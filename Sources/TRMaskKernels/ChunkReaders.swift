@@ -1,65 +1,111 @@
-/// Chunk readers: how a row's stream values and mask reach the scan, one type per memory layout
-/// so each gets its own specialised loop. All compute delta the same way (`deltaOf`), so every
-/// layout gives the same bits.
+/// Chunk readers: how a row's stream values and mask reach the scan. One reader type per memory
+/// layout and element type, so each gets its own specialised loop; all define delta the same way
+/// (`TokenElement.delta`), so every layout and dtype combination gives the same bits for the same
+/// values.
 
 /// A reader positioned at one row.
 protocol RowReader: ChunkReader {
-    init(_ batch: Batch, row: Int, start: Int)
+    /// `count`: positions of the row the scan will read (full chunks end at or before it).
+    init(_ batch: Batch, row: Int, start: Int, count: Int)
     /// Whether this reader can read every row of `batch`.
     static func accepts(_ batch: Batch) -> Bool
 }
 
-/// `logp_train - logp_roll` as float32: one rounding of the exact difference (float64 inputs
-/// are subtracted in float64 first).
-@inline(__always)
-func deltaOf(_ train: RowCursor, _ roll: RowCursor, _ p: Int) -> Float {
-    if train.dtype == .f64 || roll.dtype == .f64 {
-        return Float(train.double(p) - roll.double(p))
-    }
-    return train.float(p) - roll.float(p)
+/// An element type of log-probs, log-ratios or values.
+protocol TokenElement {
+    static var dtype: DType { get }
+    /// Differences are taken in float64 (then rounded once to float32) when either side is wide.
+    static var wide: Bool { get }
+    /// Eight consecutive elements as float32 (exact, but float64 rounds once).
+    static func load(_ p: UnsafeRawPointer) -> Lanes
+    /// Elements 0, 2, ..., 14 from `p` (reads sixteen elements).
+    static func loadEven(_ p: UnsafeRawPointer) -> Lanes
+    /// Eight consecutive elements as float64 (exact).
+    static func loadWide(_ p: UnsafeRawPointer) -> SIMD8<Double>
+    /// One element as float64 (exact).
+    static func one(_ p: UnsafeRawPointer) -> Double
 }
 
-/// Any layout, any dtype: one scalar load per lane. The fallback every batch accepts.
-struct GatherReader: RowReader {
-    let first: RowCursor
-    let second: RowCursor?
-    let mask: RowCursor?
+extension Float: TokenElement {
+    static var dtype: DType { .f32 }
+    static var wide: Bool { false }
+    @inline(__always) static func load(_ p: UnsafeRawPointer) -> Lanes { p.loadUnaligned(as: Lanes.self) }
+    @inline(__always) static func loadEven(_ p: UnsafeRawPointer) -> Lanes { p.loadUnaligned(as: SIMD16<Float>.self).evenHalf }
+    @inline(__always) static func loadWide(_ p: UnsafeRawPointer) -> SIMD8<Double> { widen(load(p)) }
+    @inline(__always) static func one(_ p: UnsafeRawPointer) -> Double { Double(p.loadUnaligned(as: Float.self)) }
+}
 
-    init(_ batch: Batch, row: Int, start: Int) {
-        first = RowCursor(batch.source.primary, row: row, start: start, layout: batch.layout)
-        second = batch.source.secondary.map { RowCursor($0, row: row, start: start, layout: batch.layout) }
-        mask = batch.mask.map { RowCursor($0, row: row, start: start, layout: batch.layout) }
-    }
+extension Double: TokenElement {
+    static var dtype: DType { .f64 }
+    static var wide: Bool { true }
+    @inline(__always) static func load(_ p: UnsafeRawPointer) -> Lanes { narrow(loadWide(p)) }
+    @inline(__always) static func loadEven(_ p: UnsafeRawPointer) -> Lanes { narrow(p.loadUnaligned(as: SIMD16<Double>.self).evenHalf) }
+    @inline(__always) static func loadWide(_ p: UnsafeRawPointer) -> SIMD8<Double> { p.loadUnaligned(as: SIMD8<Double>.self) }
+    @inline(__always) static func one(_ p: UnsafeRawPointer) -> Double { p.loadUnaligned(as: Double.self) }
+}
 
-    static func accepts(_ batch: Batch) -> Bool { true }
-
-    @inline(__always)
-    func value(_ p: Int) -> Float {
-        if let second { return deltaOf(first, second, p) }
-        return first.float(p)
-    }
-
-    @inline(__always)
-    func isValid(_ p: Int) -> Bool {
-        guard let mask else { return true }
-        return mask.float(p) != 0
-    }
-
-    @inline(__always)
-    func chunk(at p: Int) -> (value: Lanes, valid: LaneMask) {
-        partialChunk(at: p, count: chunkWidth)
-    }
+/// IEEE binary16 (the bits; converted without relying on the platform's Float16 support).
+enum Half: TokenElement {
+    static var dtype: DType { .f16 }
+    static var wide: Bool { false }
+    @inline(__always) static func load(_ p: UnsafeRawPointer) -> Lanes { halves(p.loadUnaligned(as: SIMD8<UInt16>.self)) }
+    @inline(__always) static func loadEven(_ p: UnsafeRawPointer) -> Lanes { halves(p.loadUnaligned(as: SIMD16<UInt16>.self).evenHalf) }
+    @inline(__always) static func loadWide(_ p: UnsafeRawPointer) -> SIMD8<Double> { widen(load(p)) }
+    @inline(__always) static func one(_ p: UnsafeRawPointer) -> Double { Double(halfToFloat(p.loadUnaligned(as: UInt16.self))) }
 
     @inline(__always)
-    func partialChunk(at p: Int, count: Int) -> (value: Lanes, valid: LaneMask) {
-        var values = Lanes(repeating: 0)
-        var valid = Lanes(repeating: 0)
-        for lane in 0..<count {
-            values[lane] = value(p + lane)
-            valid[lane] = isValid(p + lane) ? 1 : 0
-        }
-        return (values, laneMask(valid .!= 0))
+    static func halves(_ bits: SIMD8<UInt16>) -> Lanes {
+        var lanes = Lanes()
+        for lane in 0..<chunkWidth { lanes[lane] = halfToFloat(bits[lane]) }
+        return lanes
     }
+}
+
+/// bfloat16: the top half of a float32.
+enum BFloat16: TokenElement {
+    static var dtype: DType { .bf16 }
+    static var wide: Bool { false }
+    @inline(__always) static func load(_ p: UnsafeRawPointer) -> Lanes { widen16(p.loadUnaligned(as: SIMD8<UInt16>.self)) }
+    @inline(__always) static func loadEven(_ p: UnsafeRawPointer) -> Lanes { widen16(p.loadUnaligned(as: SIMD16<UInt16>.self).evenHalf) }
+    @inline(__always) static func loadWide(_ p: UnsafeRawPointer) -> SIMD8<Double> { widen(load(p)) }
+    @inline(__always) static func one(_ p: UnsafeRawPointer) -> Double {
+        Double(Float(bitPattern: UInt32(p.loadUnaligned(as: UInt16.self)) << 16))
+    }
+
+    @inline(__always)
+    static func widen16(_ bits: SIMD8<UInt16>) -> Lanes {
+        var words = SIMD8<UInt32>()
+        for lane in 0..<chunkWidth { words[lane] = UInt32(bits[lane]) &<< 16 }
+        return Lanes(bitPattern: words)
+    }
+}
+
+@inline(__always)
+func widen(_ x: Lanes) -> SIMD8<Double> {
+    var wide = SIMD8<Double>()
+    for lane in 0..<chunkWidth { wide[lane] = Double(x[lane]) }
+    return wide
+}
+
+@inline(__always)
+func narrow(_ x: SIMD8<Double>) -> Lanes {
+    var lanes = Lanes()
+    for lane in 0..<chunkWidth { lanes[lane] = Float(x[lane]) }
+    return lanes
+}
+
+/// `train - roll` as float32: one rounding of the exact difference. Float64 operands are
+/// subtracted in float64 first; narrower ones are widened exactly and subtracted in float32.
+@inline(__always)
+func delta<A: TokenElement, B: TokenElement>(_ train: UnsafeRawPointer, _ roll: UnsafeRawPointer, _: A.Type, _: B.Type) -> Lanes {
+    if A.wide || B.wide { return narrow(A.loadWide(train) - B.loadWide(roll)) }
+    return A.load(train) - B.load(roll)
+}
+
+@inline(__always)
+func deltaOne<A: TokenElement, B: TokenElement>(_ train: UnsafeRawPointer, _ roll: UnsafeRawPointer, _: A.Type, _: B.Type) -> Float {
+    if A.wide || B.wide { return Float(A.one(train) - B.one(roll)) }
+    return Float(A.one(train)) - Float(B.one(roll))
 }
 
 /// Eight mask bytes as lane validity. Written as a float comparison: it compiles to one byte
@@ -71,111 +117,183 @@ func byteMask(_ bytes: SIMD8<UInt8>) -> LaneMask {
     return laneMask(lanes .!= 0)
 }
 
-/// Mask access for the contiguous readers.
-protocol MaskLoader {
-    init(_ batch: Batch, row: Int, start: Int)
-    static func accepts(_ batch: Batch) -> Bool
-    func chunk(at p: Int) -> LaneMask
-    func partialChunk(at p: Int, count: Int) -> LaneMask
-}
+/// The validity mask of one row: absent (all valid), bytes (vector loads at strides 1 and 2), or
+/// any other dtype (nonzero = valid, read one element per lane). The kind is fixed per call, so
+/// the branch on it is always predicted.
+struct MaskCursor {
+    let base: UnsafeRawPointer?
+    let stride: Int
+    let dtype: DType
 
-/// No mask: every position is valid.
-struct NoMask: MaskLoader {
-    init(_ batch: Batch, row: Int, start: Int) {}
-    static func accepts(_ batch: Batch) -> Bool { batch.mask == nil }
-    @inline(__always) func chunk(at p: Int) -> LaneMask { LaneMask(repeating: .max) }
-    @inline(__always) func partialChunk(at p: Int, count: Int) -> LaneMask { firstLanes(count) }
-}
-
-/// A byte mask with unit column stride.
-struct ContiguousByteMask: MaskLoader {
-    let base: UnsafePointer<UInt8>
-
+    @inline(__always)
     init(_ batch: Batch, row: Int, start: Int) {
-        let cursor = RowCursor(batch.mask.unsafelyUnwrapped, row: row, start: start, layout: batch.layout)
-        base = cursor.base.assumingMemoryBound(to: UInt8.self)
-    }
-
-    static func accepts(_ batch: Batch) -> Bool {
-        guard let mask = batch.mask else { return false }
-        return mask.dtype.isByteMask && mask.colStride == 1
+        guard let mask = batch.mask else {
+            base = nil
+            stride = 0
+            dtype = .u8
+            return
+        }
+        let cursor = RowCursor(mask, row: row, start: start, layout: batch.layout)
+        base = cursor.base
+        stride = cursor.stride
+        dtype = cursor.dtype
     }
 
     @inline(__always)
-    func chunk(at p: Int) -> LaneMask {
-        byteMask(UnsafeRawPointer(base + p).loadUnaligned(as: SIMD8<UInt8>.self))
+    func chunk(at p: Int, vectorSafe: Bool) -> LaneMask {
+        guard let base else { return LaneMask(repeating: .max) }
+        if dtype.isByteMask {
+            if stride == 1 { return byteMask((base + p).loadUnaligned(as: SIMD8<UInt8>.self)) }
+            if stride == 2 && vectorSafe { return byteMask((base + 2 &* p).loadUnaligned(as: SIMD16<UInt8>.self).evenHalf) }
+        }
+        return partialChunk(at: p, count: chunkWidth)
     }
 
     @inline(__always)
     func partialChunk(at p: Int, count: Int) -> LaneMask {
-        var bytes = SIMD8<UInt8>()
-        for lane in 0..<count { bytes[lane] = base[p + lane] }
-        return byteMask(bytes)  // lanes past `count` read 0: invalid
+        guard let base else { return firstLanes(count) }
+        var lanes = Lanes()
+        for lane in 0..<count { lanes[lane] = loadFloat(base + (p &+ lane) &* stride &* dtype.size, dtype) }
+        return laneMask(lanes .!= 0)
     }
+
+    /// Byte masks (any stride) take the vector paths; other dtypes are read per lane.
+    static func isByteOrAbsent(_ batch: Batch) -> Bool { batch.mask.map { $0.dtype.isByteMask } ?? true }
 }
 
-/// Float32 log-probs with unit column stride: delta is one vector subtraction.
-struct ContiguousPairReader<Mask: MaskLoader>: RowReader {
-    let train: UnsafePointer<Float>
-    let roll: UnsafePointer<Float>
-    let mask: Mask
+/// Whether a stream has two sides (log-probs) or one (log-ratio, values).
+protocol StreamKind { static var paired: Bool { get } }
+enum Paired: StreamKind { static var paired: Bool { true } }
+enum Single: StreamKind { static var paired: Bool { false } }
 
-    init(_ batch: Batch, row: Int, start: Int) {
-        // accepts() checked that the source is a pair of float32 views.
-        let rollView = batch.source.secondary.unsafelyUnwrapped
-        train = RowCursor(batch.source.primary, row: row, start: start, layout: batch.layout).base.assumingMemoryBound(to: Float.self)
-        roll = RowCursor(rollView, row: row, start: start, layout: batch.layout).base.assumingMemoryBound(to: Float.self)
-        mask = Mask(batch, row: row, start: start)
+/// Unit column stride: whole chunks are vector loads. `A` is the first stream's element type, `B`
+/// the second's (log-probs only).
+struct UnitReader<A: TokenElement, B: TokenElement, Kind: StreamKind>: RowReader {
+    let first: UnsafeRawPointer
+    let second: UnsafeRawPointer
+    let mask: MaskCursor
+
+    @inline(__always)
+    init(_ batch: Batch, row: Int, start: Int, count: Int) {
+        first = RowCursor(batch.source.primary, row: row, start: start, layout: batch.layout).base
+        // accepts() checked that a paired source has a second view.
+        second = Kind.paired ? RowCursor(batch.source.secondary.unsafelyUnwrapped, row: row, start: start, layout: batch.layout).base : first
+        mask = MaskCursor(batch, row: row, start: start)
     }
 
     static func accepts(_ batch: Batch) -> Bool {
-        guard case .logProbs(let train, let roll) = batch.source else { return false }
-        return train.dtype == .f32 && roll.dtype == .f32 && train.colStride == 1 && roll.colStride == 1 && Mask.accepts(batch)
+        let primary = batch.source.primary
+        guard primary.dtype == A.dtype, primary.colStride == 1, MaskCursor.isByteOrAbsent(batch) else { return false }
+        guard let secondary = batch.source.secondary else { return !Kind.paired }
+        return Kind.paired && secondary.dtype == B.dtype && secondary.colStride == 1
     }
 
     @inline(__always)
     func chunk(at p: Int) -> (value: Lanes, valid: LaneMask) {
-        let a = UnsafeRawPointer(train + p).loadUnaligned(as: Lanes.self)
-        let b = UnsafeRawPointer(roll + p).loadUnaligned(as: Lanes.self)
-        return (a - b, mask.chunk(at: p))
+        let a = first + p &* A.dtype.size
+        let value = Kind.paired ? delta(a, second + p &* B.dtype.size, A.self, B.self) : A.load(a)
+        return (value, mask.chunk(at: p, vectorSafe: true))
     }
 
     @inline(__always)
     func partialChunk(at p: Int, count: Int) -> (value: Lanes, valid: LaneMask) {
-        var a = Lanes(repeating: 0)
-        var b = Lanes(repeating: 0)
+        var value = Lanes()
         for lane in 0..<count {
-            a[lane] = train[p + lane]
-            b[lane] = roll[p + lane]
+            let a = first + (p &+ lane) &* A.dtype.size
+            value[lane] = Kind.paired ? deltaOne(a, second + (p &+ lane) &* B.dtype.size, A.self, B.self) : Float(A.one(a))
         }
-        return (a - b, mask.partialChunk(at: p, count: count))
+        return (value, mask.partialChunk(at: p, count: count))
     }
 }
 
-/// A float32 log-ratio or value stream with unit column stride.
-struct ContiguousSingleReader<Mask: MaskLoader>: RowReader {
-    let values: UnsafePointer<Float>
-    let mask: Mask
+/// Any column stride with one element type on both sides: stride 2 (every other column) uses
+/// vector loads while they stay inside the row; other strides read one element per lane.
+struct StridedReader<E: TokenElement, Kind: StreamKind>: RowReader {
+    let first: UnsafeRawPointer
+    let second: UnsafeRawPointer
+    let stride: Int
+    let secondStride: Int
+    let count: Int
+    let mask: MaskCursor
 
-    init(_ batch: Batch, row: Int, start: Int) {
-        values = RowCursor(batch.source.primary, row: row, start: start, layout: batch.layout).base.assumingMemoryBound(to: Float.self)
-        mask = Mask(batch, row: row, start: start)
+    @inline(__always)
+    init(_ batch: Batch, row: Int, start: Int, count: Int) {
+        let primary = RowCursor(batch.source.primary, row: row, start: start, layout: batch.layout)
+        let secondary = Kind.paired ? RowCursor(batch.source.secondary.unsafelyUnwrapped, row: row, start: start, layout: batch.layout) : primary
+        first = primary.base
+        second = secondary.base
+        stride = primary.stride
+        secondStride = secondary.stride
+        self.count = count
+        mask = MaskCursor(batch, row: row, start: start)
     }
 
     static func accepts(_ batch: Batch) -> Bool {
-        let view = batch.source.primary
-        return batch.source.secondary == nil && view.dtype == .f32 && view.colStride == 1 && Mask.accepts(batch)
+        guard batch.source.primary.dtype == E.dtype, MaskCursor.isByteOrAbsent(batch) else { return false }
+        guard let secondary = batch.source.secondary else { return !Kind.paired }
+        return Kind.paired && secondary.dtype == E.dtype
     }
 
     @inline(__always)
     func chunk(at p: Int) -> (value: Lanes, valid: LaneMask) {
-        (UnsafeRawPointer(values + p).loadUnaligned(as: Lanes.self), mask.chunk(at: p))
+        // Sixteen-element loads read one element past the chunk: only while that is inside the row.
+        // Float64 pairs subtract in float64: they take the gather path.
+        let vectorSafe = p &+ chunkWidth < count
+        if vectorSafe && stride == 2 && (!Kind.paired || (secondStride == 2 && !E.wide)) {
+            let a = E.loadEven(first + 2 &* p &* E.dtype.size)
+            let value = Kind.paired ? a - E.loadEven(second + 2 &* p &* E.dtype.size) : a
+            return (value, mask.chunk(at: p, vectorSafe: true))
+        }
+        return (gather(at: p, count: chunkWidth), mask.chunk(at: p, vectorSafe: vectorSafe))
     }
 
     @inline(__always)
     func partialChunk(at p: Int, count: Int) -> (value: Lanes, valid: LaneMask) {
-        var v = Lanes(repeating: 0)
-        for lane in 0..<count { v[lane] = values[p + lane] }
-        return (v, mask.partialChunk(at: p, count: count))
+        (gather(at: p, count: count), mask.partialChunk(at: p, count: count))
+    }
+
+    @inline(__always)
+    func gather(at p: Int, count: Int) -> Lanes {
+        var value = Lanes()
+        for lane in 0..<count {
+            let a = first + (p &+ lane) &* stride &* E.dtype.size
+            value[lane] = Kind.paired ? deltaOne(a, second + (p &+ lane) &* secondStride &* E.dtype.size, E.self, E.self) : Float(E.one(a))
+        }
+        return value
+    }
+}
+
+/// Any layout, any dtype combination, any mask dtype: one scalar load per lane. The fallback
+/// every batch accepts.
+struct GatherReader: RowReader {
+    let first: RowCursor
+    let second: RowCursor?
+    let mask: MaskCursor
+
+    init(_ batch: Batch, row: Int, start: Int, count: Int) {
+        first = RowCursor(batch.source.primary, row: row, start: start, layout: batch.layout)
+        second = batch.source.secondary.map { RowCursor($0, row: row, start: start, layout: batch.layout) }
+        mask = MaskCursor(batch, row: row, start: start)
+    }
+
+    static func accepts(_ batch: Batch) -> Bool { true }
+
+    @inline(__always)
+    func value(_ p: Int) -> Float {
+        guard let second else { return first.float(p) }
+        if first.dtype == .f64 || second.dtype == .f64 { return Float(first.double(p) - second.double(p)) }
+        return first.float(p) - second.float(p)
+    }
+
+    @inline(__always)
+    func chunk(at p: Int) -> (value: Lanes, valid: LaneMask) {
+        partialChunk(at: p, count: chunkWidth)
+    }
+
+    @inline(__always)
+    func partialChunk(at p: Int, count: Int) -> (value: Lanes, valid: LaneMask) {
+        var values = Lanes()
+        for lane in 0..<count { values[lane] = value(p &+ lane) }
+        return (values, mask.partialChunk(at: p, count: count))
     }
 }

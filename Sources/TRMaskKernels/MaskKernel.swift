@@ -55,19 +55,29 @@ protocol ReaderConsumer {
     mutating func run<Reader: RowReader>(_ reader: Reader.Type)
 }
 
-/// Picks the fastest reader that can read every row of `batch`.
+/// Picks the fastest reader that can read every row of `batch`: unit-stride vector loads for every
+/// dtype and the common mixed pairs (a bfloat16 or float16 trainer against a float32 rollout),
+/// strided loads for one dtype on both sides, and a per-element gather for everything else.
 func dispatchReader<Consumer: ReaderConsumer>(_ batch: Batch, to consumer: inout Consumer) {
-    if ContiguousPairReader<ContiguousByteMask>.accepts(batch) {
-        consumer.run(ContiguousPairReader<ContiguousByteMask>.self)
-    } else if ContiguousPairReader<NoMask>.accepts(batch) {
-        consumer.run(ContiguousPairReader<NoMask>.self)
-    } else if ContiguousSingleReader<ContiguousByteMask>.accepts(batch) {
-        consumer.run(ContiguousSingleReader<ContiguousByteMask>.self)
-    } else if ContiguousSingleReader<NoMask>.accepts(batch) {
-        consumer.run(ContiguousSingleReader<NoMask>.self)
-    } else {
-        consumer.run(GatherReader.self)
+    func attempt<Reader: RowReader>(_ reader: Reader.Type) -> Bool {
+        guard Reader.accepts(batch) else { return false }
+        consumer.run(Reader.self)
+        return true
     }
+    if batch.source.secondary != nil {
+        if attempt(UnitReader<Float, Float, Paired>.self) || attempt(UnitReader<BFloat16, BFloat16, Paired>.self)
+            || attempt(UnitReader<Half, Half, Paired>.self) || attempt(UnitReader<Double, Double, Paired>.self)
+            || attempt(UnitReader<BFloat16, Float, Paired>.self) || attempt(UnitReader<Float, BFloat16, Paired>.self)
+            || attempt(UnitReader<Half, Float, Paired>.self) || attempt(UnitReader<Float, Half, Paired>.self)
+            || attempt(StridedReader<Float, Paired>.self) || attempt(StridedReader<BFloat16, Paired>.self)
+            || attempt(StridedReader<Half, Paired>.self) || attempt(StridedReader<Double, Paired>.self) { return }
+    } else {
+        if attempt(UnitReader<Float, Float, Single>.self) || attempt(UnitReader<BFloat16, BFloat16, Single>.self)
+            || attempt(UnitReader<Half, Half, Single>.self) || attempt(UnitReader<Double, Double, Single>.self)
+            || attempt(StridedReader<Float, Single>.self) || attempt(StridedReader<BFloat16, Single>.self)
+            || attempt(StridedReader<Half, Single>.self) || attempt(StridedReader<Double, Single>.self) { return }
+    }
+    consumer.run(GatherReader.self)
 }
 
 /// A token criterion with bounds rounded inward to float32, so comparing a float32 value with
@@ -188,7 +198,7 @@ struct MaskScan: ReaderConsumer {
         let tokens = outputs.keepToken.base == nil ? nil : GridRow(outputs.keepToken, row: row, start: span.start, layout: batch.layout)
         var summary = RowSummary()
         if n > 0 && decided != false {
-            let source = Reader(batch, row: row, start: span.start)
+            let source = Reader(batch, row: row, start: span.start, count: n)
             let tokenWork = !tokenBands.isEmpty || tokens != nil
             let plan = self.plan
             var lanes = LaneStats()

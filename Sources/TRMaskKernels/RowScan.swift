@@ -16,6 +16,9 @@ struct SumSet: OptionSet {
     static let abs = SumSet(rawValue: 8)
     static let ratio = SumSet(rawValue: 16)
     static let tv = SumSet(rawValue: 32)
+    /// The sums that need the exponential (a constant: an array literal here would allocate in the
+    /// hot loop).
+    static let exponential = SumSet(rawValue: 4 | 16 | 32)
 
     init(rawValue: UInt8) { self.rawValue = rawValue }
 
@@ -219,7 +222,7 @@ struct LaneStats {
         if plan.sums.contains(.linear) { group.linear += d }
         if plan.sums.contains(.k2) { group.k2 += (0.5 * d) * d }
         if plan.sums.contains(.abs) { group.abs += absolute(d) }
-        if !plan.sums.isDisjoint(with: [.k3, .ratio, .tv]) {
+        if plan.sums.rawValue & SumSet.exponential.rawValue != 0 {
             let e = allSmall ? seriesExponentials(d) : exponentialEstimates(d)
             if plan.sums.contains(.k3) { group.k3 += e.k3 }
             // Lanes outside `reduced` hold d = 0, where ratio is 1: mask them out.
@@ -238,13 +241,6 @@ struct LaneStats {
         if plan.sums.contains(.ratio) { sums.4 += widen(group.ratio) }
         if plan.sums.contains(.tv) { sums.5 += widen(group.tv) }
     }
-}
-
-@inline(__always)
-func widen(_ x: SIMD8<Float>) -> SIMD8<Double> {
-    var wide = SIMD8<Double>()
-    for lane in 0..<8 { wide[lane] = Double(x[lane]) }
-    return wide
 }
 
 /// The number of set lanes (as a small integer, exact in float32).

@@ -30,7 +30,7 @@ struct TokenValueScan: ReaderConsumer {
         forEachRowBlock(rows: batch.rows, workers: workers) { _, rows in
             for row in rows {
                 // A packed stream is one row starting at position 0.
-                let source = Reader(batch, row: row, start: 0)
+                let source = Reader(batch, row: row, start: 0, count: batch.cols)
                 let grid = GridRow(out, row: row, start: 0, layout: batch.layout)
                 var p = 0
                 while p < batch.cols {

@@ -47,12 +47,12 @@ private func checkBatch(_ batch: Batch, into extents: inout [Extent]) -> Status 
         return checkArray(base: view.base, dims: dims, elementSize: view.dtype.size, into: &extents)
     }
     for view in [batch.source.primary, batch.source.secondary].compactMap({ $0 }) {
-        guard view.dtype == .f32 else { return .badDType }
+        guard view.dtype.isFloat else { return .badDType }
         let status = add(view, gridDims(batch, rowStride: view.rowStride, colStride: view.colStride))
         if status != .ok { return status }
     }
     if let mask = batch.mask {
-        guard mask.dtype.isByteMask else { return .badDType }
+        // Any dtype: nonzero = valid (bool, uint8, float masks, and int masks as torch gives them).
         let status = add(mask, gridDims(batch, rowStride: mask.rowStride, colStride: mask.colStride))
         if status != .ok { return status }
     }

@@ -27,10 +27,11 @@ def batch(rows=4, cols=33, seed=0):
 
 
 @pytest.mark.parametrize("call,fragment", [
-    (lambda lt, lr, m: trmask.trust_region_mask(lt, lr.astype(np.int64)), "`logp_roll` has dtype int64; expected float32"),
+    (lambda lt, lr, m: trmask.trust_region_mask(lt, lr.astype(np.int64)),
+     "`logp_roll` has dtype int64; expected float32, float64, float16 or bfloat16"),
     (lambda lt, lr, m: trmask.trust_region_mask(lt, lr[:, :5]), "`logp_roll` has shape (4, 5); expected (4, 33)"),
     (lambda lt, lr, m: trmask.trust_region_mask(lt, lr, m[:2]), "`mask` has shape (2, 33)"),
-    (lambda lt, lr, m: trmask.trust_region_mask(lt, lr, m.astype(np.float64)), "`mask` has dtype float64"),
+    (lambda lt, lr, m: trmask.trust_region_mask(lt, lr, m.astype(np.complex64)), "`mask` has dtype complex64"),
     (lambda lt, lr, m: trmask.trust_region_mask(lt, lr, lengths=[1, 2]), "`lengths` has shape (2,)"),
     (lambda lt, lr, m: trmask.trust_region_mask(lt, lr, lengths=np.ones(4, np.uint64)), "`lengths` has dtype uint64"),
     (lambda lt, lr, m: trmask.trust_region_mask(lt), "pass logp_train and logp_roll"),

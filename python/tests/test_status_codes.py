@@ -123,7 +123,7 @@ BREAKS = {
     "TRM_E_BAD_DTYPE": [
         lambda c: setattr(c.batch.logp_train, "dtype", _ffi.DTYPE_U8),
         lambda c: setattr(c.batch.logp_roll, "dtype", 99),
-        lambda c: setattr(c.batch.mask, "dtype", _ffi.DTYPE_I64),
+        lambda c: setattr(c.batch.mask, "dtype", 42),
         lambda c: setattr(c.batch, "lengths", c.view(c.lengths.astype(np.float32), _ffi.DTYPE_F32)),
     ],
     "TRM_E_BAD_STRIDE": [

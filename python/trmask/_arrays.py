@@ -16,8 +16,9 @@ import numpy as np
 from . import _ffi
 from .errors import TrmaskError
 
-FLOAT_DTYPES = (_ffi.DTYPE_F32,)
-MASK_DTYPES = (_ffi.DTYPE_U8, _ffi.DTYPE_BOOL)
+FLOAT_DTYPES = (_ffi.DTYPE_F32, _ffi.DTYPE_F64, _ffi.DTYPE_F16, _ffi.DTYPE_BF16)
+# Any numeric mask: nonzero = valid (bool and uint8 are read with vector loads, others per element).
+MASK_DTYPES = (_ffi.DTYPE_BOOL, _ffi.DTYPE_U8, _ffi.DTYPE_I32, _ffi.DTYPE_I64) + FLOAT_DTYPES
 INDEX_DTYPES = (_ffi.DTYPE_I32, _ffi.DTYPE_I64)
 
 _DTYPE_NAMES = {

@@ -304,7 +304,7 @@ def test_plugin_from_torch_results():
 def test_every_plugin_output_carries_the_caveat():
     lt, lr, mask = _batch(8)
     got = trmask.plugin_bounds(trmask.sequence_stats(lt, lr, mask))
-    assert "plug-in estimate" in str(got)
+    assert "plug-in estimate" in str(got) and "plug-in estimate" in repr(got)
     assert got.to_dict()["caveat"] == trmask.PLUGIN_CAVEAT
     assert "not the maximum token KL over all reachable contexts" in trmask.PLUGIN_CAVEAT
     for documented in (trmask.plugin_bounds, trmask.PluginBounds, trmask.bounds):

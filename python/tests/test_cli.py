@@ -61,7 +61,7 @@ def saved(tmp_path_factory):
 
 @pytest.mark.parametrize("command,needles", [
     ((), ["demo", "audit", "bounds", "exit status"]),
-    (("demo",), ["--rows", "--criteria"]),
+    (("demo",), ["--rows", "--criteria", "--save"]),
     (("bounds",), ["--T", "--kl-max", "--kl-seq", "--eps", "--tv-seq", "--plot", "plug-in"]),
     (("audit",), ["FILE", "logp_train", "log_ratio", "--json", "--plot", "--criteria", "--progress", "estimates"]),
 ])
@@ -73,10 +73,12 @@ def test_help(command, needles):
         assert needle in text, needle
 
 
-def test_demo():
-    done = run("demo", "--rows", 64, "--max-len", 512)
+def test_demo_and_its_saved_batch(tmp_path):
+    done = run("demo", "--rows", 64, "--max-len", 512, "--save", tmp_path / "demo.npz")
     assert done.returncode == 0, done.stderr
     assert "trmask demo" in done.stdout and "rows kept" in done.stdout
+    kept = re.search(r"rows kept (\d+) / 64", done.stdout).group(1)
+    assert audit_json(tmp_path / "demo.npz")["rows_kept"] == int(kept)
 
 
 def test_no_command_is_a_usage_error():

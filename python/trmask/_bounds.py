@@ -102,7 +102,7 @@ def bounds(T: int, kl_max: float, kl_seq: float, *, eps: Optional[float] = None,
     return {key: getattr(out, key) for key in BOUND_KEYS}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class PluginBounds:
     """The error bounds of SPEC §7 at batch estimates of their inputs (what `plugin_bounds`
     returns). **A plug-in estimate**: ``kl_max`` is a batch maximum, not the maximum token KL over
@@ -138,6 +138,11 @@ class PluginBounds:
                 "excluded_rows": self.excluded_rows, "estimators": list(self.estimators),
                 "rows_used": self.rows_used, "source": self.source, "reward_range": self.reward_range,
                 "bounds": dict(self.bounds), "caveat": self.caveat}
+
+    def __repr__(self) -> str:
+        return (f"PluginBounds(T={self.T}, kl_max={self.kl_max:.6g}, kl_seq={self.kl_seq:.6g}, rows={self.rows}, "
+                f"rows_used={self.rows_used!r}, unified={self.bounds['unified']:.6g}; a plug-in estimate: kl_max is "
+                "a batch maximum, not the theorems' maximum over all reachable contexts)")
 
     def __str__(self) -> str:
         from .report import format_plugin_bounds

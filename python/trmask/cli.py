@@ -18,6 +18,9 @@ def _demo(args: argparse.Namespace) -> int:
     result = trmask.trust_region_mask(batch["logp_train"], batch["logp_roll"], batch["mask"],
                                       criteria=args.criteria, threads=args.threads)
     print(format_report(result, title=f"trmask demo: built-in batch (seed {args.seed})"))
+    if args.save:
+        np.savez(args.save, **batch)
+        print(f"wrote {args.save} (audit it with: trmask audit {args.save})", file=sys.stderr)
     return 0
 
 
@@ -112,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--criteria", default=None,
                       help="criteria string, e.g. 'max:k2<=0.1,mean:k3<=0.002' (default: the paper's TRM-Max&Avg)")
     demo.add_argument("--threads", type=int, default=0, help="threads (default 0 = automatic)")
+    demo.add_argument("--save", metavar="FILE.npz", default=None,
+                      help="also save the batch (logp_train, logp_roll, mask) for `trmask audit`")
     demo.set_defaults(run=_demo)
 
     bounds = commands.add_parser(

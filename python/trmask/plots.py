@@ -130,8 +130,10 @@ def plot_audit(path: str, audit) -> None:
     right.grid(True, alpha=0.3)
     caption = f"trmask audit: {audit.path} ({audit.rows} rows, {audit.rows_kept} kept)"
     if audit.plugin_all is not None:
-        caption += (f"; plug-in B* at T = {audit.plugin_all.T}: {audit.plugin_all.bounds['unified']:.4g} "
-                    f"(all rows), {PLUGIN_CAVEAT.split(':')[0]}")
+        caption += f"; plug-in B* at T = {audit.plugin_all.T}: {audit.plugin_all.bounds['unified']:.4g} (all rows)"
+        if audit.plugin_kept is not None:
+            caption += f", {audit.plugin_kept.bounds['unified']:.4g} (kept rows)"
+        caption += f" ({PLUGIN_CAVEAT.split(':')[0]}s)"
     figure.suptitle(caption, fontsize=9)
     figure.tight_layout()
     figure.savefig(path, format="png")

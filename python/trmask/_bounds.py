@@ -91,14 +91,14 @@ def bounds(T: int, kl_max: float, kl_seq: float, *, eps: Optional[float] = None,
                                _real("kl_seq", kl_seq), math.nan if eps is None else _real("eps", eps),
                                math.nan if tv_seq is None else _real("tv_seq", tv_seq),
                                _real("reward_range", reward_range, positive=True), None, 0)
-    values = None
+    values = None  # the dbar array, referenced here until the call returns
     if dbar is not None:
-        values = _dbar(dbar, T)  # kept alive in this frame until the call returns
+        values = _dbar(dbar, T)
         request.dbar = values.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
         request.dbar_count = T
     out = _ffi.BoundsOut(ctypes.sizeof(_ffi.BoundsOut), 0)
-    raise_for_status(_ffi.lib.trm_bounds_compute(ctypes.byref(request), ctypes.byref(out)), "bounds")
-    del values
+    status = _ffi.lib.trm_bounds_compute(ctypes.byref(request), ctypes.byref(out))
+    raise_for_status(status, "bounds")
     return {key: getattr(out, key) for key in BOUND_KEYS}
 
 

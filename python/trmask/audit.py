@@ -183,7 +183,9 @@ class Progress:
 @dataclass
 class AuditResult:
     """What `audit` returns: per-row arrays over the whole batch and the summary the report
-    prints (`to_dict` gives the summary as JSON-ready values)."""
+    prints (`to_dict` gives the summary as JSON-ready values). ``plugin_all`` and
+    ``plugin_kept`` are plug-in estimates: their ``kl_max`` is a batch maximum, not the maximum
+    token KL over all reachable contexts that the theorems need (SPEC §7)."""
 
     path: str
     source: str

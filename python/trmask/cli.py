@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from typing import Optional, Sequence
 
 import numpy as np
@@ -98,8 +99,13 @@ def _audit(args: argparse.Namespace) -> int:
     return 0
 
 
-EXIT_CODES = """exit status: 0 success; 2 bad arguments or input (a message says which); 3 an optional
-dependency is missing (matplotlib for --plot, torch for .pt files)."""
+EXIT_CODES = ("exit status: 0 success; 2 bad arguments or input (a message says which); 3 an optional "
+              "dependency is missing (matplotlib for --plot, torch for .pt files).")
+
+
+def _paragraphs(*texts: str) -> str:
+    """Help text wrapped paragraph by paragraph (the raw formatter keeps the blank lines)."""
+    return "\n\n".join(textwrap.fill(text, width=90) for text in texts)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,11 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     bounds = commands.add_parser(
         "bounds", help="the paper's error bounds (SPEC §7) for a length and measured divergences",
-        description="Every error bound of the paper (SPEC §7) on the surrogate-objective error, for a sequence "
-                    "length T and measured divergences, with its order in T; the tightest (the unified bound B*) "
-                    "is marked. The theorems need kl_max over all reachable contexts: a batch maximum gives "
-                    "plug-in estimates, not guarantees.",
-        epilog="example: trmask bounds --T 4096 --kl-max 1e-4 --kl-seq 0.01 --eps 5e-3 --tv-seq 0.05\n\n" + EXIT_CODES,
+        description=_paragraphs(
+            "Every error bound of the paper (SPEC §7) on the surrogate-objective error, for a sequence length T "
+            "and measured divergences, with its order in T; the tightest (the unified bound B*) is marked.",
+            "The theorems need kl_max over all reachable contexts: a batch maximum gives plug-in estimates, "
+            "not guarantees."),
+        epilog=_paragraphs("example: trmask bounds --T 4096 --kl-max 1e-4 --kl-seq 0.01 --eps 5e-3 --tv-seq 0.05",
+                           EXIT_CODES),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     bounds.add_argument("--T", type=int, required=True, help="sequence length in tokens (>= 1)")
     bounds.add_argument("--kl-max", type=float, required=True,
@@ -144,15 +152,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = commands.add_parser(
         "audit", help="mask, metrics, length bias and plug-in bounds of a saved batch (.npz or .pt)",
-        description="Audit a saved batch: which rows Trust Region Masking keeps and why, the batch statistics, "
-                    "the length bias of the rules (kept fraction by row length), and the paper's error bounds "
-                    "at batch (plug-in) estimates of their inputs.\n\n"
-                    "FILE is a .npz (numpy.savez) or a .pt (torch.save of a dict of tensors) holding logp_train "
-                    "and logp_roll (float [rows, tokens]: log-probs of the sampled tokens under the training and "
-                    "the rollout engine), or log_ratio (logp_train - logp_roll), and optionally mask "
-                    "([rows, tokens], nonzero = a token that counts). Other dtypes are rounded to float32.",
-        epilog="The plug-in bounds use a batch maximum for kl_max, not the maximum over all reachable "
-               "contexts that the theorems need: they are estimates, not guarantees.\n\n" + EXIT_CODES,
+        description=_paragraphs(
+            "Audit a saved batch: which rows Trust Region Masking keeps and why, the batch statistics, the "
+            "length bias of the rules (kept fraction by row length), and the paper's error bounds at batch "
+            "(plug-in) estimates of their inputs.",
+            "FILE is a .npz (numpy.savez) or a .pt (torch.save of a dict of tensors) holding logp_train and "
+            "logp_roll (float [rows, tokens]: log-probs of the sampled tokens under the training and the rollout "
+            "engine), or log_ratio (logp_train - logp_roll), and optionally mask ([rows, tokens], nonzero = a "
+            "token that counts). Other float dtypes are rounded to float32."),
+        epilog=_paragraphs("The plug-in bounds use a batch maximum for kl_max, not the maximum over all reachable "
+                           "contexts that the theorems need: they are estimates, not guarantees.", EXIT_CODES),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     audit.add_argument("file", metavar="FILE", help="the saved batch (.npz or .pt)")
     audit.add_argument("--criteria", default=None,

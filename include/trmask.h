@@ -261,6 +261,67 @@ trm_status_t trm_token_keep(const trm_batch_t *batch, const trm_criterion_t *cri
 trm_status_t trm_token_values(const trm_batch_t *batch, int32_t estimator,
                               const trm_options_t *options, trm_out_t out_values);
 
+/* ---------------------------------------------------------------------------------------------
+ * Error bounds (SPEC §7): the paper's bounds on the surrogate-objective error, as a calculator.
+ * ------------------------------------------------------------------------------------------ */
+
+/* Inputs of trm_bounds_compute. Divergences are in nats; sums in the bounds run over t = 1..T.
+   kl_max is delta = D_KL^{tok,max}, the maximum token KL over ALL reachable contexts: a maximum
+   taken over a training batch is only a plug-in estimate of it, and bounds computed from it are
+   estimates, not guarantees. */
+typedef struct trm_bound_inputs_t {
+    uint32_t struct_size; /* sizeof(trm_bound_inputs_t) */
+    int32_t reserved;     /* must be 0 */
+    int64_t T;            /* sequence length, >= 1 */
+    double kl_max;        /* delta = D_KL^{tok,max}, finite and >= 0 */
+    double kl_seq;        /* D_KL^{seq}, finite and >= 0 */
+    double eps;           /* D_TV^{tok,max}, finite and >= 0; NaN = derive sqrt(kl_max / 2) */
+    double tv_seq;        /* D_TV^{seq}, finite and >= 0; NaN = derive sqrt(kl_seq / 2) */
+    double reward_range;  /* r_max - r_min, finite and > 0; every bound is multiplied by it */
+    const double *dbar;   /* per-position mean TV Dbar_1..Dbar_T (dbar_count == T, each finite
+                             and >= 0), read only during the call; NULL = eps at every position */
+    int64_t dbar_count;   /* elements of dbar; must be 0 when dbar is NULL */
+} trm_bound_inputs_t;
+
+/* Every bound of SPEC §7, each multiplied by reward_range; field order and names follow
+   Tests/vectors/bounds.json. Values are >= 0 and never NaN; the classical bounds (order T^2)
+   can overflow to +inf for extreme inputs. */
+typedef struct trm_bounds_t {
+    uint32_t struct_size; /* sizeof(trm_bounds_t) */
+    int32_t reserved;     /* must be 0 */
+    double classical_tv;  /* classical (TV): 2 T (T-1) eps^2; order T^2 */
+    double classical_kl;  /* classical (KL): T (T-1) delta; order T^2 */
+    double coupling;      /* 4 min(1, eps) sum_t min(1, (t-1) eps); order T */
+    double pm_kl;         /* Pinsker-marginal (KL):
+                             4 min(1, sqrt(delta/2)) sum_t min(1, sqrt((t-1) delta/2)); T^1.5 */
+    double pm_tv;         /* Pinsker-marginal (TV):
+                             4 min(1, eps) sum_t min(1, sqrt((t-1) delta/2)); order T^1.5 */
+    double mixed_kl;      /* 4 T min(1, sqrt(delta/2)) min(1, sqrt(kl_seq/2)); order T */
+    double mixed_tv;      /* 4 T min(1, eps) min(1, tv_seq); order T */
+    double linear;        /* 4 sum_t Dbar_t; order T */
+    double adaptive;      /* 4 sum_t Dbar_t min(1, (T-t) eps, sqrt((T-t) delta/2)); set by Dbar */
+    double unified;       /* B* = min(pm_kl, pm_tv, mixed_kl, mixed_tv, coupling, adaptive) */
+} trm_bounds_t;
+
+/* Every error bound of SPEC §7 for one set of inputs.
+ *
+ * The sums are the exact finite sums (not the paper's closed-form upper bounds such as
+ * (4/3) T^1.5 delta). Without dbar the work is O(log T) plus at most 1024 terms, so T = 10^9
+ * takes microseconds; with dbar, linear and adaptive take one compensated O(T) pass over it.
+ * Accuracy: a few ulps relative per bound (tested to 1e-12 against Tests/vectors/bounds.json).
+ *
+ * inputs: required. out: required; written only on success, after every input has been read, so
+ * out may alias inputs or dbar (the one exception to the no-overlap rule above). Thread-safe; no
+ * allocation.
+ *
+ * Returns TRM_OK; TRM_E_NULL_POINTER (inputs or out NULL, or dbar NULL with dbar_count != 0);
+ * TRM_E_BAD_STRUCT_SIZE (a struct_size smaller than this ABI's struct); TRM_E_BAD_OPTION (a
+ * reserved field not 0); TRM_E_BAD_SIZE (dbar_count negative); TRM_E_OUT_OF_RANGE (dbar's extent
+ * overflows the address space); TRM_E_BAD_BOUND_INPUT (T < 1; kl_max, kl_seq negative or not
+ * finite; eps, tv_seq negative or infinite; reward_range not finite and > 0; dbar_count != T or
+ * a dbar element negative or not finite). On error out is not written. */
+trm_status_t trm_bounds_compute(const trm_bound_inputs_t *inputs, trm_bounds_t *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -123,7 +123,8 @@ public extension TokenBatch {
     }
 }
 
-private func withOptionalBuffer<T, R>(_ array: [T]?, _ body: (UnsafeBufferPointer<T>?) throws(TRMaskError) -> R) throws(TRMaskError) -> R {
+/// Runs `body` with the array's buffer, or with nil when there is no array.
+func withOptionalBuffer<T, R>(_ array: [T]?, _ body: (UnsafeBufferPointer<T>?) throws(TRMaskError) -> R) throws(TRMaskError) -> R {
     guard let array else { return try body(nil) }
     return try array.withUnsafeBufferPointer { (buffer) throws(TRMaskError) -> R in try body(buffer) }
 }

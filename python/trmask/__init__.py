@@ -12,6 +12,7 @@ numpy arrays and torch CPU tensors go in without copies; the same kind comes out
 """
 
 from ._api import MaskResult, SequenceStats, sequence_stats, token_values, trust_region_mask
+from ._bounds import BOUND_KEYS, PLUGIN_CAVEAT, PluginBounds, bounds, plugin_bounds
 from ._criteria import DEFAULT_CRITERIA, Criterion, parse_criteria
 from ._ffi import lib as _lib
 from .errors import TrmaskError
@@ -23,4 +24,5 @@ library_version = _lib.trm_version().decode()
 __all__ = [
     "Criterion", "DEFAULT_CRITERIA", "MaskResult", "SequenceStats", "TrmaskError", "parse_criteria",
     "sequence_stats", "token_values", "trust_region_mask",
+    "BOUND_KEYS", "PLUGIN_CAVEAT", "PluginBounds", "bounds", "plugin_bounds",
 ]

@@ -47,6 +47,22 @@ class MaskOut(ctypes.Structure):
                 ("nonfinite", Out), ("row_stats", Out), ("keep_token", Out), ("rejected", c_void_p)]
 
 
+class BoundInputs(ctypes.Structure):
+    """trm_bound_inputs_t: NaN in ``eps`` / ``tv_seq`` = derive them (SPEC §7)."""
+    _fields_ = [("struct_size", c_uint32), ("reserved", c_int32), ("T", c_int64), ("kl_max", c_double),
+                ("kl_seq", c_double), ("eps", c_double), ("tv_seq", c_double), ("reward_range", c_double),
+                ("dbar", POINTER(c_double)), ("dbar_count", c_int64)]
+
+
+#: The fields of trm_bounds_t after struct_size and reserved, in order (the keys of bounds.json).
+BOUND_KEYS = ("classical_tv", "classical_kl", "coupling", "pm_kl", "pm_tv", "mixed_kl", "mixed_tv", "linear",
+              "adaptive", "unified")
+
+
+class BoundsOut(ctypes.Structure):
+    _fields_ = [("struct_size", c_uint32), ("reserved", c_int32)] + [(key, c_double) for key in BOUND_KEYS]
+
+
 _status = c_int32
 _FUNCTIONS = [
     ("trm_abi_version", [], c_uint32),
@@ -56,6 +72,8 @@ _FUNCTIONS = [
     ("trm_mask", [POINTER(Batch), POINTER(CCriterion), c_int64, POINTER(Options), POINTER(MaskOut)], _status),
     ("trm_token_keep", [POINTER(Batch), POINTER(CCriterion), c_int64, POINTER(Options), View, Out], _status),
     ("trm_token_values", [POINTER(Batch), c_int32, POINTER(Options), Out], _status),
+    # Error bounds (SPEC §7).
+    ("trm_bounds_compute", [POINTER(BoundInputs), POINTER(BoundsOut)], _status),
 ]
 
 lib = _loader.load()

@@ -14,3 +14,8 @@ class TrmaskError(ValueError):
         super().__init__(message)
         self.status = status
         self.status_name = status_name
+
+
+class MissingDependencyError(ImportError):
+    """An optional dependency (matplotlib for plots, torch for ``.pt`` files) is not installed;
+    the message says what to install."""

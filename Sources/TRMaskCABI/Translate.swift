@@ -50,6 +50,7 @@ func criteria(_ pointer: UnsafePointer<trm_criterion_t>?, _ count: Int64) throws
     if count == 0 { return [] }
     guard let pointer else { throw .nullPointer }
     var result: [Criterion] = []
+    result.reserveCapacity(Int(count))
     for entry in UnsafeBufferPointer(start: pointer, count: Int(count)) {
         guard let aggregation = Aggregation(rawValue: entry.aggregation) else { throw .badAggregation }
         guard let estimator = Estimator(rawValue: entry.estimator) else { throw .badEstimator }

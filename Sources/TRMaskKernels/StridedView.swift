@@ -109,26 +109,22 @@ public struct OutView<Element>: @unchecked Sendable {
 }
 
 /// The byte range `[lo, hi)` a strided array touches, relative to its base, or nil when it
-/// overflows. `dims` pairs each dimension's length with its stride in elements.
-func byteExtent(_ dims: [(count: Int, stride: Int)], elementSize: Int) -> (lo: Int, hi: Int)? {
+/// overflows.
+func byteExtent(_ dims: Dims, elementSize: Int) -> (lo: Int, hi: Int)? {
+    if dims.outer.count == 0 || dims.inner.count == 0 { return (0, 0) }
     var lo = 0
     var hi = 0
-    for (count, stride) in dims {
-        if count == 0 { return (0, 0) }
-        let (span, o1) = (count - 1).multipliedReportingOverflow(by: stride)
-        if o1 { return nil }
+    // Adds one dimension's reach to the range; false on overflow.
+    func reach(_ dim: Dimension) -> Bool {
+        let (span, o1) = (dim.count - 1).multipliedReportingOverflow(by: dim.stride)
         let (bytes, o2) = span.multipliedReportingOverflow(by: elementSize)
-        if o2 { return nil }
-        if bytes < 0 {
-            let (v, o) = lo.addingReportingOverflow(bytes)
-            if o { return nil }
-            lo = v
-        } else {
-            let (v, o) = hi.addingReportingOverflow(bytes)
-            if o { return nil }
-            hi = v
-        }
+        if o1 || o2 { return false }
+        let (sum, o3) = bytes < 0 ? lo.addingReportingOverflow(bytes) : hi.addingReportingOverflow(bytes)
+        if o3 { return false }
+        if bytes < 0 { lo = sum } else { hi = sum }
+        return true
     }
+    guard reach(dims.outer), reach(dims.inner) else { return nil }
     let (end, o) = hi.addingReportingOverflow(elementSize)
     return o ? nil : (lo, end)
 }

@@ -11,62 +11,113 @@ let maximumWorkers = 256
 /// One dimension of an array: its length and its stride in elements.
 typealias Dimension = (count: Int, stride: Int)
 
-/// An array's address range for the aliasing checks; nil for arrays without elements.
+/// The shape of an array of one or two dimensions (a 1-D array has `outer = (1, 0)`). A plain
+/// value rather than an array of dimensions: validation allocates nothing, which keeps small
+/// calls cheap.
+struct Dims {
+    var outer: Dimension
+    var inner: Dimension
+
+    static func oneD(_ count: Int, _ stride: Int) -> Dims { Dims(outer: (1, 0), inner: (count, stride)) }
+
+    var elements: Int? {
+        guard outer.count >= 0, inner.count >= 0 else { return nil }
+        let (product, overflow) = outer.count.multipliedReportingOverflow(by: inner.count)
+        return overflow ? nil : product
+    }
+}
+
+/// An array's address range for the aliasing checks.
 typealias Extent = ClosedRange<UInt>
 
-/// Checks the size, pointer and extent of an array with the given dimensions, and adds its
-/// address range (if it has elements) to `extents`.
-private func checkArray(base: UnsafeRawPointer?, dims: [Dimension], elementSize: Int, into extents: inout [Extent]) -> Status {
-    var elements = 1
-    for dim in dims {
-        let (product, overflow) = elements.multipliedReportingOverflow(by: dim.count)
-        if overflow || dim.count < 0 { return .badSize }
-        elements = product
+/// The address ranges of the arrays checked so far, in stack memory (`withExtentList`). Its
+/// capacity exceeds the most arrays any entry point checks (fourteen).
+struct ExtentList {
+    private let items: UnsafeMutableBufferPointer<Extent>
+    private var count = 0
+
+    fileprivate init(_ items: UnsafeMutableBufferPointer<Extent>) { self.items = items }
+
+    mutating func add(_ extent: Extent) {
+        guard count < items.count else { return }
+        items[count] = extent
+        count += 1
     }
+
+    func overlaps(_ extent: Extent) -> Bool {
+        for index in 0..<count where items[index].overlaps(extent) { return true }
+        return false
+    }
+}
+
+/// Runs `body` with an empty list backed by stack memory.
+func withExtentList<R>(_ body: (inout ExtentList) -> R) -> R {
+    withUnsafeTemporaryAllocation(of: Extent.self, capacity: 32) { storage in
+        var list = ExtentList(storage)
+        return body(&list)
+    }
+}
+
+/// Checks the size, pointer and extent of an array, and returns its address range (nil when it
+/// has no elements) through `extent`.
+private func checkArray(base: UnsafeRawPointer?, dims: Dims, elementSize: Int, extent: inout Extent?) -> Status {
+    guard let elements = dims.elements else { return .badSize }
+    extent = nil
     if elements == 0 { return .ok }
     guard let base else { return .nullPointer }
-    guard let extent = byteExtent(dims, elementSize: elementSize),
-          let range = addressRange(base: base, extent: extent) else { return .outOfRange }
-    extents.append(range)
+    guard let bytes = byteExtent(dims, elementSize: elementSize), let range = addressRange(base: base, extent: bytes) else {
+        return .outOfRange
+    }
+    extent = range
     return .ok
 }
 
+/// `checkArray`, adding the range to `extents`.
+private func checkInput(base: UnsafeRawPointer?, dims: Dims, elementSize: Int, into extents: inout ExtentList) -> Status {
+    var extent: Extent?
+    let status = checkArray(base: base, dims: dims, elementSize: elementSize, extent: &extent)
+    if let extent { extents.add(extent) }
+    return status
+}
+
 /// The dimensions of a view over the token grid of `batch`.
-private func gridDims(_ batch: Batch, rowStride: Int, colStride: Int) -> [Dimension] {
-    batch.layout == .padded ? [(batch.rows, rowStride), (batch.cols, colStride)] : [(batch.cols, colStride)]
+private func gridDims(_ batch: Batch, rowStride: Int, colStride: Int) -> Dims {
+    batch.layout == .padded ? Dims(outer: (batch.rows, rowStride), inner: (batch.cols, colStride)) : .oneD(batch.cols, colStride)
 }
 
 /// Input arrays: data, mask, lengths, offsets, and their contents where the kernels rely on
 /// them. Adds the extents of all inputs to `extents` for the aliasing checks.
-private func checkBatch(_ batch: Batch, into extents: inout [Extent]) -> Status {
+private func checkBatch(_ batch: Batch, into extents: inout ExtentList) -> Status {
     guard batch.rows >= 0, batch.cols >= 0, !batch.rows.multipliedReportingOverflow(by: batch.cols).overflow else {
         return .badSize
     }
-    func add(_ view: StridedView, _ dims: [Dimension]) -> Status {
+    func add(_ view: StridedView, _ dims: Dims) -> Status {
         if batch.layout == .packed && view.rowStride != 0 { return .badStride }
-        return checkArray(base: view.base, dims: dims, elementSize: view.dtype.size, into: &extents)
+        return checkInput(base: view.base, dims: dims, elementSize: view.dtype.size, into: &extents)
     }
-    for view in [batch.source.primary, batch.source.secondary].compactMap({ $0 }) {
+    func addData(_ view: StridedView) -> Status {
         guard view.dtype.isFloat else { return .badDType }
-        let status = add(view, gridDims(batch, rowStride: view.rowStride, colStride: view.colStride))
-        if status != .ok { return status }
+        return add(view, gridDims(batch, rowStride: view.rowStride, colStride: view.colStride))
     }
+    var status = addData(batch.source.primary)
+    if status == .ok, let secondary = batch.source.secondary { status = addData(secondary) }
+    if status != .ok { return status }
     if let mask = batch.mask {
         // Any dtype: nonzero = valid (bool, uint8, float masks, and int masks as torch gives them).
-        let status = add(mask, gridDims(batch, rowStride: mask.rowStride, colStride: mask.colStride))
+        status = add(mask, gridDims(batch, rowStride: mask.rowStride, colStride: mask.colStride))
         if status != .ok { return status }
     }
     switch batch.layout {
     case .padded:
         if batch.offsets != nil { return .badOffsets }
     case .packed:
-        let status = checkOffsets(batch, add)
+        status = checkOffsets(batch, add)
         if status != .ok { return status }
     }
     if let lengths = batch.lengths {
         guard lengths.dtype.isIndex else { return .badDType }
         guard lengths.rowStride == 0 else { return .badStride }
-        let status = add(lengths, [(batch.rows, lengths.colStride)])
+        status = add(lengths, .oneD(batch.rows, lengths.colStride))
         if status != .ok { return status }
         for row in 0..<batch.rows {
             let length = lengths.index(row)
@@ -78,11 +129,11 @@ private func checkBatch(_ batch: Batch, into extents: inout [Extent]) -> Status 
 
 /// Packed offsets: present (unless there are no rows), an index dtype, `rows + 1` entries,
 /// starting at or after 0, non-decreasing, ending at or before `cols`.
-private func checkOffsets(_ batch: Batch, _ add: (StridedView, [Dimension]) -> Status) -> Status {
+private func checkOffsets(_ batch: Batch, _ add: (StridedView, Dims) -> Status) -> Status {
     guard let offsets = batch.offsets else { return batch.rows == 0 ? .ok : .badOffsets }
     guard offsets.dtype.isIndex else { return .badDType }
     guard offsets.rowStride == 0 else { return .badStride }
-    let status = add(offsets, [(batch.rows + 1, offsets.colStride)])
+    let status = add(offsets, .oneD(batch.rows + 1, offsets.colStride))
     if status != .ok { return status }
     var previous = 0
     for i in 0...batch.rows {
@@ -93,24 +144,23 @@ private func checkOffsets(_ batch: Batch, _ add: (StridedView, [Dimension]) -> S
     return .ok
 }
 
-/// An output: strides that keep its elements apart (the nesting rule), an addressable extent,
-/// no overlap with any array in `taken` (which it joins).
-private func checkOutput<Element>(_ out: OutView<Element>, _ dims: [Dimension], taken: inout [Extent]) -> Status {
-    guard out.base != nil, !dims.contains(where: { $0.count == 0 }) else { return .ok }  // nothing to write
-    let spread = dims.filter { $0.count > 1 }.sorted { $0.stride.magnitude < $1.stride.magnitude }
-    for (index, dim) in spread.enumerated() {
-        if dim.stride == 0 { return .badStride }
-        if index > 0 {
-            let inner = spread[index - 1]
-            let (reach, overflow) = inner.stride.magnitude.multipliedReportingOverflow(by: UInt(inner.count - 1))
-            if overflow || reach >= dim.stride.magnitude { return .badStride }
-        }
+/// An output: strides that keep its elements apart (the nesting rule: the dimension with the
+/// larger |stride| must step past the whole extent of the other), an addressable extent, no
+/// overlap with any array in `taken` (which it joins).
+private func checkOutput<Element>(_ out: OutView<Element>, _ dims: Dims, taken: inout ExtentList) -> Status {
+    guard out.base != nil, dims.outer.count != 0, dims.inner.count != 0 else { return .ok }  // nothing to write
+    if (dims.outer.count > 1 && dims.outer.stride == 0) || (dims.inner.count > 1 && dims.inner.stride == 0) { return .badStride }
+    if dims.outer.count > 1 && dims.inner.count > 1 {
+        let (small, large) = dims.outer.stride.magnitude < dims.inner.stride.magnitude ? (dims.outer, dims.inner) : (dims.inner, dims.outer)
+        let (reach, overflow) = small.stride.magnitude.multipliedReportingOverflow(by: UInt(small.count - 1))
+        if overflow || reach >= large.stride.magnitude { return .badStride }
     }
-    var mine: [Extent] = []
-    let status = checkArray(base: UnsafeRawPointer(out.base), dims: dims, elementSize: MemoryLayout<Element>.stride, into: &mine)
+    var extent: Extent?
+    let status = checkArray(base: UnsafeRawPointer(out.base), dims: dims, elementSize: MemoryLayout<Element>.stride, extent: &extent)
     if status != .ok { return status }
-    if let extent = mine.first, taken.contains(where: { $0.overlaps(extent) }) { return .aliasing }
-    taken += mine
+    guard let extent else { return .ok }
+    if taken.overlaps(extent) { return .aliasing }
+    taken.add(extent)
     return .ok
 }
 
@@ -131,56 +181,67 @@ private func checkCriteria(_ criteria: [Criterion], _ batch: Batch) -> Status {
 }
 
 /// A 1-D output over rows must use `rowStride` only.
-private func rowDims<Element>(_ out: OutView<Element>, _ batch: Batch) -> [Dimension]? {
-    out.base != nil && out.colStride != 0 ? nil : [(batch.rows, out.rowStride)]
+private func rowDims<Element>(_ out: OutView<Element>, _ batch: Batch) -> Dims? {
+    out.base != nil && out.colStride != 0 ? nil : .oneD(batch.rows, out.rowStride)
 }
 
 /// `extraInputs`: extents of further inputs the outputs must not overlap.
-func validateMask(_ batch: Batch, criteria: [Criterion], options: ReductionOptions, outputs: MaskOutputs, extraInputs: [Extent] = []) -> Status {
-    var taken = extraInputs
+func validateMask(_ batch: Batch, criteria: [Criterion], options: ReductionOptions, outputs: MaskOutputs,
+                  extraInput: Extent? = nil) -> Status {
+    withExtentList { taken in
+        if let extraInput { taken.add(extraInput) }
+        return validateMask(batch, criteria: criteria, options: options, outputs: outputs, taken: &taken)
+    }
+}
+
+private func validateMask(_ batch: Batch, criteria: [Criterion], options: ReductionOptions, outputs: MaskOutputs,
+                          taken: inout ExtentList) -> Status {
     var status = checkBatch(batch, into: &taken)
     if status != .ok { return status }
     status = checkOptions(options)
     if status != .ok { return status }
     status = checkCriteria(criteria, batch)
     if status != .ok { return status }
-    let rowCriteria = criteria.filter(\.isRowCriterion).count
+    let rowCriteria = criteria.reduce(0) { $0 + ($1.isRowCriterion ? 1 : 0) }
     guard let keepDims = rowDims(outputs.keepRow, batch), let countDims = rowDims(outputs.count, batch),
           let nonfiniteDims = rowDims(outputs.nonfinite, batch) else { return .badStride }
     if batch.layout == .packed && outputs.keepToken.base != nil && outputs.keepToken.rowStride != 0 { return .badStride }
     let rejected = OutView<Int64>(base: outputs.rejected, rowStride: 1)
-    for check in [
-        checkOutput(outputs.keepRow, keepDims, taken: &taken),
-        checkOutput(outputs.count, countDims, taken: &taken),
-        checkOutput(outputs.nonfinite, nonfiniteDims, taken: &taken),
-        checkOutput(outputs.rowStats, [(batch.rows, outputs.rowStats.rowStride), (rowCriteria, outputs.rowStats.colStride)], taken: &taken),
-        checkOutput(outputs.keepToken, gridDims(batch, rowStride: outputs.keepToken.rowStride, colStride: outputs.keepToken.colStride), taken: &taken),
-        checkOutput(rejected, [(criteria.count, 1)], taken: &taken),
-    ] where check != .ok {
-        return check
+    status = checkOutput(outputs.keepRow, keepDims, taken: &taken)
+    if status == .ok { status = checkOutput(outputs.count, countDims, taken: &taken) }
+    if status == .ok { status = checkOutput(outputs.nonfinite, nonfiniteDims, taken: &taken) }
+    if status == .ok {
+        let dims = Dims(outer: (batch.rows, outputs.rowStats.rowStride), inner: (rowCriteria, outputs.rowStats.colStride))
+        status = checkOutput(outputs.rowStats, dims, taken: &taken)
     }
-    return .ok
+    if status == .ok {
+        let dims = gridDims(batch, rowStride: outputs.keepToken.rowStride, colStride: outputs.keepToken.colStride)
+        status = checkOutput(outputs.keepToken, dims, taken: &taken)
+    }
+    if status == .ok { status = checkOutput(rejected, .oneD(criteria.count, 1), taken: &taken) }
+    return status
 }
 
 func validateTokenKeep(_ batch: Batch, criteria: [Criterion], options: ReductionOptions, keepRow: StridedView, outputs: MaskOutputs) -> Status {
     guard outputs.keepToken.base != nil || batch.gridCount == 0 else { return .nullPointer }
     guard keepRow.dtype.isByteMask else { return .badDType }
     guard keepRow.rowStride == 0 else { return .badStride }
-    var keepRowExtent: [Extent] = []
-    let status = checkArray(base: keepRow.base, dims: [(batch.rows, keepRow.colStride)], elementSize: 1, into: &keepRowExtent)
+    var keepRowExtent: Extent?
+    let status = checkArray(base: keepRow.base, dims: .oneD(batch.rows, keepRow.colStride), elementSize: 1, extent: &keepRowExtent)
     if status != .ok { return status }
-    return validateMask(batch, criteria: criteria, options: options, outputs: outputs, extraInputs: keepRowExtent)
+    return validateMask(batch, criteria: criteria, options: options, outputs: outputs, extraInput: keepRowExtent)
 }
 
 func validateTokenValues(_ batch: Batch, estimator: Estimator, options: ReductionOptions, out: OutView<Float>) -> Status {
     guard out.base != nil || batch.gridCount == 0 else { return .nullPointer }
     guard batch.mask == nil, batch.lengths == nil else { return .badInputs }
-    var taken: [Extent] = []
-    var status = checkBatch(batch, into: &taken)
-    if status != .ok { return status }
-    status = checkOptions(options)
-    if status != .ok { return status }
-    guard (estimator == .value) == batch.source.givesValues else { return .badEstimator }
-    if batch.layout == .packed && out.base != nil && out.rowStride != 0 { return .badStride }
-    return checkOutput(out, gridDims(batch, rowStride: out.rowStride, colStride: out.colStride), taken: &taken)
+    return withExtentList { taken in
+        var status = checkBatch(batch, into: &taken)
+        if status != .ok { return status }
+        status = checkOptions(options)
+        if status != .ok { return status }
+        guard (estimator == .value) == batch.source.givesValues else { return .badEstimator }
+        if batch.layout == .packed && out.base != nil && out.rowStride != 0 { return .badStride }
+        return checkOutput(out, gridDims(batch, rowStride: out.rowStride, colStride: out.colStride), taken: &taken)
+    }
 }

@@ -36,71 +36,118 @@ def raise_for_status(status: int, call: str) -> None:
     raise TrmaskError(message, status, name)
 
 
+_F32, _BOOL, _U8 = np.dtype(np.float32), np.dtype(np.bool_), np.dtype(np.uint8)
+
+
 class _PreparedBatch:
     """A batch as the C ABI sees it, with every operand kept alive alongside the struct."""
 
+    __slots__ = ("like", "source", "packed", "rows", "cols", "grid_shape", "operands", "struct")
+
+    #: What the fast path keeps: the raw arrays (named for `input_operands`).
+    _FAST_NAMES = ("logp_train", "logp_roll", "mask")
+
     def __init__(self, logp_train, logp_roll, log_ratio, values, mask, lengths, offsets):
-        given = [name for name, x in (("logp_train", logp_train), ("logp_roll", logp_roll),
-                                      ("log_ratio", log_ratio), ("values", values)) if x is not None]
-        if given not in (["logp_train", "logp_roll"], ["log_ratio"], ["values"]):
+        if lengths is None and offsets is None and log_ratio is None and values is None and self._padded_fast(
+                logp_train, logp_roll, mask):
+            return
+        if logp_train is not None and logp_roll is not None and log_ratio is None and values is None:
+            primary_name, source = "logp_train", logp_train
+        elif logp_train is None and logp_roll is None and (log_ratio is None) != (values is None):
+            primary_name, source = ("log_ratio", log_ratio) if values is None else ("values", values)
+        else:
+            given = [n for n, x in (("logp_train", logp_train), ("logp_roll", logp_roll), ("log_ratio", log_ratio),
+                                    ("values", values)) if x is not None]
             raise TrmaskError("pass logp_train and logp_roll, or log_ratio=, or values= (exactly one source); "
                               f"got {', '.join(given) if given else 'none'}")
-        primary_name = given[0]
-        primary = Operand(primary_name, {"logp_train": logp_train, "log_ratio": log_ratio, "values": values}[primary_name],
-                          FLOAT_DTYPES)
+        primary = Operand(primary_name, source, FLOAT_DTYPES)
         self.like = primary.obj
-        self.source = "values" if values is not None else "log_ratio" if log_ratio is not None else "logprobs"
+        self.source = primary_name
         self.packed = offsets is not None
+        self.operands = [primary]
         if self.packed:
-            if primary.ndim != 1:
+            if len(primary.shape) != 1:
                 raise TrmaskError(f"`{primary_name}` has shape {primary.shape}; with `offsets` (packed layout) it must be 1-D")
-            self.offsets = Operand("offsets", offsets, INDEX_DTYPES)
-            if self.offsets.ndim != 1 or self.offsets.shape[0] < 1:
-                raise TrmaskError(f"`offsets` has shape {self.offsets.shape}; expected 1-D with rows + 1 >= 1 entries")
-            self.rows, self.cols = self.offsets.shape[0] - 1, primary.shape[0]
+            offsets = Operand("offsets", offsets, INDEX_DTYPES)
+            if len(offsets.shape) != 1 or offsets.shape[0] < 1:
+                raise TrmaskError(f"`offsets` has shape {offsets.shape}; expected 1-D with rows + 1 >= 1 entries")
+            self.rows, self.cols = offsets.shape[0] - 1, primary.shape[0]
             self.grid_shape = (self.cols,)
+            self.operands.append(offsets)
         else:
-            if primary.ndim != 2:
+            if len(primary.shape) != 2:
                 raise TrmaskError(f"`{primary_name}` has shape {primary.shape}; expected [rows, tokens] "
                                   f"(or 1-D with `offsets=` for the packed layout)")
-            self.offsets = None
             self.rows, self.cols = primary.shape
             self.grid_shape = primary.shape
-        self.operands = [primary]
-        roll = None
+        views = {"logp_train": _ffi.ABSENT_VIEW, "logp_roll": _ffi.ABSENT_VIEW, "log_ratio": _ffi.ABSENT_VIEW,
+                 "values": _ffi.ABSENT_VIEW, "mask": _ffi.ABSENT_VIEW, "lengths": _ffi.ABSENT_VIEW,
+                 "offsets": offsets.fields() if self.packed else _ffi.ABSENT_VIEW, primary_name: primary.fields()}
         if logp_roll is not None:
             roll = Operand("logp_roll", logp_roll, FLOAT_DTYPES).broadcast_to(self.grid_shape, primary_name)
             self.operands.append(roll)
-        self.mask = None
+            views["logp_roll"] = roll.fields()
         if mask is not None:
-            self.mask = Operand("mask", mask, MASK_DTYPES).broadcast_to(self.grid_shape, primary_name)
-            self.operands.append(self.mask)
-        self.lengths = None
+            mask = Operand("mask", mask, MASK_DTYPES).broadcast_to(self.grid_shape, primary_name)
+            self.operands.append(mask)
+            views["mask"] = mask.fields()
         if lengths is not None:
-            self.lengths = Operand("lengths", lengths, INDEX_DTYPES)
-            if self.lengths.shape != (self.rows,):
-                raise TrmaskError(f"`lengths` has shape {self.lengths.shape}; expected ({self.rows},), one per row")
-            self.operands.append(self.lengths)
-        if self.offsets is not None:
-            self.operands.append(self.offsets)
-        views = {"logp_train": _arrays.ABSENT, "logp_roll": _arrays.ABSENT, "log_ratio": _arrays.ABSENT,
-                 "values": _arrays.ABSENT}
-        views[primary_name] = primary.view()
-        if roll is not None:
-            views["logp_roll"] = roll.view()
-        self.struct = _ffi.Batch(
-            ctypes.sizeof(_ffi.Batch), _ffi.LAYOUT_PACKED if self.packed else _ffi.LAYOUT_PADDED,
-            self.rows, self.cols, views["logp_train"], views["logp_roll"], views["log_ratio"], views["values"],
-            self.mask.view() if self.mask else _arrays.ABSENT,
-            self.lengths.view() if self.lengths else _arrays.ABSENT,
-            self.offsets.view() if self.offsets else _arrays.ABSENT)
+            lengths = Operand("lengths", lengths, INDEX_DTYPES)
+            if lengths.shape != (self.rows,):
+                raise TrmaskError(f"`lengths` has shape {lengths.shape}; expected ({self.rows},), one per row")
+            self.operands.append(lengths)
+            views["lengths"] = lengths.fields()
+        self.struct = _ffi.Batch()
+        _ffi.BATCH_PACKER.pack_into(
+            self.struct, 0, ctypes.sizeof(_ffi.Batch), _ffi.LAYOUT_PACKED if self.packed else _ffi.LAYOUT_PADDED,
+            self.rows, self.cols, *views["logp_train"], *views["logp_roll"], *views["log_ratio"], *views["values"],
+            *views["mask"], *views["lengths"], *views["offsets"])
 
-    def check_estimator(self, estimator: str) -> None:
-        if (estimator == "value") != (self.source == "values"):
-            if estimator == "value":
-                raise TrmaskError("estimator 'value' reads a precomputed divergence: pass it as values=")
-            raise TrmaskError(f"estimator {estimator!r} is a function of the log-ratio, but the input is values=; "
-                              f"use estimator 'value'")
+    def _padded_fast(self, logp_train, logp_roll, mask) -> bool:
+        """The common call, decided and packed with a few attribute reads: C-contiguous float32
+        numpy log-probs of one 2-D shape and an optional bool/uint8 mask of the same shape. Any
+        other input takes the general path (which also names the argument at fault)."""
+        if type(logp_train) is not np.ndarray or type(logp_roll) is not np.ndarray:
+            return False
+        shape = logp_train.shape
+        if (logp_train.dtype is not _F32 or logp_roll.dtype is not _F32 or len(shape) != 2 or logp_roll.shape != shape
+                or not logp_train.flags.c_contiguous or not logp_roll.flags.c_contiguous):
+            return False
+        rows, cols = shape
+        mask_view = _ffi.ABSENT_VIEW
+        if mask is not None:
+            if (type(mask) is not np.ndarray or mask.shape != shape or not mask.flags.c_contiguous
+                    or (mask.dtype is not _BOOL and mask.dtype is not _U8)):
+                return False
+            mask_view = (_arrays.data_pointer(mask), _ffi.DTYPE_BOOL, 0, cols, 1)
+        self.like = logp_train
+        self.source = "logp_train"
+        self.packed = False
+        self.rows, self.cols, self.grid_shape = rows, cols, shape
+        self.operands = (logp_train, logp_roll, mask)
+        self.struct = _ffi.Batch()
+        data = _arrays.data_pointer
+        _ffi.BATCH_PACKER.pack_into(
+            self.struct, 0, ctypes.sizeof(_ffi.Batch), _ffi.LAYOUT_PADDED, rows, cols,
+            data(logp_train), _ffi.DTYPE_F32, 0, cols, 1, data(logp_roll), _ffi.DTYPE_F32, 0, cols, 1,
+            *_ffi.ABSENT_VIEW, *_ffi.ABSENT_VIEW, *mask_view, *_ffi.ABSENT_VIEW, *_ffi.ABSENT_VIEW)
+        return True
+
+    def input_operands(self) -> list:
+        """Every input as an `Operand` (the fast path keeps only the arrays)."""
+        if all(isinstance(o, Operand) for o in self.operands):
+            return list(self.operands)
+        return [Operand(name, array, _arrays.ANY_DTYPES) for name, array in zip(self._FAST_NAMES, self.operands)
+                if array is not None]
+
+    def check_estimators(self, estimators) -> None:
+        """Estimator `value` reads `values=`; the others need log-probs or a log-ratio."""
+        for estimator in estimators:
+            if (estimator == "value") != (self.source == "values"):
+                if estimator == "value":
+                    raise TrmaskError("estimator 'value' reads a precomputed divergence: pass it as values=")
+                raise TrmaskError(f"estimator {estimator!r} is a function of the log-ratio, but the input is values=; "
+                                  f"use estimator 'value'")
 
     def output(self, shape: tuple, dtype: str):
         return _arrays.new_output(self.like, shape, dtype)
@@ -123,6 +170,40 @@ def _c_criteria(criteria: Sequence[Criterion]):
         slot.aggregation, slot.estimator = _ffi.AGGREGATIONS[c.agg], _ffi.ESTIMATORS[c.estimator]
         slot.lo, slot.hi = c.lo, c.hi
     return array
+
+
+class _Plan:
+    """Everything a call derives from its criteria and options alone, built once per distinct
+    combination: the C criteria array, the options struct, the estimators used."""
+
+    __slots__ = ("criteria", "c_criteria", "n_row", "options", "estimators")
+
+    def __init__(self, criteria, nan_policy, clamp, reject_empty, threads):
+        self.criteria = normalize_criteria(criteria)
+        self.c_criteria = _c_criteria(self.criteria)
+        self.n_row = sum(1 for c in self.criteria if c.is_row)
+        self.options = _options(nan_policy, clamp, reject_empty, threads)
+        self.estimators = frozenset(c.estimator for c in self.criteria)
+
+
+_PLANS: dict = {}
+
+
+def _plan(criteria, nan_policy, clamp, reject_empty, threads) -> _Plan:
+    if type(criteria) is list:
+        criteria = tuple(criteria)
+    key = (criteria, nan_policy, clamp, reject_empty, threads)
+    try:
+        return _PLANS[key]
+    except KeyError:
+        pass
+    except TypeError:  # unhashable entries: build without caching
+        return _Plan(criteria, nan_policy, clamp, reject_empty, threads)
+    plan = _Plan(criteria, nan_policy, clamp, reject_empty, threads)
+    if len(_PLANS) >= 256:
+        _PLANS.clear()
+    _PLANS[key] = plan
+    return plan
 
 
 class MaskResult:
@@ -186,41 +267,35 @@ def trust_region_mask(logp_train: Any = None, logp_roll: Any = None, mask: Any =
     before every estimator (verl uses 20). ``threads``: 0 = automatic; results are identical for
     every value. No input is copied.
     """
-    criteria = normalize_criteria(criteria)
+    plan = _plan(criteria, nan_policy, clamp, reject_empty, threads)
     batch = _PreparedBatch(logp_train, logp_roll, log_ratio, values, mask, lengths, offsets)
-    for c in criteria:
-        batch.check_estimator(c.estimator)
-    options = _options(nan_policy, clamp, reject_empty, threads)
-    c_criteria = _c_criteria(criteria)
-    rows = batch.rows
-    row_criteria = [c for c in criteria if c.is_row]
+    batch.check_estimators(plan.estimators)
+    rows, n_criteria = batch.rows, len(plan.criteria)
     keep_row = batch.output((rows,), "bool")
-    count = batch.output((rows,), "int64")
-    nonfinite = batch.output((rows,), "int64")
-    stats = batch.output((len(row_criteria), rows), "float32")
-    rejected = np.zeros(len(criteria), dtype=np.int64)
-    out = _ffi.MaskOut(ctypes.sizeof(_ffi.MaskOut), 0, _arrays.output_struct(keep_row), _arrays.output_struct(count),
-                       _arrays.output_struct(nonfinite), _stats_struct(stats), _ffi.Out(None, 0, 0),
-                       rejected.ctypes.data or None)
-    status = _lib.trm_mask(ctypes.byref(batch.struct), c_criteria, len(criteria), ctypes.byref(options), ctypes.byref(out))
-    raise_for_status(status, "trust_region_mask")
+    ints = batch.output((2 * rows + n_criteria,), "int64")  # count, nonfinite, rejected
+    stats = batch.output((plan.n_row, rows), "float32")
+    pointer = _arrays.pointer
+    ints_pointer = pointer(ints)
+    out = _ffi.MaskOut()
+    _ffi.MASK_OUT_PACKER.pack_into(
+        out, 0, ctypes.sizeof(_ffi.MaskOut), 0, pointer(keep_row), 1, 0, ints_pointer, 1, 0,
+        ints_pointer and ints_pointer + 8 * rows, 1, 0, pointer(stats), 1, rows, 0, 0, 0,
+        ints_pointer and ints_pointer + 16 * rows)
+    status = _lib.trm_mask(ctypes.byref(batch.struct), plan.c_criteria, n_criteria, ctypes.byref(plan.options),
+                           ctypes.byref(out))
+    if status:
+        raise_for_status(status, "trust_region_mask")
 
     def token_keep(keep):
         grid = batch.output(batch.grid_shape, "bool")
-        keep_view = _ffi.View(_arrays.as_pointer(keep).value, _ffi.DTYPE_BOOL, 0, 0, 1)
-        status = _lib.trm_token_keep(ctypes.byref(batch.struct), c_criteria, len(criteria), ctypes.byref(options),
+        keep_view = _ffi.View(pointer(keep), _ffi.DTYPE_BOOL, 0, 0, 1)
+        status = _lib.trm_token_keep(ctypes.byref(batch.struct), plan.c_criteria, n_criteria, ctypes.byref(plan.options),
                                      keep_view, _arrays.output_struct(grid, two_d=not batch.packed, grid_packed=batch.packed))
         raise_for_status(status, "trust_region_mask (keep_token)")
         return grid
 
-    return MaskResult(keep_row, tuple(int(r) for r in rejected), tuple(stats[i] for i in range(len(row_criteria))),
-                      count, nonfinite, criteria, token_keep)
-
-
-def _stats_struct(stats) -> _ffi.Out:
-    """`[criteria, rows]` storage passed as the C `[rows, criteria]` output."""
-    out = _arrays.output_struct(stats, two_d=True)
-    return _ffi.Out(out.data, out.stride_col, out.stride_row)
+    return MaskResult(keep_row, tuple(ints[2 * rows:].tolist()), tuple(stats), ints[:rows], ints[rows:2 * rows],
+                      plan.criteria, token_keep)
 
 
 class SequenceStats:
@@ -267,12 +342,12 @@ def token_values(logp_train: Any = None, logp_roll: Any = None, estimator: str =
     one_d = primary is not None and len(getattr(primary, "shape", np.shape(primary))) == 1
     offsets = np.array([0, len(primary)], dtype=np.int64) if one_d else None
     batch = _PreparedBatch(logp_train, logp_roll, log_ratio, values, None, None, offsets)
-    batch.check_estimator(estimator)
+    batch.check_estimators((estimator,))
     options = _options("reject", clamp, False, threads)
     if out is None:
         out = batch.output(batch.grid_shape, "float32")
     else:
-        _arrays.check_output("out", out, tuple(batch.grid_shape), _ffi.DTYPE_F32, batch.operands)
+        _arrays.check_output("out", out, tuple(batch.grid_shape), _ffi.DTYPE_F32, batch.input_operands())
     status = _lib.trm_token_values(ctypes.byref(batch.struct), _ffi.ESTIMATORS[estimator], ctypes.byref(options),
                                    _arrays.output_struct(out, two_d=not batch.packed, grid_packed=batch.packed))
     raise_for_status(status, "token_values")

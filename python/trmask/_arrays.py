@@ -20,6 +20,7 @@ FLOAT_DTYPES = (_ffi.DTYPE_F32, _ffi.DTYPE_F64, _ffi.DTYPE_F16, _ffi.DTYPE_BF16)
 # Any numeric mask: nonzero = valid (bool and uint8 are read with vector loads, others per element).
 MASK_DTYPES = (_ffi.DTYPE_BOOL, _ffi.DTYPE_U8, _ffi.DTYPE_I32, _ffi.DTYPE_I64) + FLOAT_DTYPES
 INDEX_DTYPES = (_ffi.DTYPE_I32, _ffi.DTYPE_I64)
+ANY_DTYPES = MASK_DTYPES
 
 _DTYPE_NAMES = {
     _ffi.DTYPE_F32: "float32", _ffi.DTYPE_F64: "float64", _ffi.DTYPE_F16: "float16",
@@ -133,18 +134,20 @@ class Operand:
         view.shape, view.strides = shape, strides
         return view
 
-    def view(self) -> _ffi.View:
-        """The C view: 2-D operands as [rows, cols], 1-D as packed/row vectors (stride_col)."""
-        if self.ndim == 2:
-            return _ffi.View(self.ptr or None, self.dtype, 0, self.strides[0], self.strides[1])
-        return _ffi.View(self.ptr or None, self.dtype, 0, 0, self.strides[0] if self.strides else 0)
+    def fields(self) -> tuple:
+        """The C view's fields (data, dtype, reserved, stride_row, stride_col): 2-D operands as
+        [rows, cols], 1-D as packed/row vectors (stride_col)."""
+        strides = self.strides
+        if len(strides) == 2:
+            return (self.ptr, self.dtype, 0, strides[0], strides[1])
+        return (self.ptr, self.dtype, 0, 0, strides[0] if strides else 0)
 
 
 def optional(name: str, obj: Any, dtypes: Sequence[int]) -> Optional[Operand]:
     return None if obj is None else Operand(name, obj, dtypes)
 
 
-ABSENT = _ffi.View(None, _ffi.DTYPE_NONE, 0, 0, 0)
+ABSENT = _ffi.View(*_ffi.ABSENT_VIEW)
 
 
 def new_output(like: Any, shape: tuple, dtype: str):
@@ -198,5 +201,8 @@ def _byte_span(operand: Operand) -> tuple:
     return operand.ptr + low * itemsize, operand.ptr + (high + 1) * itemsize
 
 
-def as_pointer(array: Any) -> ctypes.c_void_p:
-    return ctypes.c_void_p(data_pointer(array) if type(array) is np.ndarray else array.data_ptr())
+def pointer(array: Any) -> int:
+    """The data address of an array this module allocated (0 when it has no elements)."""
+    if type(array) is np.ndarray:
+        return data_pointer(array) if array.size else 0
+    return array.data_ptr() if array.numel() else 0

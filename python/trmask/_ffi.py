@@ -4,6 +4,7 @@ signatures applied once at import. Keep in step with the header (a test compares
 from __future__ import annotations
 
 import ctypes
+import struct
 from ctypes import POINTER, c_char_p, c_double, c_int32, c_int64, c_uint32, c_void_p
 
 from . import _loader
@@ -45,6 +46,28 @@ class CCriterion(ctypes.Structure):
 class MaskOut(ctypes.Structure):
     _fields_ = [("struct_size", c_uint32), ("reserved", c_int32), ("keep_row", Out), ("count", Out),
                 ("nonfinite", Out), ("row_stats", Out), ("keep_token", Out), ("rejected", c_void_p)]
+
+
+def _pack_format(structure) -> str:
+    """A `struct` format with the layout of a ctypes Structure (native alignment, flattened
+    nested structures), so a hot path can fill one with a single `pack_into` call."""
+    codes = {c_uint32: "I", c_int32: "i", c_int64: "q", c_double: "d", c_void_p: "P"}
+    return "".join(_pack_format(kind) if issubclass(kind, ctypes.Structure) else codes[kind]
+                   for _, kind in structure._fields_)
+
+
+def _packer(structure) -> struct.Struct:
+    packer = struct.Struct("@" + _pack_format(structure))
+    if packer.size != ctypes.sizeof(structure):
+        raise ImportError(f"trmask: the pack format of {structure.__name__} does not match its ctypes layout")
+    return packer
+
+
+#: Fill a Batch / MaskOut in one call: ``BATCH_PACKER.pack_into(Batch(), 0, *fields)``.
+BATCH_PACKER = _packer(Batch)
+MASK_OUT_PACKER = _packer(MaskOut)
+#: The fields of an absent View.
+ABSENT_VIEW = (0, DTYPE_NONE, 0, 0, 0)
 
 
 class BoundInputs(ctypes.Structure):

@@ -117,10 +117,13 @@ func byteMask(_ bytes: SIMD8<UInt8>) -> LaneMask {
     return laneMask(lanes .!= 0)
 }
 
-/// The validity mask of one row: absent (all valid), bytes (vector loads at strides 1 and 2), or
-/// any other dtype (nonzero = valid, read one element per lane). The kind is fixed per call, so
-/// the branch on it is always predicted.
+/// The validity mask of one row: absent (all valid), bytes at stride 1 or 2 (vector loads), or
+/// anything else (nonzero = valid, read one element per lane, out of line). The mode is fixed per
+/// call, so the switch on it is always predicted, and the hot loop holds only the vector paths.
 struct MaskCursor {
+    enum Mode: UInt8 { case absent, unitBytes, evenBytes, perElement }
+
+    let mode: Mode
     let base: UnsafeRawPointer?
     let stride: Int
     let dtype: DType
@@ -128,37 +131,39 @@ struct MaskCursor {
     @inline(__always)
     init(_ batch: Batch, row: Int, start: Int) {
         guard let mask = batch.mask else {
-            base = nil
-            stride = 0
-            dtype = .u8
+            (mode, base, stride, dtype) = (.absent, nil, 0, .u8)
             return
         }
         let cursor = RowCursor(mask, row: row, start: start, layout: batch.layout)
-        base = cursor.base
-        stride = cursor.stride
-        dtype = cursor.dtype
+        let bytes = cursor.dtype == .u8 || cursor.dtype == .bool
+        mode = bytes && cursor.stride == 1 ? .unitBytes : bytes && cursor.stride == 2 ? .evenBytes : .perElement
+        (base, stride, dtype) = (cursor.base, cursor.stride, cursor.dtype)
     }
 
+    /// `vectorSafe`: a sixteen-byte load at stride 2 stays inside the row.
     @inline(__always)
     func chunk(at p: Int, vectorSafe: Bool) -> LaneMask {
-        guard let base else { return LaneMask(repeating: .max) }
-        if dtype.isByteMask {
-            if stride == 1 { return byteMask((base + p).loadUnaligned(as: SIMD8<UInt8>.self)) }
-            if stride == 2 && vectorSafe { return byteMask((base + 2 &* p).loadUnaligned(as: SIMD16<UInt8>.self).evenHalf) }
+        switch mode {
+        case .absent: return LaneMask(repeating: .max)
+        case .unitBytes: return byteMask((base.unsafelyUnwrapped + p).loadUnaligned(as: SIMD8<UInt8>.self))
+        case .evenBytes where vectorSafe:
+            return byteMask((base.unsafelyUnwrapped + 2 &* p).loadUnaligned(as: SIMD16<UInt8>.self).evenHalf)
+        case .evenBytes, .perElement: return elements(at: p, count: chunkWidth)
         }
-        return partialChunk(at: p, count: chunkWidth)
     }
 
     @inline(__always)
     func partialChunk(at p: Int, count: Int) -> LaneMask {
-        guard let base else { return firstLanes(count) }
-        var lanes = Lanes()
-        for lane in 0..<count { lanes[lane] = loadFloat(base + (p &+ lane) &* stride &* dtype.size, dtype) }
-        return laneMask(lanes .!= 0)
+        mode == .absent ? firstLanes(count) : elements(at: p, count: count)
     }
 
-    /// Byte masks (any stride) take the vector paths; other dtypes are read per lane.
-    static func isByteOrAbsent(_ batch: Batch) -> Bool { batch.mask.map { $0.dtype.isByteMask } ?? true }
+    /// One element per lane, any dtype; lanes past `count` are invalid.
+    @inline(never)
+    func elements(at p: Int, count: Int) -> LaneMask {
+        var lanes = Lanes()
+        for lane in 0..<count { lanes[lane] = loadFloat(base.unsafelyUnwrapped + (p &+ lane) &* stride &* dtype.size, dtype) }
+        return laneMask(lanes .!= 0)
+    }
 }
 
 /// Whether a stream has two sides (log-probs) or one (log-ratio, values).
@@ -183,7 +188,7 @@ struct UnitReader<A: TokenElement, B: TokenElement, Kind: StreamKind>: RowReader
 
     static func accepts(_ batch: Batch) -> Bool {
         let primary = batch.source.primary
-        guard primary.dtype == A.dtype, primary.colStride == 1, MaskCursor.isByteOrAbsent(batch) else { return false }
+        guard primary.dtype == A.dtype, primary.colStride == 1 else { return false }
         guard let secondary = batch.source.secondary else { return !Kind.paired }
         return Kind.paired && secondary.dtype == B.dtype && secondary.colStride == 1
     }
@@ -229,7 +234,7 @@ struct StridedReader<E: TokenElement, Kind: StreamKind>: RowReader {
     }
 
     static func accepts(_ batch: Batch) -> Bool {
-        guard batch.source.primary.dtype == E.dtype, MaskCursor.isByteOrAbsent(batch) else { return false }
+        guard batch.source.primary.dtype == E.dtype else { return false }
         guard let secondary = batch.source.secondary else { return !Kind.paired }
         return Kind.paired && secondary.dtype == E.dtype
     }

@@ -164,14 +164,32 @@ struct MaskScan: ReaderConsumer {
     }
 
     private func run<Reader: RowReader, Shape: ScanShape>(_ reader: Reader.Type, _ shape: Shape.Type) {
+        // Column-major batches go in tiles of up to 64 rows (`scanColumns`); the rows left over,
+        // and every other layout, one row at a time. Work units: tiles first, then single rows.
+        let columnar = tokenBands.isEmpty && outputs.keepToken.base == nil && givenKeepRow == nil && columnScanServes(batch)
+        let laneGroups = columnar ? batch.rows / chunkWidth : 0
+        let tiles = (laneGroups * chunkWidth + columnTileRows - 1) / columnTileRows
+        let firstSingle = laneGroups * chunkWidth
         // Rejections per worker: row criteria first, then token criteria; summed in worker order.
         let perWorker = rowCriteria.count + tokenBands.count
         var rejected = [Int](repeating: 0, count: Swift.max(1, workers * perWorker))
         rejected.withUnsafeMutableBufferPointer { counters in
             let counters = UncheckedBuffer(counters)
-            forEachRowBlock(rows: batch.rows, workers: workers) { worker, rows in
+            forEachRowBlock(rows: tiles + batch.rows - firstSingle, workers: workers) { worker, units in
                 let mine = UnsafeMutableBufferPointer(rebasing: counters.buffer[(worker * perWorker)..<((worker + 1) * perWorker)])
-                for row in rows { scanRow(Reader.self, Shape.self, row, rejected: mine) }
+                for unit in units {
+                    if unit < tiles {
+                        let firstRow = unit * columnTileRows
+                        let groups = Swift.min(columnTileRows, firstSingle - firstRow) / chunkWidth
+                        if batch.source.secondary != nil {
+                            scanColumns(Paired.self, Shape.self, firstRow: firstRow, groups: groups, rejected: mine)
+                        } else {
+                            scanColumns(Single.self, Shape.self, firstRow: firstRow, groups: groups, rejected: mine)
+                        }
+                    } else {
+                        scanRow(Reader.self, Shape.self, firstSingle + unit - tiles, rejected: mine)
+                    }
+                }
             }
         }
         clearPackedGaps()
@@ -212,14 +230,14 @@ struct MaskScan: ReaderConsumer {
                         // The hot loop: full chunks, no calls unless a chunk is not small.
                         for _ in 0..<GroupSums.chunks {
                             let (raw, valid) = source.chunk(at: p)
-                            _ = lanes.add(raw, valid, plan: plan, group: &group, summary: &summary, Shape.self)
+                            _ = lanes.add(raw, valid, plan: plan, group: &group, Shape.self)
                             p += chunkWidth
                         }
                     } else {
                         while p < groupEnd {
                             let width = Swift.min(chunkWidth, groupEnd - p)
                             let (raw, valid) = width == chunkWidth ? source.chunk(at: p) : source.partialChunk(at: p, count: width)
-                            let (value, tokenValid) = lanes.add(raw, valid, plan: plan, group: &group, summary: &summary, Shape.self)
+                            let (value, tokenValid) = lanes.add(raw, valid, plan: plan, group: &group, Shape.self)
                             if tokenWork { judgeTokens(value, tokenValid, at: p, width: width, tokens, rejected) }
                             p += width
                         }
@@ -251,7 +269,7 @@ struct MaskScan: ReaderConsumer {
     }
 
     /// Evaluates the row criteria, writes the row outputs, and returns the decision.
-    private func decideRow(_ row: Int, _ summary: RowSummary, rejected: UnsafeMutableBufferPointer<Int>) -> Bool {
+    func decideRow(_ row: Int, _ summary: RowSummary, rejected: UnsafeMutableBufferPointer<Int>) -> Bool {
         var keep = true
         if summary.counted == 0 {
             keep = !rejectEmpty

@@ -107,8 +107,8 @@ struct ChunkTerms {
     var reduced: LaneMask
     var tokenValid: LaneMask
     /// Valid lanes whose raw value is NaN or ±inf, and those that are NaN.
-    var nonfinite = 0
-    var nans = 0
+    var nonfinite = LaneMask()
+    var nans = LaneMask()
 
     /// A chunk whose valid lanes are all small: nothing to decide.
     @inline(__always)
@@ -126,8 +126,8 @@ struct ChunkTerms {
     @inline(never)
     init(raw: Lanes, valid: LaneMask, plan: ScanPlan) {
         let nan = valid & laneMask(raw .!= raw)
-        nonfinite = laneCount(valid & ~laneMask(absolute(raw) .< .infinity))
-        nans = laneCount(nan)
+        nonfinite = valid & ~laneMask(absolute(raw) .< .infinity)
+        nans = nan
         value = raw
         counted = valid
         reduced = valid & ~nan
@@ -165,6 +165,8 @@ struct GroupSums {
 /// `blockLength` positions.
 struct LaneStats {
     var counted = SIMD8<Float>()
+    var nonfinite = SIMD8<Float>()
+    var nans = SIMD8<Float>()
     var maxValue = SIMD8<Float>(repeating: -.infinity)
     var minValue = SIMD8<Float>(repeating: .infinity)
     var minNonNegative = SIMD8<Float>(repeating: .infinity)
@@ -172,7 +174,7 @@ struct LaneStats {
     var sums = (SIMD8<Double>(), SIMD8<Double>(), SIMD8<Double>(), SIMD8<Double>(), SIMD8<Double>(), SIMD8<Double>())
 
     /// Positions per counter flush (a multiple of a group's 64): each lane then counts at most
-    /// 2^17 tokens.
+    /// 2^20 tokens, exact in float32.
     static let blockLength = 1 << 20
 
     /// Whether every valid lane is small: finite, not NaN, untouched by the clamp, inside the
@@ -187,14 +189,14 @@ struct LaneStats {
     /// loop around it keeps every accumulator in registers.
     @inline(always)
     mutating func add<Shape: ScanShape>(_ raw: Lanes, _ valid: LaneMask, plan: ScanPlan, group: inout GroupSums,
-                                        summary: inout RowSummary, _ shape: Shape.Type) -> (value: Lanes, tokenValid: LaneMask) {
+                                        _ shape: Shape.Type) -> (value: Lanes, tokenValid: LaneMask) {
         if LaneStats.isSmall(raw, valid, plan: plan) {
             accumulate(ChunkTerms(small: raw, valid: valid), plan: plan, group: &group, allSmall: true, Shape.self)
             return (raw, valid)
         }
         let terms = ChunkTerms(raw: raw, valid: valid, plan: plan)
-        summary.nonfinite += terms.nonfinite
-        summary.nans += terms.nans
+        nonfinite += ones(terms.nonfinite)
+        nans += ones(terms.nans)
         accumulate(terms, plan: plan, group: &group, allSmall: false, Shape.self)
         return (terms.value, terms.tokenValid)
     }
@@ -265,11 +267,15 @@ struct RowSummary {
     var maxNonPositive: Float = -.infinity
     var sums = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
-    /// Moves a block's counted lanes out of the lanes (and zeroes them).
+    /// Moves a block's counters out of the lanes (and zeroes them).
     @inline(__always)
     mutating func flushCounters(_ lanes: inout LaneStats) {
         counted += Int(lanes.counted.sum())
+        nonfinite += Int(lanes.nonfinite.sum())
+        nans += Int(lanes.nans.sum())
         lanes.counted = SIMD8<Float>()
+        lanes.nonfinite = SIMD8<Float>()
+        lanes.nans = SIMD8<Float>()
     }
 
     /// Takes the extremes and sums at the end of the row. The lanes hold no NaN (NaN positions

@@ -112,7 +112,7 @@ def _term_sums(ref_inputs, estimator, counted, clamp, policy):
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 2**32 - 1), rows=st.integers(0, 6), cols=st.integers(0, 70),
+@given(seed=st.integers(0, 2**32 - 1), rows=st.integers(0, 12), cols=st.integers(0, 70),
        layout=st.sampled_from(LAYOUTS), mask_kind=st.sampled_from(("none", "bool", "uint8")),
        use_lengths=st.booleans(), special=st.booleans(), policy=st.sampled_from(("reject", "skip", "zero")),
        clamp=st.sampled_from((None, 0.5, 20.0)), reject_empty=st.booleans(),
@@ -172,7 +172,7 @@ def test_token_values_match_reference(seed, rows, cols, layout, estimator, clamp
 
 
 @settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), rows=st.integers(1, 6), cols=st.integers(1, 50),
+@given(seed=st.integers(0, 2**32 - 1), rows=st.integers(1, 20), cols=st.integers(1, 150),
        layout=st.sampled_from(("transposed", "reversed", "sliced")))
 def test_layouts_give_identical_bits(seed, rows, cols, layout):
     """Sums are taken in a fixed order per row position, so any memory layout gives the same bits."""
@@ -181,5 +181,22 @@ def test_layouts_give_identical_bits(seed, rows, cols, layout):
     criteria = [trmask.Criterion(agg, est) for est in ("k3", "delta", "tv") for agg in ("sum", "mean", "max", "min")]
     a = trmask.trust_region_mask(**inputs, criteria=criteria, nan_policy="skip")
     b = trmask.trust_region_mask(**contiguous, criteria=criteria, nan_policy="skip")
+    for x, y in zip(a.row_stats, b.row_stats):
+        assert np.asarray(x).tobytes() == np.asarray(y).tobytes()
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), rows=st.integers(60, 140), cols=st.integers(1, 200), special=st.booleans(),
+       picks=st.lists(st.integers(0, len(CRITERIA_POOL) - 2), min_size=1, max_size=3, unique=True))
+def test_column_major_tiles_match_contiguous(seed, rows, cols, special, picks):
+    """Column-major batches of several 64-row tiles (and leftover rows) give the contiguous bits."""
+    inputs, _ = _make_case(seed, rows, cols, "transposed", "bool", True, special)
+    contiguous = {k: (np.ascontiguousarray(v) if k != "lengths" and v is not None else v) for k, v in inputs.items()}
+    criteria = [CRITERIA_POOL[i] for i in picks if CRITERIA_POOL[i].is_row] or [CRITERIA_POOL[0]]
+    a = trmask.trust_region_mask(**inputs, criteria=criteria, nan_policy="zero", threads=2)
+    b = trmask.trust_region_mask(**contiguous, criteria=criteria, nan_policy="zero", threads=1)
+    np.testing.assert_array_equal(a.keep_row, b.keep_row)
+    np.testing.assert_array_equal(a.count, b.count)
+    np.testing.assert_array_equal(a.nonfinite, b.nonfinite)
     for x, y in zip(a.row_stats, b.row_stats):
         assert np.asarray(x).tobytes() == np.asarray(y).tobytes()

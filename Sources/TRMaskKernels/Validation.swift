@@ -16,7 +16,7 @@ typealias Extent = ClosedRange<UInt>
 
 /// Checks the size, pointer and extent of an array with the given dimensions, and adds its
 /// address range (if it has elements) to `extents`.
-private func checkArray(base: UnsafeRawPointer?, dims: [Dimension], elementSize: Int, into extents: inout [Extent]) -> Status {
+func checkArray(base: UnsafeRawPointer?, dims: [Dimension], elementSize: Int, into extents: inout [Extent]) -> Status {
     var elements = 1
     for dim in dims {
         let (product, overflow) = elements.multipliedReportingOverflow(by: dim.count)
@@ -95,7 +95,7 @@ private func checkOffsets(_ batch: Batch, _ add: (StridedView, [Dimension]) -> S
 
 /// An output: strides that keep its elements apart (the nesting rule), an addressable extent,
 /// no overlap with any array in `taken` (which it joins).
-private func checkOutput<Element>(_ out: OutView<Element>, _ dims: [Dimension], taken: inout [Extent]) -> Status {
+func checkOutput<Element>(_ out: OutView<Element>, _ dims: [Dimension], taken: inout [Extent]) -> Status {
     guard out.base != nil else { return .ok }
     let spread = dims.filter { $0.count > 1 }.sorted { $0.stride.magnitude < $1.stride.magnitude }
     for (index, dim) in spread.enumerated() {

@@ -1,0 +1,436 @@
+/// Exact per-position KL (and TV, and the sampled tokens' log-probabilities) from full logits
+/// (SPEC §6), in one streaming pass over the two logit tensors (TV adds a second pass).
+///
+/// Method. With `x = a / tau`, `y = b / tau`, `delta_v = x_v - y_v` and any constant `c`,
+/// `KL = E_p[d] + log E_p[e^-d]` for `d = delta - c`. Per position the pass keeps, relative to a
+/// running scale `mi` (`w_v = e^(x_v - mi)`):
+///
+///     S = sum w            M = sum w d            (float64, exact products: every lane)
+///     G = sum w k3(-d)     for lanes with |d| < 0.35 (float32 series, flushed to float64)
+///       + sum e^(x - mi - d) and  E = sum w (1 - d)   for the other lanes (float64)
+///
+/// so that `sum w e^-d = S - M - E + G` exactly, and `KL = M/S + log1p((G - E - M)/S)`: the
+/// large common terms never cancel in float32. `c` is the median of `delta` over the row's first
+/// sixteen finite pairs (so a single odd token does not push every lane off the fast path), and
+/// `delta_v = a_v - b_v` is formed exactly (TwoSum) before it is scaled, so a large logit shift
+/// between the engines costs no accuracy. Every quantity of a lane derives from the same `w` and
+/// `d`, which makes the result the exact KL of distributions perturbed by a few ulps per entry.
+/// Measured accuracy: see docs/exact-kl.md.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The two logit tensors, the position grid, and the optional position mask and token ids.
+public struct LogitPair: @unchecked Sendable {
+    public var rows: Int
+    public var cols: Int
+    public var vocab: Int
+    /// Rollout logits `a`: `p = softmax(a / tau)`.
+    public var rollout: GridView3
+    /// Training logits `b`: `q = softmax(b / tau)`.
+    public var train: GridView3
+    /// U8/BOOL `[rows, cols]`, nonzero = the position counts; nil = all.
+    public var mask: StridedView?
+    /// I32/I64 `[rows, cols]`: the sampled token at each position.
+    public var tokenIDs: StridedView?
+
+    public init(rows: Int, cols: Int, vocab: Int, rollout: GridView3, train: GridView3, mask: StridedView? = nil,
+                tokenIDs: StridedView? = nil) {
+        self.rows = rows
+        self.cols = cols
+        self.vocab = vocab
+        self.rollout = rollout
+        self.train = train
+        self.mask = mask
+        self.tokenIDs = tokenIDs
+    }
+}
+
+/// Float32 `[rows, cols]` outputs; each may be absent.
+public struct ExactKLOutputs: @unchecked Sendable {
+    public var kl: OutView<Float>
+    public var tv: OutView<Float>
+    public var logpRollToken: OutView<Float>
+    public var logpTrainToken: OutView<Float>
+
+    public init(kl: OutView<Float> = .absent, tv: OutView<Float> = .absent, logpRollToken: OutView<Float> = .absent,
+                logpTrainToken: OutView<Float> = .absent) {
+        self.kl = kl
+        self.tv = tv
+        self.logpRollToken = logpRollToken
+        self.logpTrainToken = logpTrainToken
+    }
+}
+
+let logitDTypes: [DType] = [.f32, .bf16, .f16]
+
+func validateExactKL(_ input: LogitPair, options: LogitOptions, outputs: ExactKLOutputs) -> Status {
+    var status = checkGrid(rows: input.rows, cols: input.cols, depth: input.vocab)
+    if status != .ok { return status }
+    if input.rows * input.cols > 0 && input.vocab < 1 { return .badSize }
+    status = checkLogitOptions(options)
+    if status != .ok { return status }
+    var taken: [Extent] = []
+    for view in [input.rollout, input.train] {
+        status = checkView3(view, rows: input.rows, cols: input.cols, depth: input.vocab, dtypes: logitDTypes, into: &taken)
+        if status != .ok { return status }
+    }
+    if let mask = input.mask {
+        status = checkGridView(mask, rows: input.rows, cols: input.cols, dtypeOK: mask.dtype.isByteMask, into: &taken)
+        if status != .ok { return status }
+    }
+    let wantsTokens = outputs.logpRollToken.base != nil || outputs.logpTrainToken.base != nil
+    if let ids = input.tokenIDs {
+        status = checkGridView(ids, rows: input.rows, cols: input.cols, dtypeOK: ids.dtype.isIndex, into: &taken)
+        if status != .ok { return status }
+        for row in 0..<input.rows {
+            for col in 0..<input.cols where positionIsValid(input.mask, row: row, col: col) {
+                let id = loadIndex(ids.address(row: row, col: col), ids.dtype)
+                if id < 0 || id >= input.vocab { return .badTokenID }
+            }
+        }
+    } else if wantsTokens {
+        return .badInputs
+    }
+    for out in [outputs.kl, outputs.tv, outputs.logpRollToken, outputs.logpTrainToken] {
+        status = checkOutput(out, [(input.rows, out.rowStride), (input.cols, out.colStride)], taken: &taken)
+        if status != .ok { return status }
+    }
+    return .ok
+}
+
+/// Validates every argument, then writes the requested outputs for every position (0 at masked
+/// positions, whose logits are never read). Returns `.ok`, or the first problem found with nothing
+/// written. Results are bit-identical for every `options.threads`.
+public func exactKL(_ input: LogitPair, options: LogitOptions, outputs: ExactKLOutputs) -> Status {
+    let status = validateExactKL(input, options: options, outputs: outputs)
+    guard status == .ok else { return status }
+    var kernel = ExactKLKernel(input: input, options: options, outputs: outputs)
+    dispatchRows(RowKind(input.rollout), RowKind(input.train), to: &kernel)
+    return .ok
+}
+
+/// Lanes whose `|d|` reaches this take the float64 path (the float32 series of `k3Ratio` holds
+/// below it).
+let seriesBound: Float = 0.35
+/// A lane whose `x - mi` exceeds this raises the scale `mi` to its own `x` first. The largest
+/// weights then have `|x - mi| <= 1`, where the float32 `x - mi` is within 6e-8 of exact: the
+/// log-sum-exp (hence the token log-probabilities) is as accurate as float32 allows. New maxima
+/// are rare in a vocabulary (about `ln V` of them in random order), so the float64 path they take
+/// costs little.
+let scaleHeadroom: Float = 1
+/// Float32 series sums are flushed to float64 after this many chunks.
+let flushInterval = 4
+
+struct ExactKLKernel: PairRowConsumer {
+    let input: LogitPair
+    let options: LogitOptions
+    let outputs: ExactKLOutputs
+
+    mutating func run<A: VectorRow, B: VectorRow>(_ a: A.Type, _ b: B.Type) {
+        let positions = input.rows * input.cols
+        guard positions > 0 else { return }
+        let work = positions.multipliedReportingOverflow(by: input.vocab)
+        let workers = workerCount(threads: options.threads, rows: positions, positions: work.overflow ? .max : work.partialValue)
+        let input = input
+        let outputs = outputs
+        let inverse = options.inverseTemperature
+        forEachRowBlock(rows: positions, workers: workers) { _, block in
+            for position in block {
+                let row = position / input.cols
+                let col = position % input.cols
+                guard positionIsValid(input.mask, row: row, col: col) else {
+                    for out in [outputs.kl, outputs.tv, outputs.logpRollToken, outputs.logpTrainToken] where out.base != nil {
+                        out.store(0, row: row, col: col)
+                    }
+                    continue
+                }
+                let aBase = input.rollout.origin(row: row, col: col)
+                let bBase = input.train.origin(row: row, col: col)
+                let ra = A(aBase, stride: input.rollout.depthStride, dtype: input.rollout.dtype)
+                let rb = B(bBase, stride: input.train.depthStride, dtype: input.train.dtype)
+                var pass = KLPass(ra, rb, vocab: input.vocab, inverseTemperature: inverse)
+                pass.run()
+                let result = pass.finish()
+                if outputs.kl.base != nil { outputs.kl.store(Float(result.kl), row: row, col: col) }
+                if outputs.tv.base != nil {
+                    outputs.tv.store(Float(result.valid ? pass.totalVariation(logZ: result.logZ) : .nan), row: row, col: col)
+                }
+                if let ids = input.tokenIDs, outputs.logpRollToken.base != nil || outputs.logpTrainToken.base != nil {
+                    let id = loadIndex(ids.address(row: row, col: col), ids.dtype)
+                    let x = Double(ra.scalar(id)) * Double(inverse)
+                    let y = Double(rb.scalar(id)) * Double(inverse)
+                    if outputs.logpRollToken.base != nil {
+                        outputs.logpRollToken.store(Float(x - result.lseX), row: row, col: col)
+                    }
+                    if outputs.logpTrainToken.base != nil {
+                        outputs.logpTrainToken.store(Float(y - result.lseY), row: row, col: col)
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One position: the streaming pass, its accumulators, and the TV pass.
+struct KLPass<A: VectorRow, B: VectorRow> {
+    let a: A
+    let b: B
+    let vocab: Int
+    let inverse: Float
+    let inverse64: Double
+    /// `delta` of the reference, exactly: `refHi + refLo`.
+    var refHi: Float = 0
+    var refLo: Float = 0
+    var ref: Double = 0
+    /// The running scale: weights are `e^(x - mi)`.
+    var mi: Float = 0
+
+    var s = WideLanes()
+    var m = WideLanes()
+    var g = WideLanes()
+    var g32 = Lanes()
+    var pending = 0
+    /// Sums of the lanes that took the float64 path.
+    var sExtra = 0.0
+    var mExtra = 0.0
+    var eExtra = 0.0
+    var gExtra = 0.0
+    /// q-weights too large for `gExtra`, as a float64 log-sum-exp.
+    var bigLog = -Double.infinity
+    /// NaN or +inf logits.
+    var bad = false
+    /// Some p_v > 0 has q_v = 0.
+    var qZero = false
+    var anyP = false
+    var anyQ = false
+
+    init(_ a: A, _ b: B, vocab: Int, inverseTemperature: Float) {
+        self.a = a
+        self.b = b
+        self.vocab = vocab
+        inverse = inverseTemperature
+        inverse64 = Double(inverseTemperature)
+        chooseReference()
+    }
+
+    /// `c`: the median `delta` of the first sixteen finite pairs (any finite pair if none of the
+    /// first sixteen is); `mi`: the largest of their scaled rollout logits.
+    mutating func chooseReference() {
+        var found: [(s: Float, e: Float)] = []
+        found.reserveCapacity(16)
+        var top = -Float.infinity
+        var v = 0
+        while v < vocab && (found.count < 16) && (v < 16 || found.isEmpty) {
+            let x = a.scalar(v)
+            let y = b.scalar(v)
+            if x.isFinite && y.isFinite {
+                found.append(exactDifference(x, y))
+                if x > top { top = x }
+            }
+            v += 1
+        }
+        guard !found.isEmpty else { return }
+        found.sort { ($0.s, $0.e) < ($1.s, $1.e) }
+        let median = found[found.count / 2]
+        refHi = median.s
+        refLo = median.e
+        ref = Double(refHi) + Double(refLo)
+        mi = Float(Double(top) * inverse64)
+    }
+
+    mutating func run() {
+        let inv = Lanes(repeating: inverse)
+        let hi = Lanes(repeating: refHi)
+        let lo = Lanes(repeating: refLo)
+        let bound = Lanes(repeating: seriesBound)
+        let headroom = Lanes(repeating: scaleHeadroom)
+        var v = 0
+        while v &+ 16 <= vocab {
+            let x = a.chunk(v)
+            let y = b.chunk(v)
+            let t = Lanes(repeating: -mi).addingProduct(x, inv)
+            let (ds, de) = exactDifference(x, y)
+            let d = ((ds - hi) + (de - lo)) * inv
+            if all((t .<= headroom) .& (absolute(d) .< bound)) {
+                let w = fastExp(t)
+                let z = -d
+                g32 = g32.addingProduct(w * (z * z), k3Ratio(z))
+                let wide = widen(w)
+                s += wide
+                m = m.addingProduct(wide, widen(d))
+                pending &+= 1
+                if pending == flushInterval { flush() }
+                anyP = true
+                anyQ = true
+            } else {
+                for lane in 0..<16 { slowLane(a.scalar(v &+ lane), b.scalar(v &+ lane)) }
+            }
+            v &+= 16
+        }
+        while v < vocab {
+            slowLane(a.scalar(v), b.scalar(v))
+            v &+= 1
+        }
+        flush()
+    }
+
+    @inline(__always)
+    mutating func flush() {
+        g += widen(g32)
+        g32 = Lanes()
+        pending = 0
+    }
+
+    /// One vocabulary entry in float64: every special case (infinities, NaN, a new scale, lanes
+    /// outside the series range).
+    mutating func slowLane(_ x: Float, _ y: Float) {
+        if x.isNaN || y.isNaN || x == .infinity || y == .infinity {
+            bad = true
+            return
+        }
+        if x == -.infinity {
+            // p_v = 0: only q's mass, e^(y - mi + c) on the weights' scale.
+            if y == -.infinity { return }
+            anyQ = true
+            addQWeight((Double(y) + ref) * inverse64 - Double(mi))
+            return
+        }
+        anyP = true
+        let scaled = Double(x) * inverse64
+        if scaled - Double(mi) > Double(scaleHeadroom) { rescale(to: Float(scaled)) }
+        let t = scaled - Double(mi)
+        let w = exp(t)
+        sExtra += w
+        if y == -.infinity {
+            // q_v = 0 < p_v: KL is +inf; the lane adds nothing to sum w e^-d.
+            qZero = true
+            eExtra += w
+            return
+        }
+        anyQ = true
+        let d = ((Double(x) - Double(y)) - ref) * inverse64
+        mExtra += w * d
+        eExtra += w.addingProduct(-w, d)  // w (1 - d) with one rounding
+        addQWeight(t - d)
+    }
+
+    @inline(__always)
+    mutating func addQWeight(_ u: Double) {
+        if u <= 80 {
+            gExtra += exp(u)
+        } else {
+            bigLog = logAddExp(bigLog, u)
+        }
+    }
+
+    /// Moves the scale up to `newScale`: every sum is multiplied by `e^(mi - newScale)`.
+    mutating func rescale(to newScale: Float) {
+        flush()
+        let shift = Double(mi) - Double(newScale)
+        let factor = exp(shift)
+        s *= factor
+        m *= factor
+        g *= factor
+        sExtra *= factor
+        mExtra *= factor
+        eExtra *= factor
+        gExtra *= factor
+        bigLog += shift
+        mi = newScale
+    }
+
+    struct Result {
+        var kl: Double
+        /// `log E_p[e^-d]`, for TV.
+        var logZ: Double
+        /// Log-sum-exp of each side: NaN when that side has no distribution.
+        var lseX: Double
+        var lseY: Double
+        /// Both distributions exist and no logit is NaN or +inf.
+        var valid: Bool
+    }
+
+    func finish() -> Result {
+        let total = treeSum(s) + sExtra
+        let hasP = !bad && anyP && total > 0
+        let hasQ = !bad && anyQ
+        let mean = treeSum(m) + mExtra
+        let excess = (treeSum(g) + gExtra) - eExtra - mean  // sum w e^-d - S
+        let lseX = hasP ? Double(mi) + log(total) : .nan
+        var logZ = Double.nan
+        var lseY = Double.nan
+        if hasQ {
+            if hasP && bigLog == -.infinity && excess > -0.5 * total {
+                // Z >= 1/2: Z - 1 = excess / S without forming the large common parts.
+                logZ = log1p(excess / total)
+                lseY = lseX - ref * inverse64 + logZ
+            } else {
+                // sum w e^-d directly (fast lanes: w (1 - d + k3) with |d| < 0.35, no
+                // cancellation), so a small Z keeps its relative accuracy.
+                let direct = treeSum(s) - treeSum(m) + treeSum(g) + gExtra
+                let logSum = logAddExp(direct > 0 ? log(direct) : -.infinity, bigLog)
+                lseY = Double(mi) - ref * inverse64 + logSum
+                if hasP { logZ = logSum - log(total) }
+            }
+        }
+        guard hasP && hasQ else { return Result(kl: .nan, logZ: .nan, lseX: lseX, lseY: lseY, valid: false) }
+        var kl = mean / total + logZ
+        if qZero || logZ == -.infinity {
+            kl = .infinity
+        } else if kl < 0 {
+            kl = 0  // rounding below the true KL >= 0
+        }
+        return Result(kl: kl, logZ: logZ, lseX: lseX, lseY: lseY, valid: true)
+    }
+
+    /// `(1/2) sum |p_v - q_v|`, a second pass: `|p_v - q_v| = p_v |expm1(-(d_v + log Z))|`.
+    func totalVariation(logZ: Double) -> Double {
+        let total = treeSum(s) + sExtra
+        let lHi = Float(logZ)
+        let lLo = Float(logZ - Double(lHi))
+        let inv = Lanes(repeating: inverse)
+        let hi = Lanes(repeating: refHi)
+        let lo = Lanes(repeating: refLo)
+        let bound = Lanes(repeating: seriesBound)
+        var sum = WideLanes()
+        var extra = 0.0
+        var v = 0
+        while v &+ 16 <= vocab {
+            let x = a.chunk(v)
+            let y = b.chunk(v)
+            let t = Lanes(repeating: -mi).addingProduct(x, inv)
+            let (ds, de) = exactDifference(x, y)
+            let d = ((ds - hi) + (de - lo)) * inv
+            let z = -((d + Lanes(repeating: lHi)) + Lanes(repeating: lLo))
+            if all((absolute(d) .< bound) .& (absolute(z) .< bound)) {
+                let w = fastExp(t)
+                let expm1 = z.addingProduct(z * z, k3Ratio(z))
+                sum += widen(w * absolute(expm1))
+            } else {
+                for lane in 0..<16 { extra += tvLane(a.scalar(v &+ lane), b.scalar(v &+ lane), logZ: logZ) }
+            }
+            v &+= 16
+        }
+        while v < vocab {
+            extra += tvLane(a.scalar(v), b.scalar(v), logZ: logZ)
+            v &+= 1
+        }
+        return 0.5 * (treeSum(sum) + extra) / total
+    }
+
+    /// `|p_v - q_v|` of one entry on the weights' scale, in float64.
+    func tvLane(_ x: Float, _ y: Float, logZ: Double) -> Double {
+        if x == -.infinity {
+            return y == -.infinity ? 0 : exp((Double(y) + ref) * inverse64 - Double(mi) - logZ)
+        }
+        let t = Double(x) * inverse64 - Double(mi)
+        let w = exp(t)
+        if y == -.infinity { return w }
+        let z = -(((Double(x) - Double(y)) - ref) * inverse64 + logZ)
+        return Swift.abs(z) < Double(seriesBound) ? w * Swift.abs(expm1(z)) : Swift.abs(exp(t + z) - w)
+    }
+}

@@ -12,8 +12,8 @@
 /// so that `sum w e^-d = S - M - E + G` exactly, and `KL = M/S + log1p((G - E - M)/S)`: the
 /// large common terms never cancel in float32. `c` is the median of `delta` over the row's first
 /// sixteen finite pairs (so a single odd token does not push every lane off the fast path), and
-/// `delta_v = a_v - b_v` is formed exactly (TwoSum) before it is scaled, so a large logit shift
-/// between the engines costs no accuracy. Every quantity of a lane derives from the same `w` and
+/// `a_v - b_v - c` is formed exactly in float64 before it is scaled and rounded, so a large logit
+/// shift between the engines costs no accuracy. Every quantity of a lane derives from the same `w` and
 /// `d`, which makes the result the exact KL of distributions perturbed by a few ulps per entry.
 /// Measured accuracy: see docs/exact-kl.md.
 
@@ -182,9 +182,7 @@ struct KLPass<A: VectorRow, B: VectorRow> {
     let vocab: Int
     let inverse: Float
     let inverse64: Double
-    /// `delta` of the reference, exactly: `refHi + refLo`.
-    var refHi: Float = 0
-    var refLo: Float = 0
+    /// `c`: the reference `a - b` (exact in float64).
     var ref: Double = 0
     /// The running scale: weights are `e^(x - mi)`.
     var mi: Float = 0
@@ -220,7 +218,7 @@ struct KLPass<A: VectorRow, B: VectorRow> {
     /// `c`: the median `delta` of the first sixteen finite pairs (any finite pair if none of the
     /// first sixteen is); `mi`: the largest of their scaled rollout logits.
     mutating func chooseReference() {
-        var found: [(s: Float, e: Float)] = []
+        var found: [Double] = []
         found.reserveCapacity(16)
         var top = -Float.infinity
         var v = 0
@@ -228,48 +226,73 @@ struct KLPass<A: VectorRow, B: VectorRow> {
             let x = a.scalar(v)
             let y = b.scalar(v)
             if x.isFinite && y.isFinite {
-                found.append(exactDifference(x, y))
+                found.append(Double(x) - Double(y))
                 if x > top { top = x }
             }
             v += 1
         }
         guard !found.isEmpty else { return }
-        found.sort { ($0.s, $0.e) < ($1.s, $1.e) }
-        let median = found[found.count / 2]
-        refHi = median.s
-        refLo = median.e
-        ref = Double(refHi) + Double(refLo)
+        found.sort()
+        ref = found[found.count / 2]
         mi = Float(Double(top) * inverse64)
+    }
+
+    /// `d = ((a - b) - c) / tau` for sixteen entries: the difference is exact in float64, so the
+    /// only roundings are relative to `d` itself (no loss when the engines' logits differ by a
+    /// large common shift).
+    @inline(__always)
+    func scaledDifference(_ x: Lanes, _ y: Lanes, _ ref: WideLanes, _ inv: WideLanes) -> Lanes {
+        let wide = ((widen(x) - widen(y)) - ref) * inv
+        var result = Lanes()
+        for lane in 0..<16 { result[lane] = Float(wide[lane]) }
+        return result
     }
 
     mutating func run() {
         let inv = Lanes(repeating: inverse)
-        let hi = Lanes(repeating: refHi)
-        let lo = Lanes(repeating: refLo)
+        let wideInv = WideLanes(repeating: inverse64)
+        let wideRef = WideLanes(repeating: ref)
         let bound = Lanes(repeating: seriesBound)
         let headroom = Lanes(repeating: scaleHeadroom)
         var v = 0
         while v &+ 16 <= vocab {
-            let x = a.chunk(v)
-            let y = b.chunk(v)
-            let t = Lanes(repeating: -mi).addingProduct(x, inv)
-            let (ds, de) = exactDifference(x, y)
-            let d = ((ds - hi) + (de - lo)) * inv
-            if all((t .<= headroom) .& (absolute(d) .< bound)) {
+            // A run of fast chunks with the sums in registers.
+            let negativeScale = Lanes(repeating: -mi)
+            var ls = s, lm = m, lg = g, lg32 = g32, lpending = pending
+            let start = v
+            while v &+ 16 <= vocab {
+                let x = a.chunk(v)
+                let y = b.chunk(v)
+                let t = negativeScale.addingProduct(x, inv)
+                let d = scaledDifference(x, y, wideRef, wideInv)
+                if !all((t .<= headroom) .& (absolute(d) .< bound)) { break }
                 let w = fastExp(t)
                 let z = -d
-                g32 = g32.addingProduct(w * (z * z), k3Ratio(z))
+                lg32 = lg32.addingProduct(w * (z * z), k3Ratio(z))
                 let wide = widen(w)
-                s += wide
-                m = m.addingProduct(wide, widen(d))
-                pending &+= 1
-                if pending == flushInterval { flush() }
+                ls += wide
+                lm = lm.addingProduct(wide, widen(d))
+                lpending &+= 1
+                if lpending == flushInterval {
+                    lg += widen(lg32)
+                    lg32 = Lanes()
+                    lpending = 0
+                }
+                v &+= 16
+            }
+            s = ls
+            m = lm
+            g = lg
+            g32 = lg32
+            pending = lpending
+            if v > start {
                 anyP = true
                 anyQ = true
-            } else {
-                for lane in 0..<16 { slowLane(a.scalar(v &+ lane), b.scalar(v &+ lane)) }
             }
-            v &+= 16
+            if v &+ 16 <= vocab {
+                for lane in 0..<16 { slowLane(a.scalar(v &+ lane), b.scalar(v &+ lane)) }
+                v &+= 16
+            }
         }
         while v < vocab {
             slowLane(a.scalar(v), b.scalar(v))
@@ -393,8 +416,8 @@ struct KLPass<A: VectorRow, B: VectorRow> {
         let lHi = Float(logZ)
         let lLo = Float(logZ - Double(lHi))
         let inv = Lanes(repeating: inverse)
-        let hi = Lanes(repeating: refHi)
-        let lo = Lanes(repeating: refLo)
+        let wideInv = WideLanes(repeating: inverse64)
+        let wideRef = WideLanes(repeating: ref)
         let bound = Lanes(repeating: seriesBound)
         var sum = WideLanes()
         var extra = 0.0
@@ -403,8 +426,7 @@ struct KLPass<A: VectorRow, B: VectorRow> {
             let x = a.chunk(v)
             let y = b.chunk(v)
             let t = Lanes(repeating: -mi).addingProduct(x, inv)
-            let (ds, de) = exactDifference(x, y)
-            let d = ((ds - hi) + (de - lo)) * inv
+            let d = scaledDifference(x, y, wideRef, wideInv)
             let z = -((d + Lanes(repeating: lHi)) + Lanes(repeating: lLo))
             if all((absolute(d) .< bound) .& (absolute(z) .< bound)) {
                 let w = fastExp(t)

@@ -220,21 +220,6 @@ func dispatchRows<C: PairRowConsumer>(_ first: RowKind, _ second: RowKind, to co
     consumer = bind.consumer
 }
 
-/// `a - b` exactly as an unevaluated sum `s + e` (Knuth's TwoSum; finite inputs).
-@inline(__always)
-func exactDifference(_ a: Lanes, _ b: Lanes) -> (s: Lanes, e: Lanes) {
-    let s = a - b
-    let bb = s - a
-    return (s, (a - (s - bb)) - (b + bb))
-}
-
-@inline(__always)
-func exactDifference(_ a: Float, _ b: Float) -> (s: Float, e: Float) {
-    let s = a - b
-    let bb = s - a
-    return (s, (a - (s - bb)) - (b + bb))
-}
-
 /// `log(e^x + e^y)` without overflow; `-inf` is the identity.
 @inline(__always)
 func logAddExp(_ x: Double, _ y: Double) -> Double {

@@ -397,3 +397,43 @@ def test_bad_arguments_reach_every_new_status():
     assert error.value.status_name == "TRM_E_BAD_SIZE"
     empty = trmask.exact_kl(np.zeros((0, 5), dtype=np.float32), np.zeros((0, 5), dtype=np.float32), tv=True)
     assert empty.kl.shape == (0,) and empty.tv.shape == (0,)
+
+
+def _guarded(shape, dtype):
+    """An array whose last byte ends right before a PROT_NONE page: a read past the end faults."""
+    import ctypes
+    import mmap
+    itemsize = np.dtype(dtype).itemsize
+    nbytes = int(np.prod(shape)) * itemsize
+    page = mmap.PAGESIZE
+    total = (nbytes + page - 1) // page * page + page
+    region = mmap.mmap(-1, total, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(region))
+    libc = ctypes.CDLL(None)
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    assert libc.mprotect(base + total - page, page, 0) == 0
+    start = total - page - nbytes
+    array = np.frombuffer(region, dtype=np.uint8, count=nbytes, offset=start).view(dtype).reshape(shape)
+    return array, region
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+@pytest.mark.parametrize("v", [1, 15, 16, 17, 33, 1000])
+def test_no_read_past_the_logits(dtype, v):
+    """Buffers end at a guard page, so a vector load past the last logit crashes the test."""
+    if dtype == "bfloat16":
+        if ml_dtypes is None:
+            pytest.skip("ml_dtypes is not installed")
+        dtype = ml_dtypes.bfloat16
+    rng = np.random.default_rng(v)
+    a, keep_a = _guarded((3, v), dtype)
+    b, keep_b = _guarded((3, v), dtype)
+    a[...] = rng.normal(0, 2, (3, v)).astype(dtype)
+    b[...] = (a.astype(np.float32) + rng.normal(0, 0.1, (3, v))).astype(dtype)
+    ids = np.full(3, v - 1)
+    result, _ = check_against_reference(a, b, token_ids=ids)
+    lp, top = top_k(a.astype(np.float64), 1.0, min(v, 4))
+    trmask.topk_kl_lower_bound(lp, top, b)
+    # reversed vocabulary: the first logit is the one next to the guard page
+    check_against_reference(a[:, ::-1], b[:, ::-1])
+    del keep_a, keep_b

@@ -162,31 +162,41 @@ struct TopKKernel: SingleRowConsumer {
 let remainderFloor = 1e-12
 
 /// `log sum_v e^(b_v / tau)` of one position, in float64 throughout (NaN when a logit is NaN or
-/// +inf, or every logit is -inf). Float64 and not the float32 weights of the KL pass: the bound's
-/// remainder `1 - Q` can be far smaller than float32's 6e-8 relative rounding of the largest
-/// weight, and the float64 reference resolves it. About 4 ns per logit on one thread.
+/// +inf, or every logit is -inf): a max pass, then a pass of float64 SIMD exponentials. Float64
+/// and not the float32 weights of the KL pass: the bound's remainder `1 - Q` can be far smaller
+/// than float32's 6e-8 relative rounding of the largest weight, and the float64 reference
+/// resolves it.
 func logSumExp<R: VectorRow>(_ row: R, vocab: Int, inverse: Double) -> Double {
-    let scale = inverse
-    var top = -Double.infinity
-    for v in 0..<vocab {
-        let y = row.scalar(v)
-        if y.isNaN || y == .infinity { return .nan }
-        if Double(y) > top { top = Double(y) }
-    }
-    guard top > -.infinity else { return .nan }
-    let shift = top * scale
-    var lanes = SIMD8<Double>()
+    var top = Lanes(repeating: -.infinity)
+    var special = Lanes()  // nonzero where a logit was NaN or +inf
+    let infinity = Lanes(repeating: .infinity)
     var v = 0
-    while v &+ 8 <= vocab {
-        for lane in 0..<8 { lanes[lane] += exp(Double(row.scalar(v &+ lane)) * scale - shift) }
-        v &+= 8
+    while v &+ 16 <= vocab {
+        let y = row.chunk(v)
+        special = special.replacing(with: 1, where: (y .!= y) .| (y .== infinity))
+        top = top.replacing(with: y, where: y .> top)
+        v &+= 16
+    }
+    var largest = top.max()
+    for tail in v..<vocab {
+        let y = row.scalar(tail)
+        if y.isNaN || y == .infinity { return .nan }
+        if y > largest { largest = y }
+    }
+    guard special.max() == 0, largest > -.infinity else { return .nan }
+    let shift = Double(largest) * inverse
+    let scale = WideLanes(repeating: inverse)
+    let offset = WideLanes(repeating: -shift)
+    var sums = WideLanes()
+    v = 0
+    while v &+ 16 <= vocab {
+        sums += fastExp(offset.addingProduct(widen(row.chunk(v)), scale))
+        v &+= 16
     }
     var extra = 0.0
     while v < vocab {
-        extra += exp(Double(row.scalar(v)) * scale - shift)
+        extra += exp(Double(row.scalar(v)) * inverse - shift)
         v &+= 1
     }
-    let eight = lanes.lowHalf + lanes.highHalf
-    let four = eight.lowHalf + eight.highHalf
-    return shift + log(four[0] + four[1] + extra)
+    return shift + log(treeSum(sums) + extra)
 }

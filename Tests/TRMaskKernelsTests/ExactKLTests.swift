@@ -2,7 +2,7 @@
 // the KL/TV/log-prob kernel against a float64 reference written here, the top-k bound, every
 // validation status, and determinism across thread counts.
 //
-// Tolerances: fastExp 2 ulp (Cephes expf with FMA); k3Ratio 3e-7 relative (series to z^6 plus
+// Tolerances: fastExp 2 ulp (Cephes expf with FMA; the float64 one: Taylor to r^12); k3Ratio 3e-7 relative (series to z^6 plus
 // float32 Horner rounding); KL 1e-4 relative + 1e-8 (SPEC §6); TV 1e-5 relative + 1e-8;
 // log-probabilities 1e-6 relative + 2e-7.
 
@@ -106,6 +106,29 @@ final class ExactKLTests: XCTestCase {
         XCTAssertEqual(special[2], 0)
         XCTAssertEqual(special[3], 1)
         XCTAssertTrue(special[6].isFinite)
+    }
+
+    func testFloat64FastExpWithinTwoUlp() {
+        var worst = 0.0
+        var x = -707.9
+        while x <= 700 {
+            var lanes = WideLanes()
+            for lane in 0..<16 { lanes[lane] = x + Double(lane) * 1.37e-3 }
+            let got = fastExp(lanes)
+            for lane in 0..<16 {
+                let want = exp(lanes[lane])
+                worst = Swift.max(worst, Swift.abs(got[lane] - want) / want.ulp)
+            }
+            x += 0.0917
+        }
+        XCTAssertLessThanOrEqual(worst, 2.0)
+        let special = fastExp(WideLanes(-.infinity, -709, -1000, 0, 1, 709, -708, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+        XCTAssertEqual(special[0], 0)
+        XCTAssertEqual(special[1], 0)
+        XCTAssertEqual(special[2], 0)
+        XCTAssertEqual(special[3], 1)
+        XCTAssertEqual(special[4], exp(1.0), accuracy: 2 * exp(1.0).ulp)
+        XCTAssertTrue(special[5].isFinite)
     }
 
     func testK3RatioAgainstFloat64() {

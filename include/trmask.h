@@ -364,8 +364,8 @@ typedef struct trm_topk_batch_t {
  * KL_lb = sum_k p_k log(p_k / q_k) + (1 - P) log((1 - P) / (1 - Q)), P = sum_k p_k,
  * Q = sum_k q_k (the log-sum inequality over the listed tokens and the rest). Terms with zero
  * mass are 0; P >= 1 (rounding) drops the remainder term; q_k = 0 < p_k or 1 - Q <= 0 < 1 - P
- * gives +inf. Computed without cancellation; within 1e-4 relative plus 1e-8 of float64. One
- * streaming pass over the training logits.
+ * gives +inf. Computed without cancellation; within 1e-4 relative plus 1e-8 of float64 (q from a
+ * float64 log-sum-exp at the exact 1/tau: two passes over the training logits, max then exp).
  *
  * batch, options: required. out_kl_lb: float [n_rows, n_cols], required unless the grid is
  * empty; 0 at masked positions. Returns the statuses of trm_exact_kl (TRM_E_BAD_TOKEN_ID also

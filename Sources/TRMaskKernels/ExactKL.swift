@@ -153,7 +153,8 @@ struct ExactKLKernel: PairRowConsumer {
                 let ra = A(aBase, stride: input.rollout.depthStride, dtype: input.rollout.dtype)
                 let rb = B(bBase, stride: input.train.depthStride, dtype: input.train.dtype)
                 var pass = KLPass(ra, rb, vocab: input.vocab, inverseTemperature: inverse)
-                pass.run()
+                pass.run(exactDifference: outputs.tv.base != nil || outputs.logpRollToken.base != nil
+                         || outputs.logpTrainToken.base != nil)
                 let result = pass.finish()
                 if outputs.kl.base != nil { outputs.kl.store(Float(result.kl), row: row, col: col) }
                 if outputs.tv.base != nil {
@@ -173,6 +174,47 @@ struct ExactKLKernel: PairRowConsumer {
             }
         }
     }
+}
+
+/// How the fast path forms `d = ((a - b) - c) / tau` for sixteen entries.
+protocol ScaledDifference {
+    init(ref: Double, inverse: Float)
+    func callAsFunction(_ x: Lanes, _ y: Lanes) -> Lanes
+}
+
+/// Exact difference in float64, then scaled and rounded once: the only roundings are relative
+/// to `d` itself, whatever the shift between the engines' logits.
+struct WideDifference: ScaledDifference {
+    let ref: WideLanes
+    let inverse: WideLanes
+    init(ref: Double, inverse: Float) {
+        self.ref = WideLanes(repeating: ref)
+        self.inverse = WideLanes(repeating: Double(inverse))
+    }
+    @inline(__always)
+    func callAsFunction(_ x: Lanes, _ y: Lanes) -> Lanes {
+        let wide = ((widen(x) - widen(y)) - ref) * inverse
+        var result = Lanes()
+        for lane in 0..<16 { result[lane] = Float(wide[lane]) }
+        return result
+    }
+}
+
+/// Float32: `fl(a - b) * (1/tau) - c/tau` with one fused rounding. Used when `|c / tau| < 3.5`,
+/// so on fast lanes (`|d| < 0.35`) `|(a - b) / tau| < 4` and the rounding of `a - b` moves `d` by
+/// at most 2.4e-7. Every quantity of the lane uses this same `d`, so the KL moves by at most
+/// `2 TV * 2.4e-7`, which is below a tenth of `1e-8 + 1e-4 KL` for every KL (Pinsker:
+/// `KL >= 2 TV^2`). The constant `c / tau` and `1/tau` round once for all lanes: a shift of `d`
+/// (KL is invariant to it) and a temperature change below 6e-8 relative.
+struct NearDifference: ScaledDifference {
+    let offset: Lanes
+    let inverse: Lanes
+    init(ref: Double, inverse: Float) {
+        offset = Lanes(repeating: Float(-ref * Double(inverse)))
+        self.inverse = Lanes(repeating: inverse)
+    }
+    @inline(__always)
+    func callAsFunction(_ x: Lanes, _ y: Lanes) -> Lanes { offset.addingProduct(x - y, inverse) }
 }
 
 /// One position: the streaming pass, its accumulators, and the TV pass.
@@ -237,21 +279,21 @@ struct KLPass<A: VectorRow, B: VectorRow> {
         mi = Float(Double(top) * inverse64)
     }
 
-    /// `d = ((a - b) - c) / tau` for sixteen entries: the difference is exact in float64, so the
-    /// only roundings are relative to `d` itself (no loss when the engines' logits differ by a
-    /// large common shift).
-    @inline(__always)
-    func scaledDifference(_ x: Lanes, _ y: Lanes, _ ref: WideLanes, _ inv: WideLanes) -> Lanes {
-        let wide = ((widen(x) - widen(y)) - ref) * inv
-        var result = Lanes()
-        for lane in 0..<16 { result[lane] = Float(wide[lane]) }
-        return result
+    /// `exactDifference`: form `d` exactly (float64) on the fast path too. Required when TV or the
+    /// token log-probabilities are wanted: they use `log Z` directly, where the float32
+    /// difference's error (up to 2.4e-7, see NearDifference) is not cancelled as it is in the KL.
+    mutating func run(exactDifference: Bool) {
+        // The float32 difference is exact enough for the KL (see NearDifference) when the
+        // reference's scaled difference leaves room below 4 for fast lanes (|d| < 0.35).
+        if !exactDifference && Swift.abs(ref * inverse64) < 3.5 {
+            runChunks(NearDifference(ref: ref, inverse: inverse))
+        } else {
+            runChunks(WideDifference(ref: ref, inverse: inverse))
+        }
     }
 
-    mutating func run() {
+    mutating func runChunks<D: ScaledDifference>(_ difference: D) {
         let inv = Lanes(repeating: inverse)
-        let wideInv = WideLanes(repeating: inverse64)
-        let wideRef = WideLanes(repeating: ref)
         let bound = Lanes(repeating: seriesBound)
         let headroom = Lanes(repeating: scaleHeadroom)
         var v = 0
@@ -264,7 +306,7 @@ struct KLPass<A: VectorRow, B: VectorRow> {
                 let x = a.chunk(v)
                 let y = b.chunk(v)
                 let t = negativeScale.addingProduct(x, inv)
-                let d = scaledDifference(x, y, wideRef, wideInv)
+                let d = difference(x, y)
                 if !all((t .<= headroom) .& (absolute(d) .< bound)) { break }
                 let w = fastExp(t)
                 let z = -d
@@ -416,8 +458,9 @@ struct KLPass<A: VectorRow, B: VectorRow> {
         let lHi = Float(logZ)
         let lLo = Float(logZ - Double(lHi))
         let inv = Lanes(repeating: inverse)
-        let wideInv = WideLanes(repeating: inverse64)
-        let wideRef = WideLanes(repeating: ref)
+        // Always the exact difference here: TV adds |p - q| term by term, so an error in d is not
+        // cancelled by the normalisation as it is in the KL.
+        let difference = WideDifference(ref: ref, inverse: inverse)
         let bound = Lanes(repeating: seriesBound)
         var sum = WideLanes()
         var extra = 0.0
@@ -426,7 +469,7 @@ struct KLPass<A: VectorRow, B: VectorRow> {
             let x = a.chunk(v)
             let y = b.chunk(v)
             let t = Lanes(repeating: -mi).addingProduct(x, inv)
-            let d = scaledDifference(x, y, wideRef, wideInv)
+            let d = difference(x, y)
             let z = -((d + Lanes(repeating: lHi)) + Lanes(repeating: lLo))
             if all((absolute(d) .< bound) .& (absolute(z) .< bound)) {
                 let w = fastExp(t)

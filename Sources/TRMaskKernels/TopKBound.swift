@@ -77,7 +77,7 @@ func validateTopK(_ input: TopKInputs, options: LogitOptions, out: OutView<Float
 /// every position (0 where masked). Computed without cancellation as
 /// `sum_{p_k > 0} p_k k3(log q_k - log p_k) + sum_{p_k = 0} q_k + (1 - P) (r - log1p r)` with
 /// `r = (P - Q) / (1 - P)`; when `1 - P <= 1e-12` the remainder term is dropped (the float64
-/// reference drops it for `P >= 1`).
+/// reference drops it for `P >= 1`), and `1 - Q` is at least its float64 resolution, `1e-14 (k + 2)`.
 public func topKKLLowerBound(_ input: TopKInputs, options: LogitOptions, out: OutView<Float>) -> Status {
     let status = validateTopK(input, options: options, out: out)
     guard status == .ok else { return status }
@@ -151,8 +151,13 @@ struct TopKKernel: SingleRowConsumer {
         // unless 1 - Q is exactly 0.
         let rest = 1 - mass
         guard rest > remainderFloor else { return h3 + pq }
-        let r = (pq - q0) / rest
-        guard r > -1 else { return .infinity }
+        // 1 - Q = (1 - P) + (P - Q). Below the float64 resolution of Q (about 1e-14 per listed
+        // token, from the log-sum-exp and the products by 1/tau) it is noise: it is taken at that
+        // resolution, so rounding cannot turn a finite bound into +inf (the value then moves by
+        // less than the resolution).
+        let resolution = 1e-14 * Double(input.k + 2)
+        let restQ = Swift.max(rest + (pq - q0), resolution)
+        let r = (restQ - rest) / rest
         let tail = Swift.abs(r) < 1e-4 ? r * r * (0.5 - r * (1.0 / 3 - r * 0.25)) : r - log1p(r)
         return h3 + q0 + rest * tail
     }

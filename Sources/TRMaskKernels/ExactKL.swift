@@ -13,7 +13,8 @@
 /// large common terms never cancel in float32. `c` is the median of `delta` over the row's first
 /// sixteen finite pairs (so a single odd token does not push every lane off the fast path), and
 /// `a_v - b_v - c` is formed exactly in float64 before it is scaled and rounded, so a large logit
-/// shift between the engines costs no accuracy. Every quantity of a lane derives from the same `w` and
+/// shift between the engines costs no accuracy (the KL alone uses float32 where that provably
+/// suffices: `NearDifference`). Every quantity of a lane derives from the same `w` and
 /// `d`, which makes the result the exact KL of distributions perturbed by a few ulps per entry.
 /// Measured accuracy: see docs/exact-kl.md.
 

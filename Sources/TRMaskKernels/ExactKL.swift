@@ -144,9 +144,10 @@ struct ExactKLKernel: PairRowConsumer {
                 let row = position / input.cols
                 let col = position % input.cols
                 guard positionIsValid(input.mask, row: row, col: col) else {
-                    for out in [outputs.kl, outputs.tv, outputs.logpRollToken, outputs.logpTrainToken] where out.base != nil {
-                        out.store(0, row: row, col: col)
-                    }
+                    if outputs.kl.base != nil { outputs.kl.store(0, row: row, col: col) }
+                    if outputs.tv.base != nil { outputs.tv.store(0, row: row, col: col) }
+                    if outputs.logpRollToken.base != nil { outputs.logpRollToken.store(0, row: row, col: col) }
+                    if outputs.logpTrainToken.base != nil { outputs.logpTrainToken.store(0, row: row, col: col) }
                     continue
                 }
                 let aBase = input.rollout.origin(row: row, col: col)
@@ -261,22 +262,29 @@ struct KLPass<A: VectorRow, B: VectorRow> {
     /// `c`: the median `delta` of the first sixteen finite pairs (any finite pair if none of the
     /// first sixteen is); `mi`: the largest of their scaled rollout logits.
     mutating func chooseReference() {
-        var found: [Double] = []
-        found.reserveCapacity(16)
+        // Insertion into a sorted fixed-size buffer: no allocation per position.
+        var found = SIMD16<Double>()
+        var count = 0
         var top = -Float.infinity
         var v = 0
-        while v < vocab && (found.count < 16) && (v < 16 || found.isEmpty) {
+        while v < vocab && count < 16 && (v < 16 || count == 0) {
             let x = a.scalar(v)
             let y = b.scalar(v)
             if x.isFinite && y.isFinite {
-                found.append(Double(x) - Double(y))
+                let difference = Double(x) - Double(y)
+                var slot = count
+                while slot > 0 && found[slot - 1] > difference {
+                    found[slot] = found[slot - 1]
+                    slot -= 1
+                }
+                found[slot] = difference
+                count += 1
                 if x > top { top = x }
             }
             v += 1
         }
-        guard !found.isEmpty else { return }
-        found.sort()
-        ref = found[found.count / 2]
+        guard count > 0 else { return }
+        ref = found[count / 2]
         mi = Float(Double(top) * inverse64)
     }
 

@@ -69,7 +69,7 @@ def assert_close(got, expected, what: str, tol) -> None:
 def f64(x) -> np.ndarray:
     """The exact float64 values of an array of any float dtype (numpy, ml_dtypes or torch)."""
     if torch is not None and isinstance(x, torch.Tensor):
-        return x.to(torch.float64).numpy()
+        return x.detach().to(torch.float64).numpy()
     return np.asarray(x).astype(np.float64)
 
 
@@ -334,9 +334,10 @@ def test_determinism_across_threads():
     digests = set()
     for threads in (1, 2, 3, 8):
         r = trmask.exact_kl(a, b, tv=True, token_ids=np.arange(64) * 13, threads=threads)
+        alone = trmask.exact_kl(a, b, threads=threads)  # the float32-difference path
         bound = trmask.topk_kl_lower_bound(*top_k(a, 1.0, 5), b, threads=threads)
         h = hashlib.sha256()
-        for x in (r.kl, r.tv, r.logp_roll_token, r.logp_train_token, bound):
+        for x in (r.kl, r.tv, r.logp_roll_token, r.logp_train_token, alone.kl, bound):
             h.update(np.ascontiguousarray(x).tobytes())
         digests.add(h.hexdigest())
     assert len(digests) == 1
@@ -349,7 +350,8 @@ def test_torch_tensors_bf16_in_torch_out():
     b = a + 0.05 * torch.randn(2, 3, 500, generator=g)
     mask = torch.ones(2, 3, dtype=torch.bool)
     mask[1, 2] = False
-    for x, y in [(a, b), (a.bfloat16(), b), (a.bfloat16(), b.bfloat16()), (a.half(), b.bfloat16())]:
+    leaf = a.clone().requires_grad_(True)  # logits straight from a training forward pass
+    for x, y in [(a, b), (leaf, b), (a.bfloat16(), b), (a.bfloat16(), b.bfloat16()), (a.half(), b.bfloat16())]:
         result = trmask.exact_kl(x, y, mask=mask, token_ids=torch.zeros(2, 3, dtype=torch.int64), tv=True)
         assert isinstance(result.kl, torch.Tensor) and result.kl.dtype == torch.float32
         ref = reference_exact_kl(f64(x), f64(y), token_ids=np.zeros((2, 3), dtype=np.int64))
@@ -363,7 +365,7 @@ def test_torch_tensors_bf16_in_torch_out():
 
 
 def f64_t(x):
-    return x.to(torch.float64)
+    return x.detach().to(torch.float64)
 
 
 def test_exact_trust_region_mask_matches_reference_criteria():

@@ -52,7 +52,13 @@ public struct StridedTensor3 {
         GridView3(base: base, dtype: dtype, rowStride: rowStride, colStride: colStride, depthStride: depthStride)
     }
 
-    var positions: Int { rows * cols }
+    /// `rows * cols`, or a `.badSize` error naming `argument` when a size is negative or the
+    /// product overflows (checked before any allocation: the Swift API never traps).
+    func positions(_ argument: String) throws(TRMaskError) -> Int {
+        let (count, overflow) = rows.multipliedReportingOverflow(by: cols)
+        guard rows >= 0, cols >= 0, depth >= 0, !overflow else { throw TRMaskError(.badSize, argument: argument) }
+        return count
+    }
 }
 
 /// What `exactKL` returns: row-major `[rows * cols]` float32 arrays, 0 at masked positions.
@@ -78,7 +84,7 @@ public func exactKL(rollout: StridedTensor3, train: StridedTensor3, mask: Stride
     try checkSameGrid(train, like: rollout, name: "train")
     if let mask { try checkGrid(mask.rows, mask.cols, like: rollout, name: "mask") }
     if let tokenIDs { try checkGrid(tokenIDs.rows, tokenIDs.cols, like: rollout, name: "tokenIDs") }
-    let count = rollout.positions
+    let count = try rollout.positions("rollout")
     var kl = [Float](repeating: 0, count: count)
     var tvValues = [Float](repeating: 0, count: tv ? count : 0)
     var logpRoll = [Float](repeating: 0, count: tokenIDs == nil ? 0 : count)
@@ -115,7 +121,7 @@ public func topKKLLowerBound(rolloutLogprobs: StridedTensor3, rolloutIDs: Stride
     guard rolloutIDs.depth == rolloutLogprobs.depth else { throw TRMaskError(.badSize, argument: "rolloutIDs") }
     try checkGrid(train.rows, train.cols, like: rolloutLogprobs, name: "train")
     if let mask { try checkGrid(mask.rows, mask.cols, like: rolloutLogprobs, name: "mask") }
-    var bound = [Float](repeating: 0, count: train.positions)
+    var bound = [Float](repeating: 0, count: try train.positions("train"))
     let input = TopKInputs(rows: train.rows, cols: train.cols, vocab: train.depth, k: rolloutLogprobs.depth,
                            logprobs: rolloutLogprobs.view, ids: rolloutIDs.view, train: train.view, mask: mask.map(gridView))
     let cols = train.cols

@@ -38,6 +38,14 @@ final class ExactKLAPITests: XCTestCase {
             }) { error in
                 XCTAssertEqual((error as? TRMaskError)?.status, .badTokenID)
             }
+            let negative = StridedTensor3(base: UnsafeRawPointer(a.baseAddress), dtype: .f32, rows: -1, cols: 1, depth: 5, rowStride: 5, colStride: 0)
+            XCTAssertThrowsError(try exactKL(rollout: negative, train: negative)) { error in
+                XCTAssertEqual(error as? TRMaskError, TRMaskError(.badSize, argument: "rollout"))
+            }
+            let huge = StridedTensor3(base: UnsafeRawPointer(a.baseAddress), dtype: .f32, rows: .max, cols: 2, depth: 5, rowStride: 5, colStride: 0)
+            XCTAssertThrowsError(try exactKL(rollout: huge, train: huge)) { error in
+                XCTAssertEqual((error as? TRMaskError)?.status, .badSize)
+            }
             let short = StridedTensor3(a, positions: 2, depth: 4)
             XCTAssertThrowsError(try exactKL(rollout: view, train: short)) { error in
                 XCTAssertEqual(error as? TRMaskError, TRMaskError(.badSize, argument: "train"))

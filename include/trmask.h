@@ -76,7 +76,8 @@ typedef int32_t trm_status_t;
                                    field not 0 */
 #define TRM_E_INTERNAL 17       /* a bug in trmask; please report it */
 #define TRM_E_BAD_TEMPERATURE 18 /* temperature not finite and > 0 */
-#define TRM_E_BAD_TOKEN_ID 19   /* a token id outside 0 ..< vocabulary size */
+#define TRM_E_BAD_TOKEN_ID 19   /* a token id outside 0 ..< vocabulary size, or repeated within a
+                                   position's top-k */
 #define TRM_E_BAD_BOUND_INPUT 20 /* an error-bound input out of its domain (T < 1, a negative or
                                     non-finite divergence, reward range not > 0, dbar length) */
 
@@ -321,6 +322,119 @@ typedef struct trm_bounds_t {
  * finite; eps, tv_seq negative or infinite; reward_range not finite and > 0; dbar_count != T or
  * a dbar element negative or not finite). On error out is not written. */
 trm_status_t trm_bounds_compute(const trm_bound_inputs_t *inputs, trm_bounds_t *out);
+
+/* ---------------------------------------------------------------------------------------------
+ * Exact per-position divergence from logits (SPEC §6), and the exact TRM.
+ *
+ * Positions form a [n_rows, n_cols] grid ([B, T]; a flat [N, V] tensor is n_rows = N,
+ * n_cols = 1). Each position has a vector along a third axis: the vocabulary (V entries) or the
+ * rollout's top-k entries. Per-position inputs (mask, token ids) are trm_view_t over the grid
+ * (stride_row, stride_col); per-position outputs are float trm_out_t over the grid.
+ *
+ * Exact TRM is two calls: trm_exact_kl writes the per-position KL into a float [B, T] array, then
+ * trm_mask takes that array as `values` (estimator TRM_EST_VALUE) with the same validity mask and
+ * the criteria {TRM_AGG_MAX, TRM_EST_VALUE, -INFINITY, 0.1} and {TRM_AGG_MEAN, TRM_EST_VALUE,
+ * -INFINITY, 0.002} (the paper's TRM-Max&Avg on the exact KL, SPEC §4.2).
+ * ------------------------------------------------------------------------------------------ */
+
+/* A strided 3-D input [n_rows, n_cols, depth]: element [i, t, v] is at
+   data + (i * stride_row + t * stride_col + v * stride_depth) * element_size. */
+typedef struct trm_view3_t {
+    const void *data;     /* element [0, 0, 0]; may be NULL iff the array has no elements */
+    int32_t dtype;        /* TRM_DTYPE_* (which ones: per argument) */
+    int32_t reserved;     /* must be 0 */
+    int64_t stride_row;   /* elements between rows */
+    int64_t stride_col;   /* elements between columns (positions of a row) */
+    int64_t stride_depth; /* elements between vocabulary (or top-k) entries */
+} trm_view3_t;
+
+/* Rollout and training logits of the same positions, with optional mask and sampled tokens. */
+typedef struct trm_logit_pair_t {
+    uint32_t struct_size;  /* sizeof(trm_logit_pair_t) */
+    int32_t reserved;      /* must be 0 */
+    int64_t n_rows;        /* >= 0 */
+    int64_t n_cols;        /* >= 0 */
+    int64_t vocab;         /* V >= 1 (any value >= 0 when the grid is empty) */
+    trm_view3_t rollout;   /* a: F32, BF16 or F16 [n_rows, n_cols, V]; p = softmax(a / tau) */
+    trm_view3_t train;     /* b: F32, BF16 or F16 (may differ from a's); q = softmax(b / tau) */
+    trm_view_t mask;       /* U8/BOOL [n_rows, n_cols], nonzero = the position counts; optional
+                              (TRM_DTYPE_NONE = all). Masked positions' logits and token ids are
+                              never read and their outputs are 0. */
+    trm_view_t token_ids;  /* I32/I64 [n_rows, n_cols]: the sampled token y at each position, in
+                              0 ..< V at counted positions; optional (needed for the token
+                              log-probability outputs) */
+} trm_logit_pair_t;
+
+/* Options of the logit functions. */
+typedef struct trm_logit_options_t {
+    uint32_t struct_size; /* sizeof(trm_logit_options_t) */
+    int32_t threads;      /* >= 0; 0 = automatic (one thread below 2^20 logits) */
+    double temperature;   /* tau: finite, > 0, with 1/tau a normal float32 */
+} trm_logit_options_t;
+
+/* Outputs of trm_exact_kl: float [n_rows, n_cols] arrays, each may be absent (data NULL). */
+typedef struct trm_exact_kl_out_t {
+    uint32_t struct_size;       /* sizeof(trm_exact_kl_out_t) */
+    int32_t reserved;           /* must be 0 */
+    trm_out_t kl;               /* KL(p || q) = sum_v p_v log(p_v / q_v) */
+    trm_out_t tv;               /* (1/2) sum_v |p_v - q_v| (a second pass over the logits) */
+    trm_out_t logp_roll_token;  /* log p_y (needs token_ids) */
+    trm_out_t logp_train_token; /* log q_y (needs token_ids) */
+} trm_exact_kl_out_t;
+
+/* Exact KL(pi_roll || pi_theta) per position from full logits, with optional TV and the sampled
+ * tokens' log-probabilities, in one streaming pass over the two logit tensors (TV: two passes);
+ * no temporaries beyond O(threads) (SPEC §6).
+ *
+ * -inf logits are masked vocabulary: p_v = 0 contributes nothing (0 log 0 = 0); p_v > 0 with
+ * q_v = 0 gives KL = +inf. A position whose logits include NaN or +inf, or whose a (or b) is
+ * -inf everywhere, has NaN outputs.
+ *
+ * Accuracy against float64 on the same (float32/bfloat16/float16) logits:
+ * |KL - ref| <= 1e-4 * ref + 1e-8 for V <= 262144 and |logits / tau| <= 60 (SPEC §6); the KL of
+ * two identical or shifted logit vectors is 0 within 1e-8. TV: within 1e-5 relative plus 1e-8;
+ * token log-probabilities: within 1e-6 relative plus 2e-7. Measured worst cases: docs/exact-kl.md.
+ * Asking for TV or token log-probabilities makes the KL pass form a - b in float64 on every entry
+ * (about 20% slower); the KL alone uses float32 where that is provably accurate enough.
+ *
+ * pair, options, out: required; each output inside out may be absent. Outputs must not overlap
+ * each other or any input. Thread-safe; bit-identical results for every options->threads.
+ *
+ * Returns TRM_OK, TRM_E_NULL_POINTER, TRM_E_BAD_STRUCT_SIZE, TRM_E_BAD_SIZE (negative sizes,
+ * overflowing products, V = 0 with positions), TRM_E_BAD_DTYPE, TRM_E_BAD_STRIDE,
+ * TRM_E_OUT_OF_RANGE, TRM_E_ALIASING, TRM_E_BAD_INPUTS (token log-probabilities asked without
+ * token_ids), TRM_E_BAD_OPTION (threads < 0, a reserved field not 0), TRM_E_BAD_TEMPERATURE,
+ * TRM_E_BAD_TOKEN_ID (a counted position's id outside 0 ..< V). On error no output is written. */
+trm_status_t trm_exact_kl(const trm_logit_pair_t *pair, const trm_logit_options_t *options,
+                          const trm_exact_kl_out_t *out);
+
+/* The rollout's top-k log-probabilities (vLLM `logprobs=k`) and the training logits. */
+typedef struct trm_topk_batch_t {
+    uint32_t struct_size; /* sizeof(trm_topk_batch_t) */
+    int32_t reserved;     /* must be 0 */
+    int64_t n_rows;       /* >= 0 */
+    int64_t n_cols;       /* >= 0 */
+    int64_t vocab;        /* V >= 1 (any value >= 0 when the grid is empty) */
+    int64_t k;            /* entries per position, >= 0 */
+    trm_view3_t rollout_logprobs; /* F32/BF16/F16/F64 [n_rows, n_cols, k]: log pi_roll of each
+                                     listed token, at the rollout's temperature */
+    trm_view3_t rollout_ids;      /* I32/I64 [n_rows, n_cols, k]: distinct ids in 0 ..< V */
+    trm_view3_t train;            /* F32/BF16/F16 [n_rows, n_cols, V]: q = softmax(b / tau) */
+    trm_view_t mask;              /* U8/BOOL [n_rows, n_cols]; optional, as in trm_logit_pair_t */
+} trm_topk_batch_t;
+
+/* Lower bound on KL(pi_roll || pi_theta) per position from the rollout's top-k (SPEC §6):
+ * KL_lb = sum_k p_k log(p_k / q_k) + (1 - P) log((1 - P) / (1 - Q)), P = sum_k p_k,
+ * Q = sum_k q_k (the log-sum inequality over the listed tokens and the rest). Terms with zero
+ * mass are 0; P >= 1 (rounding) drops the remainder term; q_k = 0 < p_k or 1 - Q <= 0 < 1 - P
+ * gives +inf. Computed without cancellation; within 1e-4 relative plus 1e-8 of float64 (q from a
+ * float64 log-sum-exp at the exact 1/tau: two passes over the training logits, max then exp).
+ *
+ * batch, options: required. out_kl_lb: float [n_rows, n_cols], required unless the grid is
+ * empty; 0 at masked positions. Returns the statuses of trm_exact_kl (TRM_E_BAD_TOKEN_ID also
+ * for an id repeated within a position). On error no output is written. */
+trm_status_t trm_topk_kl_lower_bound(const trm_topk_batch_t *batch, const trm_logit_options_t *options,
+                                     trm_out_t out_kl_lb);
 
 #ifdef __cplusplus
 }

@@ -12,6 +12,7 @@
 
 typealias Lanes = SIMD8<Float>
 typealias LaneMask = SIMD8<UInt32>
+typealias WideLanes = SIMD8<Double>
 
 /// Positions per chunk.
 let chunkWidth = 8

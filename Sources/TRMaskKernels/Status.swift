@@ -72,7 +72,7 @@ public enum Status: Int32, CaseIterable, Sendable {
         case .badOption: "invalid option: clamp must be > 0, threads >= 0, flags 0 or 1, reserved 0"
         case .internalError: "internal error in trmask (a bug: please report it)"
         case .badTemperature: "temperature must be finite and > 0"
-        case .badTokenID: "a token id is outside 0 ..< vocabulary size"
+        case .badTokenID: "a token id is outside 0 ..< vocabulary size, or repeats within a position's top-k"
         case .badBoundInput: "an error-bound input is out of its domain"
         }
     }

@@ -111,7 +111,7 @@ public struct OutView<Element>: @unchecked Sendable {
 /// The byte range `[lo, hi)` a strided array touches, relative to its base, or nil when it
 /// overflows.
 func byteExtent(_ dims: Dims, elementSize: Int) -> (lo: Int, hi: Int)? {
-    if dims.outer.count == 0 || dims.inner.count == 0 { return (0, 0) }
+    if dims.outer.count == 0 || dims.inner.count == 0 || dims.deep.count == 0 { return (0, 0) }
     var lo = 0
     var hi = 0
     // Adds one dimension's reach to the range; false on overflow.
@@ -124,7 +124,7 @@ func byteExtent(_ dims: Dims, elementSize: Int) -> (lo: Int, hi: Int)? {
         if bytes < 0 { lo = sum } else { hi = sum }
         return true
     }
-    guard reach(dims.outer), reach(dims.inner) else { return nil }
+    guard reach(dims.outer), reach(dims.inner), reach(dims.deep) else { return nil }
     let (end, o) = hi.addingReportingOverflow(elementSize)
     return o ? nil : (lo, end)
 }

@@ -11,19 +11,21 @@ let maximumWorkers = 256
 /// One dimension of an array: its length and its stride in elements.
 typealias Dimension = (count: Int, stride: Int)
 
-/// The shape of an array of one or two dimensions (a 1-D array has `outer = (1, 0)`). A plain
-/// value rather than an array of dimensions: validation allocates nothing, which keeps small
-/// calls cheap.
+/// The shape of an array of up to three dimensions (missing ones are `(1, 0)`). A plain value
+/// rather than an array of dimensions: validation allocates nothing, which keeps small calls
+/// cheap.
 struct Dims {
     var outer: Dimension
     var inner: Dimension
+    var deep: Dimension = (1, 0)
 
     static func oneD(_ count: Int, _ stride: Int) -> Dims { Dims(outer: (1, 0), inner: (count, stride)) }
 
     var elements: Int? {
-        guard outer.count >= 0, inner.count >= 0 else { return nil }
-        let (product, overflow) = outer.count.multipliedReportingOverflow(by: inner.count)
-        return overflow ? nil : product
+        guard outer.count >= 0, inner.count >= 0, deep.count >= 0 else { return nil }
+        let (product, o1) = outer.count.multipliedReportingOverflow(by: inner.count)
+        let (elements, o2) = product.multipliedReportingOverflow(by: deep.count)
+        return o1 || o2 ? nil : elements
     }
 }
 
@@ -60,7 +62,7 @@ func withExtentList<R>(_ body: (inout ExtentList) -> R) -> R {
 
 /// Checks the size, pointer and extent of an array, and returns its address range (nil when it
 /// has no elements) through `extent`.
-private func checkArray(base: UnsafeRawPointer?, dims: Dims, elementSize: Int, extent: inout Extent?) -> Status {
+func checkArray(base: UnsafeRawPointer?, dims: Dims, elementSize: Int, extent: inout Extent?) -> Status {
     guard let elements = dims.elements else { return .badSize }
     extent = nil
     if elements == 0 { return .ok }
@@ -73,7 +75,7 @@ private func checkArray(base: UnsafeRawPointer?, dims: Dims, elementSize: Int, e
 }
 
 /// `checkArray`, adding the range to `extents`.
-private func checkInput(base: UnsafeRawPointer?, dims: Dims, elementSize: Int, into extents: inout ExtentList) -> Status {
+func checkInput(base: UnsafeRawPointer?, dims: Dims, elementSize: Int, into extents: inout ExtentList) -> Status {
     var extent: Extent?
     let status = checkArray(base: base, dims: dims, elementSize: elementSize, extent: &extent)
     if let extent { extents.add(extent) }
@@ -147,7 +149,8 @@ private func checkOffsets(_ batch: Batch, _ add: (StridedView, Dims) -> Status) 
 /// An output: strides that keep its elements apart (the nesting rule: the dimension with the
 /// larger |stride| must step past the whole extent of the other), an addressable extent, no
 /// overlap with any array in `taken` (which it joins).
-private func checkOutput<Element>(_ out: OutView<Element>, _ dims: Dims, taken: inout ExtentList) -> Status {
+func checkOutput<Element>(_ out: OutView<Element>, _ dims: Dims, taken: inout ExtentList) -> Status {
+    // Outputs have at most two dimensions (`dims.deep` stays (1, 0)).
     guard out.base != nil, dims.outer.count != 0, dims.inner.count != 0 else { return .ok }  // nothing to write
     if (dims.outer.count > 1 && dims.outer.stride == 0) || (dims.inner.count > 1 && dims.inner.stride == 0) { return .badStride }
     if dims.outer.count > 1 && dims.inner.count > 1 {

@@ -14,6 +14,7 @@ numpy arrays and torch CPU tensors go in without copies; the same kind comes out
 from ._api import MaskResult, SequenceStats, sequence_stats, token_values, trust_region_mask
 from ._bounds import BOUND_KEYS, PLUGIN_CAVEAT, PluginBounds, bounds, plugin_bounds
 from ._criteria import DEFAULT_CRITERIA, Criterion, parse_criteria
+from ._exact import DEFAULT_EXACT_CRITERIA, ExactKLResult, exact_kl, exact_trust_region_mask, topk_kl_lower_bound
 from ._ffi import lib as _lib
 from .errors import TrmaskError
 
@@ -25,4 +26,6 @@ __all__ = [
     "Criterion", "DEFAULT_CRITERIA", "MaskResult", "SequenceStats", "TrmaskError", "parse_criteria",
     "sequence_stats", "token_values", "trust_region_mask",
     "BOUND_KEYS", "PLUGIN_CAVEAT", "PluginBounds", "bounds", "plugin_bounds",
+    # Exact per-position divergence from logits (SPEC §6).
+    "DEFAULT_EXACT_CRITERIA", "ExactKLResult", "exact_kl", "exact_trust_region_mask", "topk_kl_lower_bound",
 ]

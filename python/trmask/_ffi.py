@@ -86,6 +86,31 @@ class BoundsOut(ctypes.Structure):
     _fields_ = [("struct_size", c_uint32), ("reserved", c_int32)] + [(key, c_double) for key in BOUND_KEYS]
 
 
+class View3(ctypes.Structure):
+    _fields_ = [("data", c_void_p), ("dtype", c_int32), ("reserved", c_int32),
+                ("stride_row", c_int64), ("stride_col", c_int64), ("stride_depth", c_int64)]
+
+
+class LogitPair(ctypes.Structure):
+    _fields_ = [("struct_size", c_uint32), ("reserved", c_int32), ("n_rows", c_int64), ("n_cols", c_int64),
+                ("vocab", c_int64), ("rollout", View3), ("train", View3), ("mask", View), ("token_ids", View)]
+
+
+class LogitOptions(ctypes.Structure):
+    _fields_ = [("struct_size", c_uint32), ("threads", c_int32), ("temperature", c_double)]
+
+
+class ExactKLOut(ctypes.Structure):
+    _fields_ = [("struct_size", c_uint32), ("reserved", c_int32), ("kl", Out), ("tv", Out),
+                ("logp_roll_token", Out), ("logp_train_token", Out)]
+
+
+class TopKBatch(ctypes.Structure):
+    _fields_ = [("struct_size", c_uint32), ("reserved", c_int32), ("n_rows", c_int64), ("n_cols", c_int64),
+                ("vocab", c_int64), ("k", c_int64), ("rollout_logprobs", View3), ("rollout_ids", View3),
+                ("train", View3), ("mask", View)]
+
+
 _status = c_int32
 _FUNCTIONS = [
     ("trm_abi_version", [], c_uint32),
@@ -97,6 +122,9 @@ _FUNCTIONS = [
     ("trm_token_values", [POINTER(Batch), c_int32, POINTER(Options), Out], _status),
     # Error bounds (SPEC §7).
     ("trm_bounds_compute", [POINTER(BoundInputs), POINTER(BoundsOut)], _status),
+    # Exact per-position divergence from logits (SPEC §6).
+    ("trm_exact_kl", [POINTER(LogitPair), POINTER(LogitOptions), POINTER(ExactKLOut)], _status),
+    ("trm_topk_kl_lower_bound", [POINTER(TopKBatch), POINTER(LogitOptions), Out], _status),
 ]
 
 lib = _loader.load()

@@ -17,6 +17,10 @@ from __future__ import annotations
 import argparse
 import ctypes
 import os
+
+# torch's OpenMP workers spin after each parallel region by default and steal the other core from
+# whatever runs next in the interleaved measurements: make them sleep instead.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import platform
 import statistics
 import subprocess
@@ -91,13 +95,17 @@ def timed(fn, repeat: int, warm: bool = True) -> list:
     return samples
 
 
-def interleaved(variants: dict, repeat: int) -> dict:
-    """Median seconds per variant, the variants taking turns so machine noise hits all alike."""
+def interleaved(variants: dict, repeat: int, warm: bool = True) -> dict:
+    """Median seconds per variant, the variants taking turns so machine noise hits all alike.
+    `warm`: each timed call follows an untimed call of the same variant, so inputs that fit in the
+    cache are in it (the other variants' temporaries would otherwise evict them)."""
     for fn in variants.values():
-        fn()  # warm-up (and cache-warm for small inputs)
+        fn()
     samples = {name: [] for name in variants}
     for _ in range(repeat):
         for name, fn in variants.items():
+            if warm:
+                fn()
             start = time.perf_counter()
             fn()
             samples[name].append(time.perf_counter() - start)
@@ -127,7 +135,8 @@ def trm_default(table, clib, torch, rows, cols, threads_list, repeat, label):
     tokens = rows * cols
     keep = np.empty(rows, np.uint8)
     ptrs = (lt.ctypes.data, lr.ctypes.data, mask.ctypes.data)
-    np_s = interleaved({"numpy": lambda: numpy_trm(lt, lr, mask)}, max(3, repeat // 3))["numpy"]
+    warm = tokens <= 1 << 22
+    np_s = interleaved({"numpy": lambda: numpy_trm(lt, lr, mask)}, max(3, repeat // 3), warm)["numpy"]
     for threads in threads_list:
         variants = {
             "trmask": lambda: trmask.trust_region_mask(lt, lr, mask, criteria=TRM, threads=threads),
@@ -138,7 +147,7 @@ def trm_default(table, clib, torch, rows, cols, threads_list, repeat, label):
             tlt, tlr, tmask = torch.from_numpy(lt), torch.from_numpy(lr), torch.from_numpy(mask)
             torch.set_num_threads(threads)
             variants["torch"] = lambda: torch_trm(torch, tlt, tlr, tmask)
-        med = interleaved(variants, repeat)
+        med = interleaved(variants, repeat, warm)
         table.add(f"TRM default {label}", "contiguous", threads, med["trmask"], tokens, med["probe"], np_s,
                   med.get("torch", "not installed"), med["cloop"])
     return lt, lr, mask
@@ -150,7 +159,7 @@ def estimators(table, clib, rows, cols, repeat, label):
     for est in ("delta", "k1", "k2", "k3", "abs", "ratio", "tv"):
         criteria = [trmask.Criterion(agg, est) for agg in ("sum", "mean", "max", "min")]
         med = interleaved({"trmask": lambda: trmask.trust_region_mask(lt, lr, mask, criteria=criteria, threads=1),
-                           "probe": lambda: clib.probe(*ptrs, rows, cols, 1)}, repeat)
+                           "probe": lambda: clib.probe(*ptrs, rows, cols, 1)}, repeat, rows * cols <= 1 << 22)
         table.add(f"sum/mean/max/min {est} {label}", "contiguous", 1, med["trmask"], rows * cols, med["probe"])
 
 

@@ -9,6 +9,15 @@ protocol RowReader: ChunkReader {
     init(_ batch: Batch, row: Int, start: Int, count: Int)
     /// Whether this reader can read every row of `batch`.
     static func accepts(_ batch: Batch) -> Bool
+    /// Whether `plainChunk` reads this row: then a full chunk takes only vector loads, no calls.
+    var hasPlainChunks: Bool { get }
+    /// `chunk(at:)` where `hasPlainChunks`.
+    func plainChunk(at p: Int) -> (value: Lanes, valid: LaneMask)
+}
+
+extension RowReader {
+    var hasPlainChunks: Bool { false }
+    func plainChunk(at p: Int) -> (value: Lanes, valid: LaneMask) { chunk(at: p) }
 }
 
 /// An element type of log-probs, log-ratios or values.
@@ -157,6 +166,14 @@ struct MaskCursor {
         mode == .absent ? firstLanes(count) : elements(at: p, count: count)
     }
 
+    /// No mask, or bytes at unit stride: the modes `plainChunk` handles.
+    var isPlain: Bool { mode == .absent || mode == .unitBytes }
+
+    @inline(__always)
+    func plainChunk(at p: Int) -> LaneMask {
+        mode == .absent ? LaneMask(repeating: .max) : byteMask((base.unsafelyUnwrapped + p).loadUnaligned(as: SIMD8<UInt8>.self))
+    }
+
     /// One element per lane, any dtype; lanes past `count` are invalid.
     @inline(never)
     func elements(at p: Int, count: Int) -> LaneMask {
@@ -195,9 +212,20 @@ struct UnitReader<A: TokenElement, B: TokenElement, Kind: StreamKind>: RowReader
 
     @inline(__always)
     func chunk(at p: Int) -> (value: Lanes, valid: LaneMask) {
+        (values(at: p), mask.chunk(at: p, vectorSafe: true))
+    }
+
+    var hasPlainChunks: Bool { mask.isPlain }
+
+    @inline(__always)
+    func plainChunk(at p: Int) -> (value: Lanes, valid: LaneMask) {
+        (values(at: p), mask.plainChunk(at: p))
+    }
+
+    @inline(__always)
+    func values(at p: Int) -> Lanes {
         let a = first + p &* A.dtype.size
-        let value = Kind.paired ? delta(a, second + p &* B.dtype.size, A.self, B.self) : A.load(a)
-        return (value, mask.chunk(at: p, vectorSafe: true))
+        return Kind.paired ? delta(a, second + p &* B.dtype.size, A.self, B.self) : A.load(a)
     }
 
     @inline(__always)

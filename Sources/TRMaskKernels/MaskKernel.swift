@@ -218,31 +218,34 @@ struct MaskScan: ReaderConsumer {
         if n > 0 && decided != false {
             let source = Reader(batch, row: row, start: span.start, count: n)
             let tokenWork = !tokenBands.isEmpty || tokens != nil
+            let plainChunks = source.hasPlainChunks
             let plan = self.plan
             var lanes = LaneStats()
             var p = 0
+            let fast = plainChunks && !tokenWork
+            var group = GroupSums()
             while p < n {
                 let blockEnd = Swift.min(n, p + LaneStats.blockLength)
+                // Groups are aligned to multiples of 64 positions from the row start.
+                let fullGroupsEnd = blockEnd / GroupSums.width * GroupSums.width
                 while p < blockEnd {
-                    var group = GroupSums()
-                    let groupEnd = Swift.min(blockEnd, p + GroupSums.width)
-                    if !tokenWork && groupEnd - p == GroupSums.width {
-                        // The hot loop: full chunks, no calls unless a chunk is not small.
-                        for _ in 0..<GroupSums.chunks {
-                            let (raw, valid) = source.chunk(at: p)
-                            _ = lanes.add(raw, valid, plan: plan, group: &group, Shape.self)
-                            p += chunkWidth
-                        }
-                    } else {
-                        while p < groupEnd {
-                            let width = Swift.min(chunkWidth, groupEnd - p)
-                            let (raw, valid) = width == chunkWidth ? source.chunk(at: p) : source.partialChunk(at: p, count: width)
-                            let (value, tokenValid) = lanes.add(raw, valid, plan: plan, group: &group, Shape.self)
-                            if tokenWork { judgeTokens(value, tokenValid, at: p, width: width, tokens, rejected) }
-                            p += width
-                        }
+                    if fast && p < fullGroupsEnd {
+                        (lanes, group, p) = smallChunks(source, from: p, to: fullGroupsEnd, plan: plan, (lanes, group), Shape.self)
+                        if p == blockEnd { break }
+                    }
+                    // The rest of the group: rare chunks, partial groups, token work, readers
+                    // without plain chunks. Small chunks are added exactly as `smallChunks` adds
+                    // them.
+                    let groupEnd = Swift.min(blockEnd, (p / GroupSums.width + 1) * GroupSums.width)
+                    while p < groupEnd {
+                        let width = Swift.min(chunkWidth, groupEnd - p)
+                        let (raw, valid) = width == chunkWidth ? source.chunk(at: p) : source.partialChunk(at: p, count: width)
+                        let (value, tokenValid) = lanes.add(raw, valid, plan: plan, group: &group, Shape.self)
+                        if tokenWork { judgeTokens(value, tokenValid, at: p, width: width, tokens, rejected) }
+                        p += width
                     }
                     lanes.flush(group, plan: plan)
+                    group = GroupSums()
                 }
                 summary.flushCounters(&lanes)
             }
@@ -308,4 +311,29 @@ struct MaskScan: ReaderConsumer {
 struct UncheckedBuffer<Element>: @unchecked Sendable {
     let buffer: UnsafeMutableBufferPointer<Element>
     init(_ buffer: UnsafeMutableBufferPointer<Element>) { self.buffer = buffer }
+}
+
+/// The hot loop of the row scan, over whole groups up to `end` (a group boundary): while every
+/// chunk is small it adds it exactly as `LaneStats.add` and `LaneStats.flush` do. It stops at
+/// `end` or at the first chunk that is not small (that group's partial sums left in `group`) and
+/// returns the position. A function of its own with no calls inside and the accumulators passed by
+/// value, so they live in registers (inlined into the row loop, which calls out on its rare paths,
+/// LLVM keeps them on the stack).
+@inline(never)
+func smallChunks<Reader: RowReader, Shape: ScanShape>(_ source: Reader, from start: Int, to end: Int, plan: ScanPlan,
+                                                      _ state: (LaneStats, GroupSums), _ shape: Shape.Type)
+    -> (lanes: LaneStats, group: GroupSums, position: Int) {
+    var (lanes, group) = state
+    var p = start
+    while p < end {
+        let (raw, valid) = source.plainChunk(at: p)
+        guard LaneStats.isSmall(raw, valid, plan: plan) else { break }
+        lanes.accumulate(ChunkTerms(small: raw, valid: valid), plan: plan, group: &group, allSmall: true, Shape.self)
+        p &+= chunkWidth
+        if p & (GroupSums.width - 1) == 0 {  // a group ends (the width is a power of two)
+            lanes.flush(group, plan: plan)
+            group = GroupSums()
+        }
+    }
+    return (lanes, group, p)
 }

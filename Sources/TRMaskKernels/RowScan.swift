@@ -16,9 +16,6 @@ struct SumSet: OptionSet {
     static let abs = SumSet(rawValue: 8)
     static let ratio = SumSet(rawValue: 16)
     static let tv = SumSet(rawValue: 32)
-    /// The sums that need the exponential (a constant: an array literal here would allocate in the
-    /// hot loop).
-    static let exponential = SumSet(rawValue: 4 | 16 | 32)
 
     init(rawValue: UInt8) { self.rawValue = rawValue }
 
@@ -159,6 +156,23 @@ struct GroupSums {
     static let width = chunks * chunkWidth
 }
 
+/// The float64 lane sums of one row, one per sum the plan may ask for.
+struct WideSums {
+    var linear = SIMD8<Double>(), k2 = SIMD8<Double>(), k3 = SIMD8<Double>()
+    var abs = SIMD8<Double>(), ratio = SIMD8<Double>(), tv = SIMD8<Double>()
+
+    /// Widens a finished group's float32 partials into the lanes.
+    @inline(always)
+    mutating func add(_ group: GroupSums, plan: ScanPlan) {
+        if plan.sums.contains(.linear) { linear += widen(group.linear) }
+        if plan.sums.contains(.k2) { k2 += widen(group.k2) }
+        if plan.sums.contains(.k3) { k3 += widen(group.k3) }
+        if plan.sums.contains(.abs) { abs += widen(group.abs) }
+        if plan.sums.contains(.ratio) { ratio += widen(group.ratio) }
+        if plan.sums.contains(.tv) { tv += widen(group.tv) }
+    }
+}
+
 /// Running statistics of one row: counts and extremes in eight float32 lanes, sums in eight float64
 /// lanes (fed by `GroupSums`); the rare counts (non-finite, NaN) live in the `RowSummary`. Float32
 /// counters are exact while a lane has counted fewer than 2^24 tokens: the scan flushes them every
@@ -171,7 +185,7 @@ struct LaneStats {
     var minValue = SIMD8<Float>(repeating: .infinity)
     var minNonNegative = SIMD8<Float>(repeating: .infinity)
     var maxNonPositive = SIMD8<Float>(repeating: -.infinity)
-    var sums = (SIMD8<Double>(), SIMD8<Double>(), SIMD8<Double>(), SIMD8<Double>(), SIMD8<Double>(), SIMD8<Double>())
+    var sums = WideSums()
 
     /// Positions per counter flush (a multiple of a group's 64): each lane then counts at most
     /// 2^20 tokens, exact in float32.
@@ -211,7 +225,7 @@ struct LaneStats {
         guard Shape.general else {
             maxValue = lanewiseMax(maxValue, d)
             minValue = lanewiseMin(minValue, d)
-            if plan.sums.contains(.k3) { group.k3 += allSmall ? seriesK3(d) : k3Estimate(d) }
+            if plan.sums.contains(.k3) { group.k3 += allSmall ? seriesK3Summand(d) : k3Summand(d) }
             return
         }
         maxValue = lanewiseMax(maxValue, select(terms.reduced, d, Lanes(repeating: -.infinity)))
@@ -224,9 +238,9 @@ struct LaneStats {
         if plan.sums.contains(.linear) { group.linear += d }
         if plan.sums.contains(.k2) { group.k2 += (0.5 * d) * d }
         if plan.sums.contains(.abs) { group.abs += absolute(d) }
-        if plan.sums.rawValue & SumSet.exponential.rawValue != 0 {
+        if plan.sums.contains(.k3) { group.k3 += allSmall ? seriesK3Summand(d) : k3Summand(d) }
+        if plan.sums.contains(.ratio) || plan.sums.contains(.tv) {
             let e = allSmall ? seriesExponentials(d) : exponentialEstimates(d)
-            if plan.sums.contains(.k3) { group.k3 += e.k3 }
             // Lanes outside `reduced` hold d = 0, where ratio is 1: mask them out.
             if plan.sums.contains(.ratio) { group.ratio += masked(e.ratio, terms.reduced) }
             if plan.sums.contains(.tv) { group.tv += e.tv }
@@ -235,14 +249,7 @@ struct LaneStats {
 
     /// Widens a finished group into the float64 lanes.
     @inline(always)
-    mutating func flush(_ group: GroupSums, plan: ScanPlan) {
-        if plan.sums.contains(.linear) { sums.0 += widen(group.linear) }
-        if plan.sums.contains(.k2) { sums.1 += widen(group.k2) }
-        if plan.sums.contains(.k3) { sums.2 += widen(group.k3) }
-        if plan.sums.contains(.abs) { sums.3 += widen(group.abs) }
-        if plan.sums.contains(.ratio) { sums.4 += widen(group.ratio) }
-        if plan.sums.contains(.tv) { sums.5 += widen(group.tv) }
-    }
+    mutating func flush(_ group: GroupSums, plan: ScanPlan) { sums.add(group, plan: plan) }
 }
 
 /// The number of set lanes (as a small integer, exact in float32).
@@ -285,9 +292,13 @@ struct RowSummary {
         minValue = lanes.minValue.min()
         minNonNegative = lanes.minNonNegative.min()
         maxNonPositive = lanes.maxNonPositive.max()
-        sums = (treeSum(lanes.sums.0), treeSum(lanes.sums.1), treeSum(lanes.sums.2),
-                treeSum(lanes.sums.3), treeSum(lanes.sums.4), treeSum(lanes.sums.5))
+        finishSums(lanes.sums)
     }
+    /// Combines the float64 lanes of each sum in the fixed tree.
+    mutating func finishSums(_ wide: WideSums) {
+        sums = (treeSum(wide.linear), treeSum(wide.k2), treeSum(wide.k3), treeSum(wide.abs), treeSum(wide.ratio), treeSum(wide.tv))
+    }
+
     /// The row statistic a criterion tests (SPEC §3). Rows without counted tokens give 0; under
     /// the reject policy a row with a NaN gives NaN.
     func statistic(_ criterion: Criterion, nanPolicy: NaNPolicy) -> Float {

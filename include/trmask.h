@@ -40,7 +40,7 @@ extern "C" {
 #define TRM_VERSION_MINOR 1
 #define TRM_VERSION_PATCH 0
 #define TRM_VERSION_STRING "0.1.0"
-#define TRM_ABI_VERSION 1
+#define TRM_ABI_VERSION 2
 
 /* The ABI version the loaded library implements (compare with TRM_ABI_VERSION). */
 uint32_t trm_abi_version(void);
@@ -80,6 +80,10 @@ typedef int32_t trm_status_t;
                                    position's top-k */
 #define TRM_E_BAD_BOUND_INPUT 20 /* an error-bound input out of its domain (T < 1, a negative or
                                     non-finite divergence, reward range not > 0, dbar length) */
+#define TRM_E_BAD_LENGTH_NEUTRAL 21 /* TRM_AGG_LN_TRM without kl_max finite and > 0, or with eps
+                                       NaN or < 0; or kl_max/eps nonzero on another aggregation */
+#define TRM_E_BAD_WEIGHT_RULE 22 /* unknown weight level or mode, or bounds not 0 <= lo <= hi with
+                                    hi > 0 (NaN refused); TRUNCATE with lo != 0 */
 
 /* Static English text for a status, e.g. "output strides overlap". Never NULL; unknown codes
    give "unknown status". */
@@ -91,8 +95,8 @@ const char *trm_status_name(trm_status_t status);
 /* ---------------------------------------------------------------------------------------------
  * Enumerations (int32_t fields of the structs below).
  * ------------------------------------------------------------------------------------------ */
-/* Element types. Log-probs, log-ratios and values: F32 (this version accepts F32 only).
-   Masks: U8 or BOOL (1 byte, nonzero = valid). Offsets and lengths: I32 or I64. */
+/* Element types. Log-probs, log-ratios and values: F32, F64, F16, BF16 (train and roll may
+   differ). Masks: any dtype, nonzero = valid. Offsets and lengths: I32 or I64. */
 #define TRM_DTYPE_NONE 0 /* the array is absent */
 #define TRM_DTYPE_F32 1
 #define TRM_DTYPE_F64 2
@@ -123,6 +127,23 @@ const char *trm_status_name(trm_status_t status);
 #define TRM_AGG_SUM 2   /* row sum */
 #define TRM_AGG_MEAN 3  /* row sum / row count */
 #define TRM_AGG_TOKEN 4 /* per token: masks single tokens, never rejects a row */
+#define TRM_AGG_SER 5   /* SER (SPEC §4.4): row mean of tv; estimator must be TRM_EST_TV */
+#define TRM_AGG_LN_TRM 6 /* LN-TRM (SPEC §4.4): sum_t w_t tv_t / sum_t w_t over the row's counted
+                            tokens t = 1..T, w_t = min(1, (T-t) eps, sqrt((T-t) kl_max / 2));
+                            0 when T <= 1; estimator must be TRM_EST_TV */
+
+/* Importance weight levels (SPEC §5). */
+#define TRM_WEIGHT_TOKEN 0     /* w_t = rho_t = exp(delta_t) */
+#define TRM_WEIGHT_SEQUENCE 1  /* w_i = exp(sum_t delta_t), float64, on each counted token */
+#define TRM_WEIGHT_GEOMETRIC 2 /* w_i = exp(mean_t delta_t), float64, on each counted token */
+
+/* Importance weight modes (SPEC §5). */
+#define TRM_WEIGHT_MODE_TRUNCATE 0 /* TIS: min(w, hi) */
+#define TRM_WEIGHT_MODE_CLIP 1     /* min(max(w, lo), hi) */
+#define TRM_WEIGHT_MODE_MASK 2     /* IcePop / MIS: w if lo <= w <= hi, else 0 */
+
+/* Most criteria one call takes; the per-criterion arrays of trm_metrics_t have this length. */
+#define TRM_MAX_CRITERIA 64
 
 /* What a NaN delta on a valid token does (SPEC §4.5). */
 #define TRM_NAN_REJECT 0 /* the row fails every row criterion and its stats are NaN (default) */
@@ -194,7 +215,52 @@ typedef struct trm_criterion_t {
     int32_t estimator;   /* TRM_EST_* */
     double lo;           /* -INFINITY = no lower bound */
     double hi;           /* +INFINITY = no upper bound */
+    double kl_max;       /* TRM_AGG_LN_TRM: the KL bound of the position weights, finite, > 0;
+                            must be 0 for other aggregations */
+    double eps;          /* TRM_AGG_LN_TRM: the TV bound of the position weights, >= 0; 0 or
+                            INFINITY = none; must be 0 for other aggregations */
 } trm_criterion_t;
+
+/* An importance weight rule (SPEC §5). The bounds apply to the float32 weight written, with lo
+   and hi rounded inward to float32: a written weight always satisfies lo <= w <= hi (clip),
+   w <= hi (truncate). Requires 0 <= lo <= hi and hi > 0 (a zero cap would zero every weight). */
+typedef struct trm_weight_rule_t {
+    int32_t level;    /* TRM_WEIGHT_TOKEN, _SEQUENCE or _GEOMETRIC */
+    int32_t mode;     /* TRM_WEIGHT_MODE_* */
+    double lo;        /* CLIP, MASK: lower bound, 0 = none; TRUNCATE: must be 0 */
+    double hi;        /* the cap (TRUNCATE) or upper bound; INFINITY = none */
+} trm_weight_rule_t;
+
+/* Batch metrics of one trm_mask call (SPEC §9; formulas in docs/metrics.md). Means and extrema
+   over an empty set are 0. NaN marks a metric the inputs cannot define; under TRM_NAN_REJECT a
+   NaN delta on a counted token makes every mean and extremum NaN (counts stay exact). */
+typedef struct trm_metrics_t {
+    uint32_t struct_size;         /* sizeof(trm_metrics_t) */
+    int32_t reserved;             /* must be 0 */
+    int64_t n_rows;               /* B */
+    int64_t n_rows_nonempty;      /* rows with a counted token */
+    int64_t n_tokens;             /* counted tokens */
+    int64_t n_rows_kept;          /* rows whose keep_row is 1 */
+    int64_t n_tokens_kept;        /* tokens whose keep_token is 1 */
+    int64_t max_len;              /* the longest row in counted tokens (plugin_max_len) */
+    double masked_row_fraction;   /* (B - n_rows_kept) / B; 0 when B == 0 */
+    double log_ppl_abs_diff;      /* mean_i |mean_t (logp_train - logp_roll)| over non-empty rows,
+                                     before the clamp; NaN without both log-probs */
+    double kl_k1;                 /* mean_t k1 over counted tokens; NaN for a values input */
+    double kl_k3;                 /* mean_t k3; NaN for a values input */
+    double chi2_token;            /* mean_t expm1(2 delta) = mean_t rho^2 - 1; NaN for values */
+    double plugin_kl_max;         /* max over non-empty rows of the first TRM_AGG_MAX criterion's
+                                     statistic; NaN without one. A plug-in estimate, not a bound */
+    double plugin_kl_seq;         /* mean_i sum_t k3 over non-empty rows; NaN for values */
+    double token_mean[8];         /* by TRM_EST_*: mean over counted tokens of each estimator a
+                                     criterion uses; NaN for the others */
+    double token_max[8];          /* by TRM_EST_*: maximum, likewise */
+    double row_mean[TRM_MAX_CRITERIA]; /* by criterion index: mean over non-empty rows of each row
+                                          criterion's statistic; NaN for token criteria and past
+                                          n_criteria */
+    double row_max[TRM_MAX_CRITERIA];  /* likewise, maximum */
+    double row_min[TRM_MAX_CRITERIA];  /* likewise, minimum */
+} trm_metrics_t;
 
 /* Outputs of trm_mask; each may be absent (data NULL). */
 typedef struct trm_mask_out_t {
@@ -210,6 +276,12 @@ typedef struct trm_mask_out_t {
                              outside every row are 0 */
     int64_t *rejected;    /* int64_t [n_criteria], contiguous: rows (row criteria) or tokens
                              (token criteria) each criterion rejects, counted before the AND */
+    trm_out_t weights;    /* float token grid: importance weights under weight_rule (SPEC §5);
+                             0 on tokens not counted, on rejected rows, and under TRM_NAN_REJECT
+                             on rows with a NaN; token criteria do not zero weights. Needs
+                             log-probs or a log-ratio (a values input: TRM_E_BAD_INPUTS) */
+    trm_weight_rule_t weight_rule; /* read only when weights.data is not NULL */
+    trm_metrics_t *metrics; /* NULL = not wanted; written last, on success only */
 } trm_mask_out_t;
 
 /* ---------------------------------------------------------------------------------------------
@@ -219,10 +291,12 @@ typedef struct trm_mask_out_t {
 /* Trust region mask and per-row statistics in one pass over the batch (SPEC §3, §4).
  *
  * For each row: counts its valid tokens and non-finite deltas, reduces each row criterion's
- * estimator (max, min, sum, mean; float64 sums in a fixed order), and keeps the row iff every
- * row criterion passes. Rows without valid tokens have statistics 0 and are kept unless
- * options->reject_empty. Under TRM_NAN_REJECT a row with a NaN delta on a valid token has NaN
- * statistics and fails every row criterion.
+ * estimator (max, min, sum, mean, SER; float64 sums in a fixed order), and keeps the row iff
+ * every row criterion passes. LN-TRM criteria, and the weights when asked for, take a second
+ * pass over each row right after its first (the row is then still in cache). Metrics, when
+ * asked for, come from the same pass: per-row records reduced in row order. Rows without valid
+ * tokens have statistics 0 and are kept unless options->reject_empty. Under TRM_NAN_REJECT a row
+ * with a NaN delta on a valid token has NaN statistics and fails every row criterion.
  *
  * batch     required. criteria: n_criteria entries, may be NULL iff n_criteria == 0;
  * n_criteria 0..64. options: required. out: required; each output inside may be NULL.
@@ -233,7 +307,8 @@ typedef struct trm_mask_out_t {
  * Returns TRM_OK, TRM_E_NULL_POINTER, TRM_E_BAD_STRUCT_SIZE, TRM_E_BAD_SIZE, TRM_E_BAD_DTYPE,
  * TRM_E_BAD_STRIDE, TRM_E_OUT_OF_RANGE, TRM_E_ALIASING, TRM_E_BAD_LAYOUT, TRM_E_BAD_INPUTS,
  * TRM_E_BAD_ESTIMATOR, TRM_E_BAD_AGGREGATION, TRM_E_BAD_NAN_POLICY, TRM_E_BAD_THRESHOLD,
- * TRM_E_BAD_OFFSETS, TRM_E_BAD_LENGTHS, TRM_E_BAD_OPTION. On error no output is written. */
+ * TRM_E_BAD_OFFSETS, TRM_E_BAD_LENGTHS, TRM_E_BAD_OPTION, TRM_E_BAD_LENGTH_NEUTRAL,
+ * TRM_E_BAD_WEIGHT_RULE (only when out->weights is wanted). On error no output is written. */
 trm_status_t trm_mask(const trm_batch_t *batch, const trm_criterion_t *criteria,
                       int64_t n_criteria, const trm_options_t *options,
                       const trm_mask_out_t *out);
@@ -261,6 +336,18 @@ trm_status_t trm_token_keep(const trm_batch_t *batch, const trm_criterion_t *cri
  * is written. */
 trm_status_t trm_token_values(const trm_batch_t *batch, int32_t estimator,
                               const trm_options_t *options, trm_out_t out_values);
+
+/* Importance weights (SPEC §5) for a given row decision, without criteria: out_weights gets the
+ * weights of `rule` at every position of the token grid (padded [n_rows, n_cols], packed
+ * [n_cols]): 0 where the token is not counted, on rows whose keep_row is 0, and under
+ * TRM_NAN_REJECT on rows with a NaN. Equal to the weights trm_mask writes for the same keep_row.
+ *
+ * keep_row: U8/BOOL [n_rows] view (stride_col), or dtype TRM_DTYPE_NONE for every row kept.
+ * out_weights: float token grid, required (may be NULL only when the grid is empty).
+ * Returns the statuses of trm_mask and TRM_E_BAD_WEIGHT_RULE. On error no output is written. */
+trm_status_t trm_importance_weights(const trm_batch_t *batch, const trm_options_t *options,
+                                    trm_weight_rule_t rule, trm_view_t keep_row,
+                                    trm_out_t out_weights);
 
 /* ---------------------------------------------------------------------------------------------
  * Error bounds (SPEC §7): the paper's bounds on the surrogate-objective error, as a calculator.

@@ -16,18 +16,29 @@ public struct MaskResult: Equatable, Sendable {
     public var count: [Int]
     /// Valid tokens per row whose log-ratio is NaN or infinite.
     public var nonfinite: [Int]
+    /// Importance weights on the token grid (layout as `keepToken`); empty unless asked for.
+    public var weights: [Float] = []
+    /// The batch metrics (SPEC §9, docs/metrics.md); nil unless asked for.
+    public var metrics: MaskMetrics? = nil
 }
 
 /// Trust Region Masking: which rows (and tokens) of `batch` stay in the gradient. `criteria`
 /// defaults to the paper's TRM-Max&Avg (`max k2 <= 0.1`, `mean k3 <= 0.002`); a row is kept iff
 /// every row criterion holds (inclusive bounds). Empty rows are kept unless
 /// `options.rejectEmpty`. Results do not depend on `options.threads`.
+///
+/// `weights`: importance weights under this rule in the same call (SPEC §5, see
+/// `importanceWeights`). `metrics`: the batch metrics of SPEC §9 from the same pass.
 public func trustRegionMask(_ batch: TokenBatch, criteria: [Criterion] = Criterion.trmDefault,
-                            options: ReductionOptions = ReductionOptions(), keepToken: Bool = false) throws(TRMaskError) -> MaskResult {
+                            options: ReductionOptions = ReductionOptions(), keepToken: Bool = false,
+                            weights rule: WeightRule? = nil, metrics: Bool = false) throws(TRMaskError) -> MaskResult {
     let rows = batch.rows
     let rowCriteria = criteria.filter(\.isRowCriterion).count
+    let gridStride = batch.batch.layout == .padded ? batch.cols : 0
     var keepRow = [UInt8](repeating: 0, count: rows)
     var tokens = [UInt8](repeating: 0, count: keepToken ? batch.gridCount : 0)
+    var weights = [Float](repeating: 0, count: rule == nil ? 0 : batch.gridCount)
+    var batchMetrics = MaskMetrics()
     var stats = [Float](repeating: 0, count: rows * rowCriteria)
     var count = [Int64](repeating: 0, count: rows)
     var nonfinite = [Int64](repeating: 0, count: rows)
@@ -38,14 +49,20 @@ public func trustRegionMask(_ batch: TokenBatch, criteria: [Criterion] = Criteri
                 count.withUnsafeMutableBufferPointer { count in
                     nonfinite.withUnsafeMutableBufferPointer { nonfinite in
                         rejected.withUnsafeMutableBufferPointer { rejected in
-                            let outputs = MaskOutputs(
-                                keepRow: OutView(base: keepRow.baseAddress), count: OutView(base: count.baseAddress),
-                                nonfinite: OutView(base: nonfinite.baseAddress),
-                                rowStats: OutView(base: stats.baseAddress, rowStride: 1, colStride: rows),
-                                keepToken: OutView(base: keepToken ? tokens.baseAddress : nil,
-                                                   rowStride: batch.batch.layout == .padded ? batch.cols : 0, colStride: 1),
-                                rejected: rejected.baseAddress)
-                            return TRMaskKernels.trustRegionMask(batch.batch, criteria: criteria, options: options, outputs: outputs)
+                            weights.withUnsafeMutableBufferPointer { weights in
+                                withUnsafeMutablePointer(to: &batchMetrics) { batchMetrics in
+                                    let outputs = MaskOutputs(
+                                        keepRow: OutView(base: keepRow.baseAddress), count: OutView(base: count.baseAddress),
+                                        nonfinite: OutView(base: nonfinite.baseAddress),
+                                        rowStats: OutView(base: stats.baseAddress, rowStride: 1, colStride: rows),
+                                        keepToken: OutView(base: keepToken ? tokens.baseAddress : nil, rowStride: gridStride, colStride: 1),
+                                        rejected: rejected.baseAddress,
+                                        weights: OutView(base: rule == nil ? nil : weights.baseAddress, rowStride: gridStride, colStride: 1),
+                                        weightRule: rule ?? WeightRule(level: .token, mode: .truncate),
+                                        metrics: metrics ? batchMetrics : nil)
+                                    return TRMaskKernels.trustRegionMask(batch.batch, criteria: criteria, options: options, outputs: outputs)
+                                }
+                            }
                         }
                     }
                 }
@@ -55,7 +72,28 @@ public func trustRegionMask(_ batch: TokenBatch, criteria: [Criterion] = Criteri
     try TRMaskError.check(status)
     return MaskResult(keepRow: keepRow.map { $0 != 0 }, keepToken: tokens.map { $0 != 0 }, rejected: rejected.map { Int($0) },
                       rowStats: (0..<rowCriteria).map { Array(stats[($0 * rows)..<(($0 + 1) * rows)]) },
-                      count: count.map { Int($0) }, nonfinite: nonfinite.map { Int($0) })
+                      count: count.map { Int($0) }, nonfinite: nonfinite.map { Int($0) }, weights: weights,
+                      metrics: metrics ? batchMetrics : nil)
+}
+
+/// Importance weights (SPEC §5) on the token grid (padded row-major `rows * cols`, packed
+/// `cols`): 0 on tokens that are not counted, on rows whose `keepRow` entry is false (nil: every
+/// row kept), and under `.reject` on rows with a NaN log-ratio.
+public func importanceWeights(_ batch: TokenBatch, rule: WeightRule, keepRow: [Bool]? = nil,
+                              options: ReductionOptions = ReductionOptions()) throws(TRMaskError) -> [Float] {
+    if let keepRow, keepRow.count != batch.rows { throw TRMaskError(.badSize, argument: "keepRow") }
+    var weights = [Float](repeating: 0, count: batch.gridCount)
+    let decisions = (keepRow ?? []).map { UInt8($0 ? 1 : 0) }
+    let status = weights.withUnsafeMutableBufferPointer { out in
+        decisions.withUnsafeBufferPointer { decisions in
+            let view = keepRow == nil ? nil : StridedView(base: decisions.baseAddress, dtype: .u8, rowStride: 0, colStride: 1)
+            return TRMaskKernels.importanceWeights(batch.batch, options: options, rule: rule, keepRow: view,
+                                                   out: OutView(base: out.baseAddress, rowStride: batch.batch.layout == .padded ? batch.cols : 0,
+                                                                colStride: 1))
+        }
+    }
+    try TRMaskError.check(status, argument: status == .badWeightRule ? "rule" : nil)
+    return weights
 }
 
 /// Per-row `sum, mean, max, min` of one estimator over valid tokens (SPEC §3).

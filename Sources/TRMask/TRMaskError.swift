@@ -7,6 +7,10 @@ public typealias NaNPolicy = TRMaskKernels.NaNPolicy
 public typealias Criterion = TRMaskKernels.Criterion
 public typealias ReductionOptions = TRMaskKernels.ReductionOptions
 public typealias Status = TRMaskKernels.Status
+public typealias WeightRule = TRMaskKernels.WeightRule
+public typealias WeightLevel = TRMaskKernels.WeightLevel
+public typealias WeightMode = TRMaskKernels.WeightMode
+public typealias MaskMetrics = TRMaskKernels.MaskMetrics
 
 /// Why trmask refused a call: the library status (the same codes as the C ABI's `TRM_E_*`) and,
 /// when the Swift API can tell, the argument at fault.

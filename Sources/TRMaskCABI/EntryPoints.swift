@@ -28,8 +28,23 @@ public func trm_status_name(_ status: trm_status_t) -> UnsafePointer<CChar>! {
 public func trm_mask(_ batch: UnsafePointer<trm_batch_t>!, _ criteria: UnsafePointer<trm_criterion_t>!, _ nCriteria: Int64,
                      _ options: UnsafePointer<trm_options_t>!, _ out: UnsafePointer<trm_mask_out_t>!) -> trm_status_t {
     status { () throws(Status) in
-        trustRegionMask(try TRMaskCABI.batch(batch), criteria: try TRMaskCABI.criteria(criteria, nCriteria),
-                        options: try TRMaskCABI.options(options), outputs: try maskOutputs(out))
+        let out = try readStruct(out)
+        let batch = try TRMaskCABI.batch(batch), criteria = try TRMaskCABI.criteria(criteria, nCriteria)
+        let options = try TRMaskCABI.options(options)
+        var outputs = try maskOutputs(out)
+        return try withMetrics(out.metrics) { metrics in
+            outputs.metrics = metrics
+            return trustRegionMask(batch, criteria: criteria, options: options, outputs: outputs)
+        }
+    }
+}
+
+@c @implementation
+public func trm_importance_weights(_ batch: UnsafePointer<trm_batch_t>!, _ options: UnsafePointer<trm_options_t>!,
+                                   _ rule: trm_weight_rule_t, _ keepRow: trm_view_t, _ outWeights: trm_out_t) -> trm_status_t {
+    status { () throws(Status) in
+        importanceWeights(try TRMaskCABI.batch(batch), options: try TRMaskCABI.options(options), rule: try weightRule(rule),
+                          keepRow: try view(keepRow), out: try out(outWeights, as: Float.self))
     }
 }
 

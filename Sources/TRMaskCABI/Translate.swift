@@ -54,7 +54,7 @@ func criteria(_ pointer: UnsafePointer<trm_criterion_t>?, _ count: Int64) throws
     for entry in UnsafeBufferPointer(start: pointer, count: Int(count)) {
         guard let aggregation = Aggregation(rawValue: entry.aggregation) else { throw .badAggregation }
         guard let estimator = Estimator(rawValue: entry.estimator) else { throw .badEstimator }
-        result.append(Criterion(aggregation, estimator, lo: entry.lo, hi: entry.hi))
+        result.append(Criterion(aggregation, estimator, lo: entry.lo, hi: entry.hi, klMax: entry.kl_max, eps: entry.eps))
     }
     return result
 }
@@ -66,15 +66,67 @@ func options(_ pointer: UnsafePointer<trm_options_t>?) throws(Status) -> Reducti
     return ReductionOptions(nanPolicy: policy, clamp: options.clamp, rejectEmpty: options.reject_empty == 1, threads: Int(options.threads))
 }
 
-func maskOutputs(_ pointer: UnsafePointer<trm_mask_out_t>?) throws(Status) -> MaskOutputs {
-    let out = try readStruct(pointer)
+func maskOutputs(_ out: trm_mask_out_t) throws(Status) -> MaskOutputs {
     guard out.reserved == 0 else { throw .badOption }
+    let weights = try TRMaskCABI.out(out.weights, as: Float.self)
     return MaskOutputs(keepRow: try TRMaskCABI.out(out.keep_row, as: UInt8.self),
                        count: try TRMaskCABI.out(out.count, as: Int64.self),
                        nonfinite: try TRMaskCABI.out(out.nonfinite, as: Int64.self),
                        rowStats: try TRMaskCABI.out(out.row_stats, as: Float.self),
                        keepToken: try TRMaskCABI.out(out.keep_token, as: UInt8.self),
-                       rejected: out.rejected)
+                       rejected: out.rejected,
+                       weights: weights,
+                       weightRule: weights.base == nil ? WeightRule(level: .token, mode: .truncate) : try weightRule(out.weight_rule))
+}
+
+func weightRule(_ rule: trm_weight_rule_t) throws(Status) -> WeightRule {
+    guard let level = WeightLevel(rawValue: rule.level), let mode = WeightMode(rawValue: rule.mode) else { throw .badWeightRule }
+    return WeightRule(level: level, mode: mode, lo: rule.lo, hi: rule.hi)
+}
+
+/// Runs `body` with a place for the kernel's metrics when `target` is given, and copies them
+/// into `target` when `body` succeeds (so nothing is written on error).
+func withMetrics(_ target: UnsafeMutablePointer<trm_metrics_t>?,
+                 _ body: (UnsafeMutablePointer<MaskMetrics>?) -> Status) throws(Status) -> Status {
+    guard let target else { return body(nil) }
+    let size = UnsafeRawPointer(target).loadUnaligned(as: UInt32.self)
+    guard Int(size) >= MemoryLayout<trm_metrics_t>.size else { throw .badStructSize }
+    guard target.pointee.reserved == 0 else { throw .badOption }
+    var metrics = MaskMetrics()
+    let status = body(&metrics)
+    if status == .ok { store(metrics, into: target) }
+    return status
+}
+
+private func store(_ m: MaskMetrics, into target: UnsafeMutablePointer<trm_metrics_t>) {
+    var c = target.pointee
+    c.n_rows = Int64(m.rows)
+    c.n_rows_nonempty = Int64(m.nonEmptyRows)
+    c.n_tokens = Int64(m.tokens)
+    c.n_rows_kept = Int64(m.keptRows)
+    c.n_tokens_kept = Int64(m.keptTokens)
+    c.max_len = Int64(m.maxLength)
+    c.masked_row_fraction = m.maskedRowFraction
+    c.log_ppl_abs_diff = m.logPerplexityGap
+    c.kl_k1 = m.klK1
+    c.kl_k3 = m.klK3
+    c.chi2_token = m.chi2Token
+    c.plugin_kl_max = m.pluginKLMax
+    c.plugin_kl_seq = m.pluginKLSeq
+    fill(&c.token_mean, 8) { m.tokenMean[$0] }
+    fill(&c.token_max, 8) { m.tokenMax[$0] }
+    fill(&c.row_mean, Int(TRM_MAX_CRITERIA)) { $0 < m.rowMean.count ? m.rowMean[$0] : .nan }
+    fill(&c.row_max, Int(TRM_MAX_CRITERIA)) { $0 < m.rowMax.count ? m.rowMax[$0] : .nan }
+    fill(&c.row_min, Int(TRM_MAX_CRITERIA)) { $0 < m.rowMin.count ? m.rowMin[$0] : .nan }
+    target.pointee = c
+}
+
+/// Fills a C array of doubles (imported as a tuple of `count`).
+private func fill<Tuple>(_ array: inout Tuple, _ count: Int, _ value: (Int) -> Double) {
+    withUnsafeMutableBytes(of: &array) { bytes in
+        let doubles = bytes.bindMemory(to: Double.self)
+        for index in 0..<count { doubles[index] = value(index) }
+    }
 }
 
 /// The status code of a translation followed by a kernel call.

@@ -107,7 +107,10 @@ extension MaskScan {
             }
             for group in 0..<groups {
                 for lane in 0..<chunkWidth {
-                    _ = decideRow(firstRow + group * chunkWidth + lane, states[group].summary(lane), rejected: rejected)
+                    // No token criterion and no LN-TRM criterion reaches the column scan.
+                    let summary = states[group].summary(lane)
+                    _ = decideRow(firstRow + group * chunkWidth + lane, summary, passingTokens: summary.counted,
+                                  rejected: rejected, lengthNeutral: { _ in .nan })
                 }
             }
         }
@@ -146,6 +149,8 @@ extension ColumnLanes {
             perPosition.abs[position] = sums.abs[lane]
             perPosition.ratio[position] = sums.ratio[lane]
             perPosition.tv[position] = sums.tv[lane]
+            perPosition.chi2[position] = sums.chi2[lane]
+            perPosition.raw[position] = sums.raw[lane]
         }
         summary.finishSums(perPosition)
         return summary

@@ -1,6 +1,13 @@
-/// How a criterion reduces a row (SPEC §4.1); raw values are the header's `TRM_AGG_*`.
+/// How a criterion reduces a row (SPEC §4.1, §4.4); raw values are the header's `TRM_AGG_*`.
 public enum Aggregation: Int32, Sendable, CaseIterable {
     case max = 0, min = 1, sum = 2, mean = 3, token = 4
+    /// SER, the sequence error rate: the row mean of `tv` (SPEC §4.4).
+    case ser = 5
+    /// LN-TRM: `sum_t w_t tv_t / sum_t w_t` with the position weights of SPEC §4.4.
+    case lnTRM = 6
+
+    /// SER and LN-TRM are defined on `tv` only.
+    var requiredEstimator: Estimator? { self == .ser || self == .lnTRM ? .tv : nil }
 }
 
 /// What a NaN delta on a valid token does (SPEC §4.5); raw values are `TRM_NAN_*`.
@@ -20,12 +27,19 @@ public struct Criterion: Sendable, Equatable {
     public var estimator: Estimator
     public var lo: Double
     public var hi: Double
+    /// LN-TRM only: the per-token KL bound `kl_max` of the position weights (finite, > 0).
+    public var klMax: Double
+    /// LN-TRM only: the per-token TV bound `eps` of the position weights; 0 = none.
+    public var eps: Double
 
-    public init(_ aggregation: Aggregation, _ estimator: Estimator, lo: Double = -.infinity, hi: Double = .infinity) {
+    public init(_ aggregation: Aggregation, _ estimator: Estimator, lo: Double = -.infinity, hi: Double = .infinity,
+                klMax: Double = 0, eps: Double = 0) {
         self.aggregation = aggregation
         self.estimator = estimator
         self.lo = lo
         self.hi = hi
+        self.klMax = klMax
+        self.eps = eps
     }
 
     /// The paper's TRM-Max&Avg with the library's defaults (SPEC §4.2): `max k2 <= 0.1` and
@@ -38,6 +52,12 @@ public struct Criterion: Sendable, Equatable {
     func passes(_ statistic: Float) -> Bool {
         let value = Double(statistic)
         return lo <= value && value <= hi  // false for NaN: fail closed
+    }
+
+    /// LN-TRM takes `kl_max` (finite, > 0) and `eps` (>= 0, 0 = none); other aggregations neither.
+    var lengthNeutralIsValid: Bool {
+        guard aggregation == .lnTRM else { return klMax == 0 && eps == 0 }
+        return klMax.isFinite && klMax > 0 && eps >= 0  // `eps >= 0` refuses NaN
     }
 
     /// SPEC §4.6: the threshold errors.

@@ -15,16 +15,26 @@ public struct MaskOutputs: @unchecked Sendable {
     public var keepToken: OutView<UInt8>
     /// `[criteria]`, contiguous.
     public var rejected: UnsafeMutablePointer<Int64>?
+    /// Token grid of importance weights under `weightRule` (SPEC §5).
+    public var weights: OutView<Float>
+    public var weightRule: WeightRule
+    /// The batch metrics (SPEC §9).
+    public var metrics: UnsafeMutablePointer<MaskMetrics>?
 
     public init(keepRow: OutView<UInt8> = .absent, count: OutView<Int64> = .absent,
                 nonfinite: OutView<Int64> = .absent, rowStats: OutView<Float> = .absent,
-                keepToken: OutView<UInt8> = .absent, rejected: UnsafeMutablePointer<Int64>? = nil) {
+                keepToken: OutView<UInt8> = .absent, rejected: UnsafeMutablePointer<Int64>? = nil,
+                weights: OutView<Float> = .absent, weightRule: WeightRule = WeightRule(level: .token, mode: .truncate),
+                metrics: UnsafeMutablePointer<MaskMetrics>? = nil) {
         self.keepRow = keepRow
         self.count = count
         self.nonfinite = nonfinite
         self.rowStats = rowStats
         self.keepToken = keepToken
         self.rejected = rejected
+        self.weights = weights
+        self.weightRule = weightRule
+        self.metrics = metrics
     }
 }
 
@@ -33,7 +43,23 @@ public struct MaskOutputs: @unchecked Sendable {
 public func trustRegionMask(_ batch: Batch, criteria: [Criterion], options: ReductionOptions, outputs: MaskOutputs) -> Status {
     let status = validateMask(batch, criteria: criteria, options: options, outputs: outputs)
     guard status == .ok else { return status }
-    var scan = MaskScan(batch: batch, criteria: criteria, options: options, outputs: outputs, givenKeepRow: nil)
+    let records = outputs.metrics.map { _ in MetricRecords(rows: batch.rows, criteria: criteria) }
+    defer { records?.deallocate() }
+    var scan = MaskScan(batch: batch, criteria: criteria, options: options, outputs: outputs, givenKeepRow: nil, records: records)
+    dispatchReader(batch, to: &scan)
+    if let records { outputs.metrics?.pointee = records.reduce(criteria: criteria, source: batch.source) }
+    return .ok
+}
+
+/// Importance weights (SPEC §5) alone, for a given row decision (`keepRow`, a byte view of
+/// `[rows]`; nil = every row kept): `out` gets the weights of `rule`, 0 on positions that are not
+/// counted and on rejected rows.
+public func importanceWeights(_ batch: Batch, options: ReductionOptions, rule: WeightRule, keepRow: StridedView?,
+                              out: OutView<Float>) -> Status {
+    let outputs = MaskOutputs(weights: out, weightRule: rule)
+    let status = validateWeights(batch, options: options, keepRow: keepRow, outputs: outputs)
+    guard status == .ok else { return status }
+    var scan = MaskScan(batch: batch, criteria: [], options: options, outputs: outputs, givenKeepRow: keepRow, records: nil)
     dispatchReader(batch, to: &scan)
     return .ok
 }
@@ -45,7 +71,7 @@ public func tokenKeep(_ batch: Batch, criteria: [Criterion], options: ReductionO
     let status = validateTokenKeep(batch, criteria: criteria, options: options, keepRow: keepRow, outputs: outputs)
     guard status == .ok else { return status }
     var scan = MaskScan(batch: batch, criteria: criteria.filter { !$0.isRowCriterion }, options: options,
-                        outputs: outputs, givenKeepRow: keepRow)
+                        outputs: outputs, givenKeepRow: keepRow, records: nil)
     dispatchReader(batch, to: &scan)
     return .ok
 }
@@ -142,21 +168,29 @@ struct MaskScan: ReaderConsumer {
     let workers: Int
     let outputs: MaskOutputs
     let givenKeepRow: StridedView?
+    let records: MetricRecords?
+    /// Work after the first pass over a row: LN-TRM statistics, weights.
+    let secondPass: Bool
 
-    init(batch: Batch, criteria: [Criterion], options: ReductionOptions, outputs: MaskOutputs, givenKeepRow: StridedView?) {
+    init(batch: Batch, criteria: [Criterion], options: ReductionOptions, outputs: MaskOutputs, givenKeepRow: StridedView?,
+         records: MetricRecords?) {
         self.batch = batch
         self.criteria = criteria
-        rowCriteria = criteria.filter(\.isRowCriterion)
+        rowCriteria = criteria.filter { $0.isRowCriterion }
         tokenBands = criteria.filter { !$0.isRowCriterion }.map(TokenBand.init)
-        plan = ScanPlan(criteria: criteria, options: options)
+        var extraSums: SumSet = records == nil ? [] : SumSet.metrics(batch).union(SumSet(criteria.map { SumSet($0.estimator) }))
+        if outputs.weights.base != nil && outputs.weightRule.level != .token { extraSums.insert(.linear) }
+        plan = ScanPlan(criteria: criteria, options: options, extraSums: extraSums)
         rejectEmpty = options.rejectEmpty
         workers = workerCount(threads: options.threads, rows: batch.rows, positions: batch.gridCount)
         self.outputs = outputs
         self.givenKeepRow = givenKeepRow
+        self.records = records
+        secondPass = outputs.weights.base != nil || criteria.contains { $0.aggregation == .lnTRM }
     }
 
     mutating func run<Reader: RowReader>(_ reader: Reader.Type) {
-        if ScanPlan.valleyServes(criteria) {
+        if plan.valleyServes(criteria) {
             run(Reader.self, ValleyScan.self)
         } else {
             run(Reader.self, GeneralScan.self)
@@ -166,7 +200,8 @@ struct MaskScan: ReaderConsumer {
     private func run<Reader: RowReader, Shape: ScanShape>(_ reader: Reader.Type, _ shape: Shape.Type) {
         // Column-major batches go in tiles of up to 64 rows (`scanColumns`); the rows left over,
         // and every other layout, one row at a time. Work units: tiles first, then single rows.
-        let columnar = tokenBands.isEmpty && outputs.keepToken.base == nil && givenKeepRow == nil && columnScanServes(batch)
+        let columnar = tokenBands.isEmpty && outputs.keepToken.base == nil && givenKeepRow == nil && !secondPass
+            && columnScanServes(batch)
         let laneGroups = columnar ? batch.rows / chunkWidth : 0
         let tiles = (laneGroups * chunkWidth + columnTileRows - 1) / columnTileRows
         let firstSingle = laneGroups * chunkWidth
@@ -215,6 +250,7 @@ struct MaskScan: ReaderConsumer {
         let decided = givenKeepRow.map { $0.isNonzero(row) }
         let tokens = outputs.keepToken.base == nil ? nil : GridRow(outputs.keepToken, row: row, start: span.start, layout: batch.layout)
         var summary = RowSummary()
+        var passingTokens = 0  // counted tokens that pass every token criterion
         if n > 0 && decided != false {
             let source = Reader(batch, row: row, start: span.start, count: n)
             let tokenWork = !tokenBands.isEmpty || tokens != nil
@@ -241,7 +277,7 @@ struct MaskScan: ReaderConsumer {
                         let width = Swift.min(chunkWidth, groupEnd - p)
                         let (raw, valid) = width == chunkWidth ? source.chunk(at: p) : source.partialChunk(at: p, count: width)
                         let (value, tokenValid) = lanes.add(raw, valid, plan: plan, group: &group, Shape.self)
-                        if tokenWork { judgeTokens(value, tokenValid, at: p, width: width, tokens, rejected) }
+                        if tokenWork { passingTokens += judgeTokens(value, tokenValid, at: p, width: width, tokens, rejected) }
                         p += width
                     }
                     lanes.flush(group, plan: plan)
@@ -251,16 +287,24 @@ struct MaskScan: ReaderConsumer {
             }
             summary.finish(lanes)
         }
-        let keep = decided ?? decideRow(row, summary, rejected: rejected)
+        let keep = decided ?? decideRow(row, summary, passingTokens: tokenBands.isEmpty ? summary.counted : passingTokens,
+                                        rejected: rejected) { criterion in
+            lengthNeutralStatistic(Reader(batch, row: row, start: span.start, count: n), scanned: n, tokens: summary.counted,
+                                   criterion: criterion, plan: plan)
+        }
         if let tokens {
             tokens.fill(0, from: keep ? n : 0, to: span.count)
         }
+        if outputs.weights.base != nil {
+            writeWeights(Reader.self, row: row, span: span, scanned: n, keep: keep, summary: summary)
+        }
     }
 
-    /// Token criteria on one chunk: counts each criterion's rejections and writes the keep lanes.
+    /// Token criteria on one chunk: counts each criterion's rejections, writes the keep lanes and
+    /// returns how many lanes pass.
     @inline(never)
     private func judgeTokens(_ value: Lanes, _ tokenValid: LaneMask, at p: Int, width: Int, _ tokens: GridRow<UInt8>?,
-                             _ rejected: UnsafeMutableBufferPointer<Int>) {
+                             _ rejected: UnsafeMutableBufferPointer<Int>) -> Int {
         var keep = tokenValid
         for (index, band) in tokenBands.enumerated() {
             let pass = band.passes(value)
@@ -269,11 +313,16 @@ struct MaskScan: ReaderConsumer {
             keep &= pass
         }
         tokens?.store(keep, at: p, count: width)
+        return laneCount(keep)  // lanes past `width` are invalid
     }
 
-    /// Evaluates the row criteria, writes the row outputs, and returns the decision.
-    func decideRow(_ row: Int, _ summary: RowSummary, rejected: UnsafeMutableBufferPointer<Int>) -> Bool {
+    /// Evaluates the row criteria, writes the row outputs and the metrics record, and returns the
+    /// decision. `passingTokens`: counted tokens that pass every token criterion.
+    /// `lengthNeutral`: the LN-TRM statistic of a criterion (a second pass over the row).
+    func decideRow(_ row: Int, _ summary: RowSummary, passingTokens: Int, rejected: UnsafeMutableBufferPointer<Int>,
+                   lengthNeutral: (Criterion) -> Float) -> Bool {
         var keep = true
+        let statistics = records.map { $0.statistics.baseAddress.unsafelyUnwrapped + row * $0.rowCriteria }
         if summary.counted == 0 {
             keep = !rejectEmpty
             for column in rowCriteria.indices where outputs.rowStats.base != nil {
@@ -281,8 +330,10 @@ struct MaskScan: ReaderConsumer {
             }
         } else {
             for (column, criterion) in rowCriteria.enumerated() {
-                let statistic = summary.statistic(criterion, nanPolicy: plan.nanPolicy)
+                var statistic = summary.statistic(criterion, nanPolicy: plan.nanPolicy)
+                if criterion.aggregation == .lnTRM && !statistic.isNaN { statistic = lengthNeutral(criterion) }
                 if outputs.rowStats.base != nil { outputs.rowStats.store(statistic, row: row, col: column) }
+                statistics?[column] = statistic
                 if !criterion.passes(statistic) {
                     keep = false
                     rejected[column] += 1
@@ -292,6 +343,7 @@ struct MaskScan: ReaderConsumer {
         if outputs.keepRow.base != nil { outputs.keepRow.store(keep ? 1 : 0, row: row) }
         if outputs.count.base != nil { outputs.count.store(Int64(summary.counted), row: row) }
         if outputs.nonfinite.base != nil { outputs.nonfinite.store(Int64(summary.nonfinite), row: row) }
+        records?.record(row: row, summary, keep: keep, keptTokens: passingTokens, nanPolicy: plan.nanPolicy)
         return keep
     }
 

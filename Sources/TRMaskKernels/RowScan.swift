@@ -16,6 +16,10 @@ struct SumSet: OptionSet {
     static let abs = SumSet(rawValue: 8)
     static let ratio = SumSet(rawValue: 16)
     static let tv = SumSet(rawValue: 32)
+    /// `expm1(2 delta) = e (e + 2)`, `e = expm1(delta)`: the chi-square metric (SPEC §9).
+    static let chi2 = SumSet(rawValue: 64)
+    /// delta before the clamp: the log-perplexity metric (SPEC §9).
+    static let raw = SumSet(rawValue: 128)
 
     init(rawValue: UInt8) { self.rawValue = rawValue }
 
@@ -27,6 +31,15 @@ struct SumSet: OptionSet {
         case .abs: self = .abs
         case .ratio: self = .ratio
         case .tv: self = .tv
+        }
+    }
+
+    /// The sums the metrics of a call need besides the criteria's (`docs/metrics.md`).
+    static func metrics(_ batch: Batch) -> SumSet {
+        switch batch.source {
+        case .values: .linear
+        case .logRatio: [.linear, .k3, .chi2]
+        case .logProbs: [.linear, .k3, .chi2, .raw]
         }
     }
 }
@@ -44,16 +57,17 @@ struct ScanPlan {
     /// NaN, untouched by the clamp, and inside the float32 series of the exponential estimators.
     var fastLimit: Lanes
 
-    init(criteria: [Criterion], options: ReductionOptions) {
+    /// `extraSums`: sums wanted besides the criteria's (metrics, sequence weights).
+    init(criteria: [Criterion], options: ReductionOptions, extraSums: SumSet = []) {
         nanPolicy = options.nanPolicy
         clamp = options.clamp.isFinite ? Float(options.clamp) : .infinity
-        var sums: SumSet = []
+        var sums = extraSums
         var nearZero = false
         for criterion in criteria {
             switch criterion.aggregation {
-            case .sum, .mean: sums.formUnion(SumSet(criterion.estimator))
+            case .sum, .mean, .ser: sums.formUnion(SumSet(criterion.estimator))
             case .min: nearZero = nearZero || criterion.estimator.shape == .valley
-            case .max, .token: break
+            case .max, .token, .lnTRM: break
             }
         }
         self.sums = sums
@@ -61,15 +75,16 @@ struct ScanPlan {
         fastLimit = Lanes(repeating: Swift.min(seriesLimit, clamp))
     }
 
-    /// Whether `ValleyScan` serves these criteria: maxima of valley-shaped estimators (k2, k3,
-    /// abs, tv) and sums or means of k3 only, such as the paper's TRM-Max&Avg.
-    static func valleyServes(_ criteria: [Criterion]) -> Bool {
-        criteria.allSatisfy { c in
+    /// Whether `ValleyScan` serves a call: maxima of valley-shaped estimators (k2, k3, abs, tv),
+    /// sums or means of k3, LN-TRM (its statistic comes from a second pass) and no other sums,
+    /// such as the paper's TRM-Max&Avg.
+    func valleyServes(_ criteria: [Criterion]) -> Bool {
+        sums.subtracting(.k3).isEmpty && criteria.allSatisfy { c in
             switch c.aggregation {
             case .max: c.estimator.shape == .valley
             case .sum, .mean: c.estimator == .k3
-            case .token: true
-            case .min: false
+            case .token, .lnTRM: true
+            case .min, .ser: false
             }
         }
     }
@@ -100,6 +115,8 @@ struct ChunkTerms {
     var value: Lanes
     /// `value` on the lanes that enter the statistics, 0 elsewhere.
     var d: Lanes
+    /// `d` before the clamp.
+    var unclamped: Lanes
     var counted: LaneMask
     var reduced: LaneMask
     var tokenValid: LaneMask
@@ -112,6 +129,7 @@ struct ChunkTerms {
     init(small raw: Lanes, valid: LaneMask) {
         value = raw
         d = masked(raw, valid)
+        unclamped = d
         counted = valid
         reduced = valid
         tokenValid = valid
@@ -135,6 +153,7 @@ struct ChunkTerms {
             value = masked(value, ~nan)
             reduced = valid
         }
+        unclamped = masked(value, reduced)
         value = clamped(value, plan.clamp)
         d = masked(value, reduced)
         tokenValid = plan.nanPolicy == .skip ? reduced : valid
@@ -149,6 +168,7 @@ struct ChunkTerms {
 /// bit-identical.
 struct GroupSums {
     var linear = Lanes(), k2 = Lanes(), k3 = Lanes(), abs = Lanes(), ratio = Lanes(), tv = Lanes()
+    var chi2 = Lanes(), raw = Lanes()
 
     /// Chunks per group.
     static let chunks = 8
@@ -160,6 +180,7 @@ struct GroupSums {
 struct WideSums {
     var linear = SIMD8<Double>(), k2 = SIMD8<Double>(), k3 = SIMD8<Double>()
     var abs = SIMD8<Double>(), ratio = SIMD8<Double>(), tv = SIMD8<Double>()
+    var chi2 = SIMD8<Double>(), raw = SIMD8<Double>()
 
     /// Widens a finished group's float32 partials into the lanes.
     @inline(always)
@@ -170,6 +191,8 @@ struct WideSums {
         if plan.sums.contains(.abs) { abs += widen(group.abs) }
         if plan.sums.contains(.ratio) { ratio += widen(group.ratio) }
         if plan.sums.contains(.tv) { tv += widen(group.tv) }
+        if plan.sums.contains(.chi2) { chi2 += widen(group.chi2) }
+        if plan.sums.contains(.raw) { raw += widen(group.raw) }
     }
 }
 
@@ -239,11 +262,17 @@ struct LaneStats {
         if plan.sums.contains(.k2) { group.k2 += (0.5 * d) * d }
         if plan.sums.contains(.abs) { group.abs += absolute(d) }
         if plan.sums.contains(.k3) { group.k3 += allSmall ? seriesK3Summand(d) : k3Summand(d) }
-        if plan.sums.contains(.ratio) || plan.sums.contains(.tv) {
+        if plan.sums.contains(.raw) { group.raw += terms.unclamped }
+        if !plan.sums.isDisjoint(with: [.ratio, .tv, .chi2]) {
             let e = allSmall ? seriesExponentials(d) : exponentialEstimates(d)
             // Lanes outside `reduced` hold d = 0, where ratio is 1: mask them out.
             if plan.sums.contains(.ratio) { group.ratio += masked(e.ratio, terms.reduced) }
             if plan.sums.contains(.tv) { group.tv += e.tv }
+            if plan.sums.contains(.chi2) {
+                // expm1(d) is tv with the sign of d; (e + 2) e has no cancellation near 0.
+                let expm1 = Lanes(bitPattern: e.tv.bitPattern | (d.bitPattern & LaneMask(repeating: 0x8000_0000)))
+                group.chi2 += (expm1 + 2) * expm1
+            }
         }
     }
 
@@ -272,7 +301,7 @@ struct RowSummary {
     var minValue: Float = .infinity
     var minNonNegative: Float = .infinity
     var maxNonPositive: Float = -.infinity
-    var sums = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    var sums = RowSums()
 
     /// Moves a block's counters out of the lanes (and zeroes them).
     @inline(__always)
@@ -296,7 +325,8 @@ struct RowSummary {
     }
     /// Combines the float64 lanes of each sum in the fixed tree.
     mutating func finishSums(_ wide: WideSums) {
-        sums = (treeSum(wide.linear), treeSum(wide.k2), treeSum(wide.k3), treeSum(wide.abs), treeSum(wide.ratio), treeSum(wide.tv))
+        sums = RowSums(linear: treeSum(wide.linear), k2: treeSum(wide.k2), k3: treeSum(wide.k3), abs: treeSum(wide.abs),
+                       ratio: treeSum(wide.ratio), tv: treeSum(wide.tv), chi2: treeSum(wide.chi2), raw: treeSum(wide.raw))
     }
 
     /// The row statistic a criterion tests (SPEC §3). Rows without counted tokens give 0; under
@@ -306,8 +336,8 @@ struct RowSummary {
         if counted == 0 { return 0 }
         let estimator = criterion.estimator
         switch criterion.aggregation {
-        case .sum: return Float(sum(estimator))
-        case .mean: return Float(sum(estimator) / Double(counted))
+        case .sum: return Float(sums.of(estimator))
+        case .mean, .ser: return Float(sums.of(estimator) / Double(counted))
         case .max:
             switch estimator.shape {
             case .increasing: return estimate(estimator, maxValue)
@@ -324,19 +354,24 @@ struct RowSummary {
                 let left = minValue <= 0 ? estimate(estimator, maxNonPositive) : Float.infinity
                 return Swift.min(right, left)
             }
-        case .token: return 0
+        case .token, .lnTRM: return 0  // LN-TRM: `lengthNeutralStatistic`
         }
     }
+}
 
-    private func sum(_ estimator: Estimator) -> Double {
+/// One row's float64 sums (those the plan asked for; the others stay 0).
+struct RowSums {
+    var linear = 0.0, k2 = 0.0, k3 = 0.0, abs = 0.0, ratio = 0.0, tv = 0.0, chi2 = 0.0, raw = 0.0
+
+    func of(_ estimator: Estimator) -> Double {
         switch estimator {
-        case .delta, .value: sums.0
-        case .k1: -sums.0
-        case .k2: sums.1
-        case .k3: sums.2
-        case .abs: sums.3
-        case .ratio: sums.4
-        case .tv: sums.5
+        case .delta, .value: linear
+        case .k1: -linear
+        case .k2: k2
+        case .k3: k3
+        case .abs: abs
+        case .ratio: ratio
+        case .tv: tv
         }
     }
 }

@@ -22,6 +22,8 @@ public enum Status: Int32, CaseIterable, Sendable {
     case badTemperature = 18
     case badTokenID = 19
     case badBoundInput = 20
+    case badLengthNeutral = 21
+    case badWeightRule = 22
 
     /// The `TRM_*` macro name, as static text for the C ABI.
     public var name: StaticString {
@@ -47,6 +49,8 @@ public enum Status: Int32, CaseIterable, Sendable {
         case .badTemperature: "TRM_E_BAD_TEMPERATURE"
         case .badTokenID: "TRM_E_BAD_TOKEN_ID"
         case .badBoundInput: "TRM_E_BAD_BOUND_INPUT"
+        case .badLengthNeutral: "TRM_E_BAD_LENGTH_NEUTRAL"
+        case .badWeightRule: "TRM_E_BAD_WEIGHT_RULE"
         }
     }
 
@@ -74,6 +78,8 @@ public enum Status: Int32, CaseIterable, Sendable {
         case .badTemperature: "temperature must be finite and > 0"
         case .badTokenID: "a token id is outside 0 ..< vocabulary size, or repeats within a position's top-k"
         case .badBoundInput: "an error-bound input is out of its domain"
+        case .badLengthNeutral: "LN-TRM needs kl_max finite and > 0 and eps >= 0 (0 = none); other aggregations take neither"
+        case .badWeightRule: "invalid weight rule: unknown level or mode, or bounds not 0 <= lo <= hi (truncate: lo = 0)"
         }
     }
 }

@@ -178,7 +178,9 @@ private func checkCriteria(_ criteria: [Criterion], _ batch: Batch) -> Status {
     guard criteria.count <= maximumCriteria else { return .badSize }
     for criterion in criteria {
         guard (criterion.estimator == .value) == batch.source.givesValues else { return .badEstimator }
+        if let required = criterion.aggregation.requiredEstimator, criterion.estimator != required { return .badEstimator }
         guard criterion.thresholdIsValid else { return .badThreshold }
+        guard criterion.lengthNeutralIsValid else { return .badLengthNeutral }
     }
     return .ok
 }
@@ -222,15 +224,39 @@ private func validateMask(_ batch: Batch, criteria: [Criterion], options: Reduct
         status = checkOutput(outputs.keepToken, dims, taken: &taken)
     }
     if status == .ok { status = checkOutput(rejected, .oneD(criteria.count, 1), taken: &taken) }
+    if status == .ok && outputs.weights.base != nil {
+        guard outputs.weightRule.isValid else { return .badWeightRule }
+        guard !batch.source.givesValues else { return .badInputs }  // weights need a log-ratio
+        if batch.layout == .packed && outputs.weights.rowStride != 0 { return .badStride }
+        let dims = gridDims(batch, rowStride: outputs.weights.rowStride, colStride: outputs.weights.colStride)
+        status = checkOutput(outputs.weights, dims, taken: &taken)
+    }
     return status
+}
+
+/// A `[rows]` byte view of row decisions, given as an input; its extent through `extent`.
+private func checkKeepRow(_ keepRow: StridedView, rows: Int, extent: inout Extent?) -> Status {
+    guard keepRow.dtype.isByteMask else { return .badDType }
+    guard keepRow.rowStride == 0 else { return .badStride }
+    return checkArray(base: keepRow.base, dims: .oneD(rows, keepRow.colStride), elementSize: 1, extent: &extent)
+}
+
+func validateWeights(_ batch: Batch, options: ReductionOptions, keepRow: StridedView?, outputs: MaskOutputs) -> Status {
+    guard outputs.weights.base != nil || batch.gridCount == 0 else { return .nullPointer }
+    var keepRowExtent: Extent?
+    if let keepRow {
+        let status = checkKeepRow(keepRow, rows: batch.rows, extent: &keepRowExtent)
+        if status != .ok { return status }
+    }
+    // An empty grid writes nothing, but the rule is still checked.
+    guard outputs.weightRule.isValid else { return .badWeightRule }
+    return validateMask(batch, criteria: [], options: options, outputs: outputs, extraInput: keepRowExtent)
 }
 
 func validateTokenKeep(_ batch: Batch, criteria: [Criterion], options: ReductionOptions, keepRow: StridedView, outputs: MaskOutputs) -> Status {
     guard outputs.keepToken.base != nil || batch.gridCount == 0 else { return .nullPointer }
-    guard keepRow.dtype.isByteMask else { return .badDType }
-    guard keepRow.rowStride == 0 else { return .badStride }
     var keepRowExtent: Extent?
-    let status = checkArray(base: keepRow.base, dims: .oneD(batch.rows, keepRow.colStride), elementSize: 1, extent: &keepRowExtent)
+    let status = checkKeepRow(keepRow, rows: batch.rows, extent: &keepRowExtent)
     if status != .ok { return status }
     return validateMask(batch, criteria: criteria, options: options, outputs: outputs, extraInput: keepRowExtent)
 }

@@ -16,8 +16,8 @@ struct Call {
     var count = [Int64](repeating: -1, count: 3)
     var rejected = [Int64](repeating: -1, count: 2)
     var batch = trm_batch_t()
-    var criteria = [trm_criterion_t(aggregation: TRM_AGG_MAX, estimator: TRM_EST_K2, lo: -.infinity, hi: 0.1),
-                    trm_criterion_t(aggregation: TRM_AGG_MEAN, estimator: TRM_EST_K3, lo: -.infinity, hi: 0.002)]
+    var criteria = [trm_criterion_t(aggregation: TRM_AGG_MAX, estimator: TRM_EST_K2, lo: -.infinity, hi: 0.1, kl_max: 0, eps: 0),
+                    trm_criterion_t(aggregation: TRM_AGG_MEAN, estimator: TRM_EST_K3, lo: -.infinity, hi: 0.002, kl_max: 0, eps: 0)]
     var nCriteria: Int64 = 2
     var options = trm_options_t(struct_size: UInt32(MemoryLayout<trm_options_t>.size), nan_policy: TRM_NAN_REJECT,
                                 clamp: .infinity, reject_empty: 0, threads: 0)

@@ -29,7 +29,7 @@ int main(void) {
                                          {-0.31f, -0.10f, 0.0f, 0.0f}};
     const uint8_t mask[ROWS][COLS] = {{1, 1, 1, 1}, {1, 1, 1, 1}, {1, 1, 0, 0}};
     uint8_t keep_row[ROWS];
-    float row_stats[ROWS][2];
+    float row_stats[ROWS][2], weights[ROWS][COLS];
     int64_t count[ROWS], rejected[2];
 
     trm_batch_t batch;
@@ -46,6 +46,7 @@ int main(void) {
     batch.mask.stride_col = 1;
 
     trm_criterion_t criteria[2];
+    memset(criteria, 0, sizeof criteria); /* kl_max and eps stay 0: only LN-TRM takes them */
     criteria[0].aggregation = TRM_AGG_MAX;
     criteria[0].estimator = TRM_EST_K2;
     criteria[0].lo = -INFINITY;
@@ -72,6 +73,17 @@ int main(void) {
     out.row_stats.stride_row = 2;
     out.row_stats.stride_col = 1;
     out.rejected = rejected;
+    /* Truncated sequence-level importance weights (TIS), in the same pass. */
+    out.weights.data = &weights[0][0];
+    out.weights.stride_row = COLS;
+    out.weights.stride_col = 1;
+    out.weight_rule.level = TRM_WEIGHT_SEQUENCE;
+    out.weight_rule.mode = TRM_WEIGHT_MODE_TRUNCATE;
+    out.weight_rule.hi = 2.0;
+    trm_metrics_t metrics;
+    memset(&metrics, 0, sizeof metrics);
+    metrics.struct_size = sizeof metrics;
+    out.metrics = &metrics;
 
     printf("trmask %s (ABI %u)\n", trm_version(), (unsigned)trm_abi_version());
     trm_status_t status = trm_mask(&batch, criteria, 2, &options, &out);
@@ -80,10 +92,12 @@ int main(void) {
         return 1;
     }
     for (int i = 0; i < ROWS; i++) {
-        printf("row %d: keep=%d count=%lld max_k2=%.6g mean_k3=%.6g\n", i, keep_row[i], (long long)count[i],
-               (double)row_stats[i][0], (double)row_stats[i][1]);
+        printf("row %d: keep=%d count=%lld max_k2=%.6g mean_k3=%.6g weight=%.6g\n", i, keep_row[i],
+               (long long)count[i], (double)row_stats[i][0], (double)row_stats[i][1], (double)weights[i][0]);
     }
     printf("rejected: max_k2=%lld mean_k3=%lld\n", (long long)rejected[0], (long long)rejected[1]);
+    printf("kept %lld of %lld rows, %lld of %lld tokens; mean k3 %.6g\n", (long long)metrics.n_rows_kept,
+           (long long)metrics.n_rows, (long long)metrics.n_tokens_kept, (long long)metrics.n_tokens, metrics.kl_k3);
 
     /* A refused call: a negative upper bound on a non-negative estimator. */
     criteria[0].hi = -1.0;

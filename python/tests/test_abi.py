@@ -13,6 +13,7 @@ import sys
 import pytest
 
 from conftest import ROOT
+from trmask import _loader
 
 LIBRARY = ROOT / "python" / "trmask" / "_lib" / "libtrmask.so"
 HEADER = ROOT / "include" / "trmask.h"
@@ -54,7 +55,7 @@ def test_library_needs_no_swift_toolchain():
     run = subprocess.run(["env", "-i", sys.executable, "-c",
                           f"import ctypes; print(ctypes.CDLL({str(LIBRARY)!r}).trm_abi_version())"],
                          capture_output=True, text=True, timeout=60)
-    assert run.returncode == 0 and run.stdout.strip() == "1", run.stderr
+    assert run.returncode == 0 and run.stdout.strip() == str(_loader.ABI_VERSION), run.stderr
 
 
 def test_loader_override_and_error_message(tmp_path):

@@ -34,9 +34,18 @@ CRITERIA_POOL = [
     trmask.Criterion("sum", "abs", hi=2.0),
     trmask.Criterion("mean", "ratio", lo=0.9, hi=1.1),
     trmask.Criterion("sum", "k1"),
+    trmask.Criterion("ser", "tv", hi=0.05),
+    trmask.Criterion("ln_trm", "tv", hi=0.05, kl_max=0.01),
+    trmask.Criterion("ln_trm", "tv", hi=0.03, kl_max=0.001, eps=0.05),
     trmask.Criterion("token", "ratio", lo=0.5, hi=2.0),
     trmask.Criterion("token", "k2", hi=0.02),
 ]
+
+
+def reference_criteria(criteria):
+    """The criteria in the reference's input form."""
+    return [dict(agg=c.agg, est=c.estimator, lo=c.lo, hi=c.hi, kl_max=c.kl_max, eps=c.eps) if c.agg == "ln_trm"
+            else (c.agg, c.estimator, c.lo, c.hi) for c in criteria]
 
 LAYOUTS = ("contiguous", "transposed", "reversed", "sliced", "broadcast_roll", "packed")
 
@@ -123,8 +132,7 @@ def test_mask_matches_reference(seed, rows, cols, layout, mask_kind, use_lengths
     criteria = [CRITERIA_POOL[i] for i in picks]
     options = dict(nan_policy=policy, clamp=clamp)
     got = trmask.trust_region_mask(**inputs, criteria=criteria, reject_empty=reject_empty, **options)
-    ref = reference_mask(**ref_inputs, criteria=[(c.agg, c.estimator, c.lo, c.hi) for c in criteria],
-                         reject_empty=reject_empty, **options)
+    ref = reference_mask(**ref_inputs, criteria=reference_criteria(criteria), reject_empty=reject_empty, **options)
     np.testing.assert_array_equal(got.count, ref["count"])
     np.testing.assert_array_equal(got.nonfinite, ref["nonfinite"])
 
@@ -133,9 +141,12 @@ def test_mask_matches_reference(seed, rows, cols, layout, mask_kind, use_lengths
     for column, c in enumerate(row_criteria):
         stat, expected = np.asarray(got.row_stats[column], np.float64), ref["row_stat"][column]
         term_sums, batch = _term_sums(ref_inputs, c.estimator, None, clamp, policy)
-        if c.agg in ("sum", "mean"):
+        if c.agg == "ln_trm":
+            # Non-negative terms w_t tv_t: the SPEC §3 bound is relative to the statistic.
+            tol = (SUM_RTOL + TOKEN_RTOL) * np.abs(expected) + 1e-30
+        elif c.agg in ("sum", "mean", "ser"):
             tol = (SUM_RTOL + (TOKEN_RTOL if c.estimator in EXP_ESTIMATORS else 0)) * term_sums + 1e-30
-            if c.agg == "mean":
+            if c.agg != "sum":
                 tol = tol / np.maximum(ref["count"], 1)
         else:
             tol = token_tolerance(c.estimator, expected)

@@ -62,6 +62,8 @@ class Call:
         self.count = np.full(rows, -1, np.int64)
         self.stats = np.full((rows, 2), 7.0, np.float32)
         self.rejected = np.full(2, -1, np.int64)
+        self.weights = np.full((rows, cols), 7.0, np.float32)
+        self.metrics = _ffi.Metrics(ctypes.sizeof(_ffi.Metrics), 0, -7)
         self.batch = _ffi.Batch(ctypes.sizeof(_ffi.Batch), _ffi.LAYOUT_PADDED, rows, cols,
                                 self.view(self.lt), self.view(self.lr), trmask._arrays.ABSENT, trmask._arrays.ABSENT,
                                 self.view(self.mask, _ffi.DTYPE_U8), trmask._arrays.ABSENT, trmask._arrays.ABSENT)
@@ -70,7 +72,8 @@ class Call:
         self.options = _ffi.Options(ctypes.sizeof(_ffi.Options), 0, math.inf, 0, 0)
         self.out = _ffi.MaskOut(ctypes.sizeof(_ffi.MaskOut), 0, _ffi.Out(self.keep.ctypes.data, 1, 0),
                                 _ffi.Out(self.count.ctypes.data, 1, 0), _ffi.Out(None, 0, 0),
-                                _ffi.Out(self.stats.ctypes.data, 2, 1), _ffi.Out(None, 0, 0), self.rejected.ctypes.data)
+                                _ffi.Out(self.stats.ctypes.data, 2, 1), _ffi.Out(None, 0, 0), self.rejected.ctypes.data,
+                                _ffi.Out(None, 0, 0), _ffi.WeightRule(0, 0, 0.0, 2.0), ctypes.addressof(self.metrics))
 
     @staticmethod
     def view(a, dtype=_ffi.DTYPE_F32):
@@ -83,13 +86,29 @@ class Call:
                             ctypes.byref(self.out) if out else None)
 
     def untouched(self):
-        return (self.keep == 7).all() and (self.count == -1).all() and (self.stats == 7).all() and (self.rejected == -1).all()
+        return ((self.keep == 7).all() and (self.count == -1).all() and (self.stats == 7).all()
+                and (self.rejected == -1).all() and (self.weights == 7).all() and self.metrics.n_rows == -7)
+
+    def want_weights(self, rule=None):
+        self.out.weights = _ffi.Out(self.weights.ctypes.data, self.weights.shape[1], 1)
+        if rule is not None:
+            self.out.weight_rule = _ffi.WeightRule(*rule)
+
+    def ln_trm(self, index=0, kl_max=0.01, eps=0.0):
+        c = self.criteria[index]
+        c.aggregation, c.estimator, c.kl_max, c.eps = _ffi.AGGREGATIONS["ln_trm"], _ffi.ESTIMATORS["tv"], kl_max, eps
 
 
 def test_valid_call_succeeds():
     call = Call()
     assert call.run() == 0
     assert set(call.keep) <= {0, 1} and (call.count == 5).all()
+    assert call.metrics.n_rows == 3 and call.metrics.n_tokens == 15
+    call = Call()
+    call.want_weights()
+    call.ln_trm(1)
+    assert call.run() == 0
+    assert (call.weights != 7).all() and call.metrics.n_rows_kept == call.keep.sum()
 
 
 def _packed(call):
@@ -112,6 +131,7 @@ BREAKS = {
         lambda c: setattr(c.batch, "struct_size", 8),
         lambda c: setattr(c.options, "struct_size", 4),
         lambda c: setattr(c.out, "struct_size", 0),
+        lambda c: setattr(c.metrics, "struct_size", 16),
     ],
     "TRM_E_BAD_SIZE": [
         lambda c: setattr(c.batch, "n_rows", -1),
@@ -131,6 +151,8 @@ BREAKS = {
         lambda c: setattr(c.out.keep_row, "stride_col", 1),
         lambda c: (setattr(c.out.row_stats, "stride_row", 1), setattr(c.out.row_stats, "stride_col", 1)),
         lambda c: (_packed(c), setattr(c.batch.logp_train, "stride_row", 5)),
+        lambda c: (c.want_weights(), setattr(c.out.weights, "stride_row", 0)),
+        lambda c: (_packed(c), c.want_weights()),  # a packed grid output has stride_row 0
     ],
     "TRM_E_OUT_OF_RANGE": [
         lambda c: setattr(c.batch.logp_train, "stride_col", 2**61),
@@ -140,16 +162,21 @@ BREAKS = {
     "TRM_E_ALIASING": [
         lambda c: setattr(c.out.count, "data", c.lt.ctypes.data),
         lambda c: setattr(c.out, "rejected", c.count.ctypes.data),
+        lambda c: (c.want_weights(), setattr(c.out.weights, "data", c.lr.ctypes.data)),
+        lambda c: (c.want_weights(), setattr(c.out.weights, "data", c.stats.ctypes.data)),
     ],
     "TRM_E_BAD_LAYOUT": [lambda c: setattr(c.batch, "layout", 7)],
     "TRM_E_BAD_INPUTS": [
         lambda c: setattr(c.batch, "logp_roll", trmask._arrays.ABSENT),
         lambda c: setattr(c.batch, "log_ratio", c.view(c.lt)),
         lambda c: (setattr(c.batch, "logp_train", trmask._arrays.ABSENT), setattr(c.batch, "logp_roll", trmask._arrays.ABSENT)),
+        lambda c: (_values_input(c), c.want_weights()),  # weights need a log-ratio
     ],
     "TRM_E_BAD_ESTIMATOR": [
         lambda c: setattr(c.criteria[0], "estimator", 99),
         lambda c: setattr(c.criteria[0], "estimator", _ffi.ESTIMATORS["value"]),
+        lambda c: setattr(c.criteria[1], "aggregation", _ffi.AGGREGATIONS["ser"]),  # SER is on tv, not k3
+        lambda c: (c.ln_trm(), setattr(c.criteria[0], "estimator", _ffi.ESTIMATORS["k2"])),
     ],
     "TRM_E_BAD_AGGREGATION": [lambda c: setattr(c.criteria[1], "aggregation", -3)],
     "TRM_E_BAD_NAN_POLICY": [lambda c: setattr(c.options, "nan_policy", 3)],
@@ -177,8 +204,33 @@ BREAKS = {
         lambda c: setattr(c.options, "reject_empty", 2),
         lambda c: setattr(c.batch.logp_train, "reserved", 1),
         lambda c: setattr(c.out, "reserved", 1),
+        lambda c: setattr(c.metrics, "reserved", 1),
+    ],
+    "TRM_E_BAD_LENGTH_NEUTRAL": [
+        lambda c: setattr(c.criteria[0], "kl_max", 0.01),  # on a max criterion
+        lambda c: setattr(c.criteria[1], "eps", 0.05),
+        lambda c: c.ln_trm(kl_max=0.0),
+        lambda c: c.ln_trm(kl_max=math.inf),
+        lambda c: c.ln_trm(kl_max=math.nan),
+        lambda c: c.ln_trm(eps=-0.1),
+        lambda c: c.ln_trm(eps=math.nan),
+    ],
+    "TRM_E_BAD_WEIGHT_RULE": [
+        lambda c: c.want_weights((0, 0, 0.0, 0.0)),  # a zero-initialised rule: cap 0
+        lambda c: c.want_weights((3, 0, 0.0, 2.0)),
+        lambda c: c.want_weights((0, -1, 0.0, 2.0)),
+        lambda c: c.want_weights((0, 0, 0.5, 2.0)),  # truncate takes no lo
+        lambda c: c.want_weights((1, 1, 2.0, 1.0)),
+        lambda c: c.want_weights((2, 2, -1.0, 1.0)),
+        lambda c: c.want_weights((0, 1, 0.0, math.nan)),
     ],
 }
+
+
+def _values_input(call):
+    call.batch.values, call.batch.logp_train, call.batch.logp_roll = call.batch.logp_train, trmask._arrays.ABSENT, trmask._arrays.ABSENT
+    for c in call.criteria:
+        c.estimator = _ffi.ESTIMATORS["value"]
 
 
 @pytest.mark.parametrize("name,index", [(n, i) for n, breaks in BREAKS.items() for i in range(len(breaks))])
@@ -225,6 +277,32 @@ def test_token_entry_points_validate():
     status = lib.trm_token_keep(ctypes.byref(call.batch), call.criteria, 2, ctypes.byref(call.options), keep_view,
                                 _ffi.Out(grid.ctypes.data, 5, 1))
     assert status == 0 and grid.all()
+
+
+def test_importance_weights_entry_point_validates():
+    call = Call()
+    weights = np.full((3, 5), 7.0, np.float32)
+    keep = np.ones(3, np.uint8)
+
+    def run(rule=(0, 0, 0.0, 2.0), keep_view=_ffi.View(*_ffi.ABSENT_VIEW), out=_ffi.Out(weights.ctypes.data, 5, 1)):
+        return lib.trm_importance_weights(ctypes.byref(call.batch), ctypes.byref(call.options), _ffi.WeightRule(*rule),
+                                          keep_view, out)
+
+    assert run(out=_ffi.Out(None, 5, 1)) == HEADER_STATUS["TRM_E_NULL_POINTER"]
+    assert run(rule=(0, 0, 0.0, 0.0)) == HEADER_STATUS["TRM_E_BAD_WEIGHT_RULE"]
+    assert run(keep_view=_ffi.View(keep.ctypes.data, _ffi.DTYPE_F32, 0, 0, 1)) == HEADER_STATUS["TRM_E_BAD_DTYPE"]
+    assert run(keep_view=_ffi.View(keep.ctypes.data, _ffi.DTYPE_U8, 0, 1, 1)) == HEADER_STATUS["TRM_E_BAD_STRIDE"]
+    assert run(keep_view=_ffi.View(None, _ffi.DTYPE_U8, 0, 0, 1)) == HEADER_STATUS["TRM_E_NULL_POINTER"]
+    aliased = _ffi.View(weights.ctypes.data, _ffi.DTYPE_U8, 0, 0, 1)
+    assert run(keep_view=aliased) == HEADER_STATUS["TRM_E_ALIASING"]
+    assert run(out=_ffi.Out(call.lt.ctypes.data, 5, 1)) == HEADER_STATUS["TRM_E_ALIASING"]
+    assert (weights == 7).all(), "a refused call wrote weights"
+    _values_input(call)
+    assert run() == HEADER_STATUS["TRM_E_BAD_INPUTS"]
+    call = Call()
+    keep[1] = 0
+    assert run(keep_view=_ffi.View(keep.ctypes.data, _ffi.DTYPE_U8, 0, 0, 1)) == 0
+    assert (weights[1] == 0).all() and (weights[[0, 2]] > 0).all()
 
 
 def test_internal_error_is_never_returned_by_construction():

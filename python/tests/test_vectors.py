@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import trmask
-from conftest import (EXP_ESTIMATORS, SHARED_VECTORS, SUM_RTOL, TOKEN_RTOL, VECTORS, load_vectors, num, report,
-                      token_tolerance)
+from conftest import (EXP_ESTIMATORS, SHARED_VECTORS, SUM_RTOL, TOKEN_RTOL, VECTORS, float32_range, load_vectors, num,
+                      report, token_tolerance)
 
 ESTIMATOR_VECTORS = load_vectors("estimators.json")
 ROW_CASES = load_vectors("rows.json")
@@ -131,3 +131,25 @@ def test_rows_json_through_lengths(case):
                                           reject_empty=case["reject_empty"], **_options(case))
         np.testing.assert_array_equal(result.keep_row, np.array(expected["keep_row"], bool), err_msg=name)
         np.testing.assert_array_equal(result.rejected, expected["rejected_per_criterion"], err_msg=name)
+
+
+def _ln_trm_expected(spec):
+    """The vectors' LN-TRM statistics: ``"kept_z0"`` (Z(T) = 0) is statistic 0, kept."""
+    return num([0.0 if s == "kept_z0" else s for s in spec["stat"]])
+
+
+@pytest.mark.parametrize("case", ROW_CASES, ids=[c["name"] for c in ROW_CASES])
+@pytest.mark.parametrize("key", ["ln_trm", "ln_trm_eps"])
+def test_rows_json_ln_trm(case, key):
+    """SPEC §4.4 against ``expected.ln_trm*``: W / Z has non-negative terms, so the sum bound of
+    SPEC §3 plus the per-token tv bound is relative to the statistic itself."""
+    spec = case["expected"][key]
+    eps = None if spec["eps"] == "none" else float(spec["eps"])
+    expected = _ln_trm_expected(spec)
+    criterion = trmask.Criterion("ln_trm", "tv", kl_max=float(spec["kl_max"]), eps=eps)
+    for layout, inputs in _layouts(case):
+        result = trmask.trust_region_mask(**inputs, criteria=[criterion], **_options(case))
+        report(result.row_stats[0], expected, (SUM_RTOL + TOKEN_RTOL) * np.abs(float32_range(expected)) + 1e-30,
+               f"{case['name']} {key} {layout}")
+        # Every row passes an unbounded criterion unless its statistic is NaN (reject policy).
+        np.testing.assert_array_equal(result.keep_row, ~np.isnan(expected), err_msg=f"{case['name']} {key} {layout}")

@@ -16,6 +16,7 @@ from ._bounds import BOUND_KEYS, PLUGIN_CAVEAT, PluginBounds, bounds, plugin_bou
 from ._criteria import DEFAULT_CRITERIA, Criterion, parse_criteria
 from ._exact import DEFAULT_EXACT_CRITERIA, ExactKLResult, exact_kl, exact_trust_region_mask, topk_kl_lower_bound
 from ._ffi import lib as _lib
+from ._weights import WeightRule, importance_weights
 from .errors import TrmaskError
 
 __version__ = "0.1.0"
@@ -25,6 +26,8 @@ library_version = _lib.trm_version().decode()
 __all__ = [
     "Criterion", "DEFAULT_CRITERIA", "MaskResult", "SequenceStats", "TrmaskError", "parse_criteria",
     "sequence_stats", "token_values", "trust_region_mask",
+    # Importance weights beside the mask (SPEC §5).
+    "WeightRule", "importance_weights",
     "BOUND_KEYS", "PLUGIN_CAVEAT", "PluginBounds", "bounds", "plugin_bounds",
     # Exact per-position divergence from logits (SPEC §6).
     "DEFAULT_EXACT_CRITERIA", "ExactKLResult", "exact_kl", "exact_trust_region_mask", "topk_kl_lower_bound",

@@ -11,6 +11,8 @@ import numpy as np
 from . import _arrays, _ffi
 from ._arrays import FLOAT_DTYPES, INDEX_DTYPES, MASK_DTYPES, Operand
 from ._criteria import Criterion, CriteriaLike, normalize_criteria
+from ._metrics import metrics_dict
+from ._weights import WeightsLike, normalize_weights
 from .errors import TrmaskError
 
 _lib = _ffi.lib
@@ -169,6 +171,8 @@ def _c_criteria(criteria: Sequence[Criterion]):
     for slot, c in zip(array, criteria):
         slot.aggregation, slot.estimator = _ffi.AGGREGATIONS[c.agg], _ffi.ESTIMATORS[c.estimator]
         slot.lo, slot.hi = c.lo, c.hi
+        slot.kl_max = c.kl_max or 0.0
+        slot.eps = c.eps or 0.0
     return array
 
 
@@ -218,17 +222,24 @@ class MaskResult:
     - ``row_stats``: one float32 ``[B]`` array per row criterion, in order: the statistic tested;
     - ``count``, ``nonfinite``: int64 ``[B]``: valid tokens, and valid tokens whose log-ratio is NaN
       or infinite;
+    - ``weights``: float32 token grid of importance weights when the call had ``weights=``, else
+      None;
+    - ``metrics``: the dict of SPEC §9 when the call had ``metrics=True`` (docs/metrics.md),
+      else None;
     - ``criteria``: the criteria used.
     Arrays are numpy arrays, or torch tensors when the log-probs were tensors.
     """
 
-    def __init__(self, keep_row, rejected, row_stats, count, nonfinite, criteria, token_keep):
+    def __init__(self, keep_row, rejected, row_stats, count, nonfinite, criteria, token_keep, weights=None,
+                 metrics=None):
         self.keep_row = keep_row
         self.rejected = rejected
         self.row_stats = row_stats
         self.count = count
         self.nonfinite = nonfinite
         self.criteria = criteria
+        self.weights = weights
+        self.metrics = metrics
         self._token_keep = token_keep
         self._keep_token = None
 
@@ -237,6 +248,7 @@ class MaskResult:
         if self._keep_token is None:
             self._keep_token = self._token_keep(self.keep_row)
         return self._keep_token
+
 
     def __repr__(self) -> str:
         kept = int(self.keep_row.sum())
@@ -248,7 +260,7 @@ class MaskResult:
 def trust_region_mask(logp_train: Any = None, logp_roll: Any = None, mask: Any = None, *, lengths: Any = None,
                       offsets: Any = None, log_ratio: Any = None, values: Any = None, criteria: CriteriaLike = None,
                       nan_policy: str = "reject", clamp: Optional[float] = None, reject_empty: bool = False,
-                      threads: int = 0) -> MaskResult:
+                      threads: int = 0, weights: WeightsLike = None, metrics: bool = False) -> MaskResult:
     """Trust Region Masking (SPEC §3-§4): which rows (and tokens) stay in the gradient.
 
     ``delta = logp_train - logp_roll`` is the log importance ratio ``log(pi_theta / pi_roll)``
@@ -266,8 +278,13 @@ def trust_region_mask(logp_train: Any = None, logp_roll: Any = None, mask: Any =
     token is ignored) or ``zero`` (delta := 0). ``clamp``: clamp delta to ``[-clamp, clamp]``
     before every estimator (verl uses 20). ``threads``: 0 = automatic; results are identical for
     every value. No input is copied.
+
+    ``weights``: a `WeightRule` (or a dict of its fields) to compute importance weights in the same
+    call (``result.weights``; see `importance_weights`, with this call's ``keep_row``).
+    ``metrics=True``: the batch metrics of SPEC §9 in ``result.metrics``, from the same pass.
     """
     plan = _plan(criteria, nan_policy, clamp, reject_empty, threads)
+    rule = normalize_weights(weights)
     batch = _PreparedBatch(logp_train, logp_roll, log_ratio, values, mask, lengths, offsets)
     batch.check_estimators(plan.estimators)
     rows, n_criteria = batch.rows, len(plan.criteria)
@@ -276,15 +293,29 @@ def trust_region_mask(logp_train: Any = None, logp_roll: Any = None, mask: Any =
     stats = batch.output((plan.n_row, rows), "float32")
     pointer = _arrays.pointer
     ints_pointer = pointer(ints)
+    weight_fields = (0, 0, 0, 0, 0, 0.0, 0.0)
+    weight_grid = None
+    if rule is not None:
+        if batch.source == "values":
+            raise TrmaskError("importance weights need log-probs or a log-ratio, not values=")
+        weight_grid = batch.output(batch.grid_shape, "float32")
+        grid_out = _arrays.output_struct(weight_grid, two_d=not batch.packed, grid_packed=batch.packed)
+        weight_fields = (grid_out.data or 0, grid_out.stride_row, grid_out.stride_col) + rule.c_fields()
+    metric_struct = None
+    if metrics:
+        metric_struct = _ffi.Metrics()
+        metric_struct.struct_size = ctypes.sizeof(_ffi.Metrics)
     out = _ffi.MaskOut()
     _ffi.MASK_OUT_PACKER.pack_into(
         out, 0, ctypes.sizeof(_ffi.MaskOut), 0, pointer(keep_row), 1, 0, ints_pointer, 1, 0,
         ints_pointer and ints_pointer + 8 * rows, 1, 0, pointer(stats), 1, rows, 0, 0, 0,
-        ints_pointer and ints_pointer + 16 * rows)
+        ints_pointer and ints_pointer + 16 * rows, *weight_fields,
+        0 if metric_struct is None else ctypes.addressof(metric_struct))
     status = _lib.trm_mask(ctypes.byref(batch.struct), plan.c_criteria, n_criteria, ctypes.byref(plan.options),
                            ctypes.byref(out))
     if status:
         raise_for_status(status, "trust_region_mask")
+    rejected = tuple(ints[2 * rows:].tolist())
 
     def token_keep(keep):
         grid = batch.output(batch.grid_shape, "bool")
@@ -294,8 +325,8 @@ def trust_region_mask(logp_train: Any = None, logp_roll: Any = None, mask: Any =
         raise_for_status(status, "trust_region_mask (keep_token)")
         return grid
 
-    return MaskResult(keep_row, tuple(ints[2 * rows:].tolist()), tuple(stats), ints[:rows], ints[rows:2 * rows],
-                      plan.criteria, token_keep)
+    return MaskResult(keep_row, rejected, tuple(stats), ints[:rows], ints[rows:2 * rows], plan.criteria, token_keep,
+                      weight_grid, None if metric_struct is None else metrics_dict(metric_struct, plan.criteria, rejected))
 
 
 class SequenceStats:

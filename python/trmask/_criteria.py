@@ -3,14 +3,16 @@
 String grammar (for config files), items separated by commas, whitespace ignored:
 
     item      := [number "<="] aggregation ":" estimator [("<=" | ">=") number]
-    aggregation := max | min | sum | mean | token
+    aggregation := max | min | sum | mean | token | ser
+                 | "ln_trm(kl_max=" number [";eps=" number] ")"
     estimator := delta | k1 | k2 | k3 | abs | ratio | tv | value
     number    := a float literal, or inf / -inf
 
 A leading ``lo <=`` and a trailing ``>= lo`` cannot be combined. Examples:
 ``"max:k2<=0.1,mean:k3<=0.002"`` (the paper's TRM-Max&Avg, the default),
 ``"-0.001<=mean:delta<=0.001"`` (a geometric-mean ratio band), ``"min:delta>=-9.21"`` (a veto),
-``"0.5<=token:ratio<=2"`` (IcePop).
+``"0.5<=token:ratio<=2"`` (IcePop), ``"ser:tv<=0.05"`` and
+``"ln_trm(kl_max=0.01;eps=0.05):tv<=0.03"`` (the length-neutral rules of SPEC §4.4).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Iterable, Union
+from typing import Iterable, Optional, Union
 
 from . import _ffi
 from .errors import TrmaskError
@@ -36,12 +38,18 @@ class Criterion:
     bound applies to each token and masks single tokens, never rejecting a row). ``estimator`` is
     a per-token function of ``delta = logp_train - logp_roll`` (SPEC §2) or ``value`` for a
     precomputed per-token divergence.
+
+    Length-neutral rules (SPEC §4.4), on estimator ``tv`` only: ``ser`` (the row mean of
+    ``tv``) and ``ln_trm`` (``sum_t w_t tv_t / sum_t w_t`` with position weights
+    ``w_t = min(1, (T-t) eps, sqrt((T-t) kl_max / 2))``; needs ``kl_max``, ``eps`` optional).
     """
 
     agg: str
     estimator: str
     lo: float = -math.inf
     hi: float = math.inf
+    kl_max: Optional[float] = None
+    eps: Optional[float] = None
 
     def __post_init__(self):
         if self.agg not in AGGREGATIONS:
@@ -59,13 +67,35 @@ class Criterion:
             raise TrmaskError(f"criterion {self}: {self.estimator} is never negative, so hi {hi} would reject every row")
         if self.estimator == "ratio" and math.isfinite(lo) and lo < 0:
             raise TrmaskError(f"criterion {self}: ratio bounds are in ratio space and must be >= 0")
+        if self.agg in ("ser", "ln_trm") and self.estimator != "tv":
+            raise TrmaskError(f"criterion {self.agg}:{self.estimator}: {self.agg} is defined on estimator 'tv' "
+                              f"(SPEC §4.4)")
+        if self.agg != "ln_trm":
+            if self.kl_max is not None or self.eps is not None:
+                raise TrmaskError(f"criterion {self}: kl_max and eps belong to 'ln_trm' criteria only")
+            return
+        if self.kl_max is None:
+            raise TrmaskError("criterion ln_trm needs kl_max, the per-token KL bound of its position weights "
+                              "(e.g. Criterion('ln_trm', 'tv', hi=0.03, kl_max=0.01))")
+        kl_max = float(self.kl_max)
+        if not (math.isfinite(kl_max) and kl_max > 0):
+            raise TrmaskError(f"criterion ln_trm: kl_max is {self.kl_max!r}; expected a finite number > 0")
+        object.__setattr__(self, "kl_max", kl_max)
+        if self.eps is not None:
+            eps = float(self.eps)
+            if not eps > 0:
+                raise TrmaskError(f"criterion ln_trm: eps is {self.eps!r}; expected a number > 0, or None for no TV bound")
+            object.__setattr__(self, "eps", eps if math.isfinite(eps) else None)
 
     @property
     def is_row(self) -> bool:
         return self.agg != "token"
 
     def __str__(self) -> str:
-        text = f"{self.agg}:{self.estimator}"
+        agg = self.agg
+        if agg == "ln_trm":
+            agg += f"(kl_max={self.kl_max!r}" + ("" if self.eps is None else f";eps={self.eps!r}") + ")"
+        text = f"{agg}:{self.estimator}"
         if self.lo != -math.inf:
             text = f"{self.lo:g}<={text}"
         if self.hi != math.inf:
@@ -78,7 +108,9 @@ DEFAULT_CRITERIA = (Criterion("max", "k2", hi=0.1), Criterion("mean", "k3", hi=0
 
 _NUMBER = r"[-+]?(?:inf|\d+(?:\.\d*)?(?:e[-+]?\d+)?|\.\d+(?:e[-+]?\d+)?)"
 _ITEM = re.compile(
-    rf"^(?:(?P<lo>{_NUMBER})<=)?(?P<agg>[a-z_]+):(?P<est>[a-z0-9_]+)(?:(?P<op><=|>=)(?P<bound>{_NUMBER}))?$",
+    rf"^(?:(?P<lo>{_NUMBER})<=)?(?P<agg>[a-z_]+)"
+    rf"(?:\(kl_max=(?P<kl_max>{_NUMBER})(?:;eps=(?P<eps>{_NUMBER}))?\))?"
+    rf":(?P<est>[a-z0-9_]+)(?:(?P<op><=|>=)(?P<bound>{_NUMBER}))?$",
     re.IGNORECASE)
 
 
@@ -92,7 +124,8 @@ def parse_criteria(text: str) -> tuple:
         match = _ITEM.match(item)
         if not match:
             raise TrmaskError(f"cannot parse criterion {item!r}; expected e.g. 'max:k2<=0.1', "
-                              f"'-0.01<=mean:delta<=0.01' or 'min:delta>=-9.2'")
+                              f"'-0.01<=mean:delta<=0.01', 'min:delta>=-9.2' or "
+                              f"'ln_trm(kl_max=0.01;eps=0.05):tv<=0.03'")
         lo = float(match["lo"]) if match["lo"] else -math.inf
         hi = math.inf
         if match["op"] == "<=":
@@ -101,7 +134,9 @@ def parse_criteria(text: str) -> tuple:
             if match["lo"]:
                 raise TrmaskError(f"criterion {item!r} has two lower bounds")
             lo = float(match["bound"])
-        result.append(Criterion(match["agg"].lower(), match["est"].lower(), lo, hi))
+        kl_max = float(match["kl_max"]) if match["kl_max"] else None
+        eps = float(match["eps"]) if match["eps"] else None
+        result.append(Criterion(match["agg"].lower(), match["est"].lower(), lo, hi, kl_max, eps))
     return tuple(result)
 
 

@@ -15,8 +15,13 @@ DTYPE_NONE, DTYPE_F32, DTYPE_F64, DTYPE_F16, DTYPE_BF16, DTYPE_U8, DTYPE_BOOL, D
 LAYOUT_PADDED, LAYOUT_PACKED = 0, 1
 # Estimators (TRM_EST_*), aggregations (TRM_AGG_*) and NaN policies (TRM_NAN_*), by name.
 ESTIMATORS = {"delta": 0, "k1": 1, "k2": 2, "k3": 3, "abs": 4, "ratio": 5, "tv": 6, "value": 7}
-AGGREGATIONS = {"max": 0, "min": 1, "sum": 2, "mean": 3, "token": 4}
+AGGREGATIONS = {"max": 0, "min": 1, "sum": 2, "mean": 3, "token": 4, "ser": 5, "ln_trm": 6}
 NAN_POLICIES = {"reject": 0, "skip": 1, "zero": 2}
+# Importance weight levels (TRM_WEIGHT_*) and modes (TRM_WEIGHT_MODE_*).
+WEIGHT_LEVELS = {"token": 0, "sequence": 1, "geometric": 2}
+WEIGHT_MODES = {"truncate": 0, "clip": 1, "mask": 2}
+#: TRM_MAX_CRITERIA: the length of the per-criterion arrays of trm_metrics_t.
+MAX_CRITERIA = 64
 
 
 class View(ctypes.Structure):
@@ -40,12 +45,31 @@ class Options(ctypes.Structure):
 
 
 class CCriterion(ctypes.Structure):
-    _fields_ = [("aggregation", c_int32), ("estimator", c_int32), ("lo", c_double), ("hi", c_double)]
+    _fields_ = [("aggregation", c_int32), ("estimator", c_int32), ("lo", c_double), ("hi", c_double),
+                ("kl_max", c_double), ("eps", c_double)]
+
+
+class WeightRule(ctypes.Structure):
+    _fields_ = [("level", c_int32), ("mode", c_int32), ("lo", c_double), ("hi", c_double)]
+
+
+#: The scalar fields of trm_metrics_t after struct_size and reserved: counts, then doubles.
+METRIC_COUNTS = ("n_rows", "n_rows_nonempty", "n_tokens", "n_rows_kept", "n_tokens_kept", "max_len")
+METRIC_DOUBLES = ("masked_row_fraction", "log_ppl_abs_diff", "kl_k1", "kl_k3", "chi2_token", "plugin_kl_max",
+                  "plugin_kl_seq")
+
+
+class Metrics(ctypes.Structure):
+    _fields_ = ([("struct_size", c_uint32), ("reserved", c_int32)] + [(key, c_int64) for key in METRIC_COUNTS]
+                + [(key, c_double) for key in METRIC_DOUBLES]
+                + [("token_mean", c_double * 8), ("token_max", c_double * 8), ("row_mean", c_double * MAX_CRITERIA),
+                   ("row_max", c_double * MAX_CRITERIA), ("row_min", c_double * MAX_CRITERIA)])
 
 
 class MaskOut(ctypes.Structure):
     _fields_ = [("struct_size", c_uint32), ("reserved", c_int32), ("keep_row", Out), ("count", Out),
-                ("nonfinite", Out), ("row_stats", Out), ("keep_token", Out), ("rejected", c_void_p)]
+                ("nonfinite", Out), ("row_stats", Out), ("keep_token", Out), ("rejected", c_void_p),
+                ("weights", Out), ("weight_rule", WeightRule), ("metrics", c_void_p)]
 
 
 def _pack_format(structure) -> str:
@@ -120,6 +144,7 @@ _FUNCTIONS = [
     ("trm_mask", [POINTER(Batch), POINTER(CCriterion), c_int64, POINTER(Options), POINTER(MaskOut)], _status),
     ("trm_token_keep", [POINTER(Batch), POINTER(CCriterion), c_int64, POINTER(Options), View, Out], _status),
     ("trm_token_values", [POINTER(Batch), c_int32, POINTER(Options), Out], _status),
+    ("trm_importance_weights", [POINTER(Batch), POINTER(Options), WeightRule, View, Out], _status),
     # Error bounds (SPEC §7).
     ("trm_bounds_compute", [POINTER(BoundInputs), POINTER(BoundsOut)], _status),
     # Exact per-position divergence from logits (SPEC §6).

@@ -1,0 +1,119 @@
+/// Rollout-correction importance weights beside the mask (SPEC §5): written by the mask scan in a
+/// second pass over each row it keeps, right after the decision (the row is still in cache).
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// What a weight is taken over; raw values are the header's `TRM_WEIGHT_*`.
+public enum WeightLevel: Int32, Sendable, CaseIterable {
+    /// `w_t = rho_t = exp(delta_t)`.
+    case token = 0
+    /// `w_i = exp(sum_t delta_t)` on every counted token of the row.
+    case sequence = 1
+    /// `w_i = exp(mean_t delta_t)` on every counted token of the row.
+    case geometric = 2
+}
+
+/// How a weight is bounded; raw values are the header's `TRM_WEIGHT_MODE_*`.
+public enum WeightMode: Int32, Sendable, CaseIterable {
+    /// TIS: `min(w, hi)`.
+    case truncate = 0
+    /// `min(max(w, lo), hi)`.
+    case clip = 1
+    /// IcePop / MIS: `w` where `lo <= w <= hi`, else 0.
+    case mask = 2
+}
+
+/// A weight rule: level, mode and bounds.
+public struct WeightRule: Sendable, Equatable {
+    public var level: WeightLevel
+    public var mode: WeightMode
+    /// Lower bound of `clip` and `mask` (0 = none); `truncate` takes none (0).
+    public var lo: Double
+    /// The cap of `truncate`, the upper bound of `clip` and `mask`; `+inf` = none.
+    public var hi: Double
+
+    public init(level: WeightLevel, mode: WeightMode, lo: Double = 0, hi: Double = .infinity) {
+        self.level = level
+        self.mode = mode
+        self.lo = lo
+        self.hi = hi
+    }
+
+    /// `0 <= lo <= hi`, `hi > 0` (a zero cap would zero every weight: almost surely a struct left
+    /// zero-initialised), no NaN, and no `lo` for `truncate`.
+    var isValid: Bool {
+        guard lo >= 0, hi >= lo, hi > 0 else { return false }  // also refuses NaN
+        return mode != .truncate || lo == 0
+    }
+}
+
+/// A rule's bounds rounded inward to float32, applied to float32 weights: a written weight always
+/// satisfies the rule's float64 bounds.
+struct WeightBounds {
+    let mode: WeightMode
+    let lo: Lanes
+    let hi: Lanes
+
+    init(_ rule: WeightRule) {
+        mode = rule.mode
+        var lo = Float(rule.lo)
+        if Double(lo) < rule.lo { lo = lo.nextUp }
+        var hi = Float(rule.hi)
+        if Double(hi) > rule.hi { hi = hi.nextDown }
+        self.lo = Lanes(repeating: lo)
+        self.hi = Lanes(repeating: hi)
+    }
+
+    /// The bounded weights; NaN weights (a row sum of `+inf` and `-inf`) become 0.
+    @inline(__always)
+    func apply(_ w: Lanes) -> Lanes {
+        let bounded: Lanes
+        switch mode {
+        case .truncate: bounded = lanewiseMin(w, hi)
+        case .clip: bounded = lanewiseMin(lanewiseMax(w, lo), hi)
+        case .mask: bounded = masked(w, laneMask(w .>= lo) & laneMask(w .<= hi))
+        }
+        return masked(bounded, laneMask(bounded .== bounded))
+    }
+}
+
+extension GridRow where Element == Float {
+    @inline(__always)
+    func store(_ values: Lanes, at p: Int, count: Int) {
+        for lane in 0..<count { base[(p &+ lane) &* stride] = values[lane] }
+    }
+}
+
+extension MaskScan {
+    /// Writes row `row`'s weights: 0 on positions that are not counted, on rejected rows, and on
+    /// rows with a NaN under the reject policy (fail closed, as the mask).
+    func writeWeights<Reader: RowReader>(_ reader: Reader.Type, row: Int, span: (start: Int, count: Int), scanned n: Int,
+                                         keep: Bool, summary: RowSummary) {
+        let grid = GridRow(outputs.weights, row: row, start: span.start, layout: batch.layout)
+        guard keep, summary.counted > 0, plan.nanPolicy != .reject || summary.nans == 0 else {
+            grid.fill(0, from: 0, to: span.count)
+            return
+        }
+        let bounds = WeightBounds(outputs.weightRule)
+        let rowWeight: Float? = switch outputs.weightRule.level {
+        case .token: nil
+        case .sequence: Float(exp(summary.sums.linear))
+        case .geometric: Float(exp(summary.sums.linear / Double(summary.counted)))
+        }
+        let source = Reader(batch, row: row, start: span.start, count: n)
+        var p = 0
+        while p < n {
+            let width = Swift.min(chunkWidth, n - p)
+            let (raw, valid) = width == chunkWidth ? source.chunk(at: p) : source.partialChunk(at: p, count: width)
+            let terms = ChunkTerms(raw: raw, valid: valid, plan: plan)
+            let w = rowWeight.map { Lanes(repeating: $0) } ?? exponentialEstimates(terms.d).ratio
+            grid.store(masked(bounds.apply(w), terms.counted), at: p, count: width)
+            p += width
+        }
+        grid.fill(0, from: n, to: span.count)
+    }
+}

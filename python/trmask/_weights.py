@@ -1,0 +1,105 @@
+"""Importance weights beside the mask (SPEC §5): the rule, and `importance_weights`."""
+
+from __future__ import annotations
+
+import ctypes
+import math
+from dataclasses import dataclass
+from typing import Any, Optional, Union
+
+from . import _arrays, _ffi
+from ._arrays import Operand
+from .errors import TrmaskError
+
+LEVELS = tuple(_ffi.WEIGHT_LEVELS)
+MODES = tuple(_ffi.WEIGHT_MODES)
+
+
+@dataclass(frozen=True)
+class WeightRule:
+    """Rollout-correction importance weights (SPEC §5).
+
+    ``level``: ``token`` (``w_t = rho_t = exp(delta_t)``), ``sequence`` (``exp(sum_t delta_t)``)
+    or ``geometric`` (``exp(mean_t delta_t)``), sums over the row's counted tokens, in float64.
+    ``mode``: ``truncate`` (TIS, ``min(w, hi)``: needs ``hi``, takes no ``lo``), ``clip``
+    (``min(max(w, lo), hi)``) or ``mask`` (IcePop/MIS, ``w`` if ``lo <= w <= hi`` else 0); an
+    absent bound leaves its side open. Weights are float32; the bounds apply to the float32 value
+    (rounded inward), so a written weight always satisfies them.
+    """
+
+    level: str = "token"
+    mode: str = "truncate"
+    lo: Optional[float] = None
+    hi: Optional[float] = None
+
+    def __post_init__(self):
+        if self.level not in LEVELS:
+            raise TrmaskError(f"weight `level` is {self.level!r}; expected one of {', '.join(LEVELS)}")
+        if self.mode not in MODES:
+            raise TrmaskError(f"weight `mode` is {self.mode!r}; expected one of {', '.join(MODES)}")
+        if self.mode == "truncate" and (self.hi is None or self.lo is not None):
+            raise TrmaskError("weight mode 'truncate' takes the cap as `hi` (min(w, hi)) and no `lo`; "
+                              "use mode 'clip' for a two-sided bound")
+        lo = 0.0 if self.lo is None else float(self.lo)
+        hi = math.inf if self.hi is None else float(self.hi)
+        if not (0.0 <= lo <= hi and hi > 0.0):
+            raise TrmaskError(f"weight bounds lo={self.lo!r}, hi={self.hi!r}; expected 0 <= lo <= hi, hi > 0, no NaN")
+
+    def c_fields(self) -> tuple:
+        """The fields of trm_weight_rule_t."""
+        return (_ffi.WEIGHT_LEVELS[self.level], _ffi.WEIGHT_MODES[self.mode], 0.0 if self.lo is None else float(self.lo),
+                math.inf if self.hi is None else float(self.hi))
+
+
+WeightsLike = Union[None, WeightRule, dict]
+
+
+def normalize_weights(weights: WeightsLike) -> Optional[WeightRule]:
+    """None, a WeightRule, or a dict of its fields (``{"level": "sequence", "hi": 2.0}``)."""
+    if weights is None or isinstance(weights, WeightRule):
+        return weights
+    if isinstance(weights, dict):
+        unknown = set(weights) - {"level", "mode", "lo", "hi"}
+        if unknown:
+            raise TrmaskError(f"`weights` has unknown keys {sorted(unknown)}; expected level, mode, lo, hi")
+        return WeightRule(**weights)
+    raise TrmaskError(f"`weights` is {weights!r}; expected a trmask.WeightRule or a dict of its fields")
+
+
+def importance_weights(logp_train: Any = None, logp_roll: Any = None, mask: Any = None, *, level: str = "token",
+                       mode: str = "truncate", lo: Optional[float] = None, hi: Optional[float] = None,
+                       keep_row: Any = None, lengths: Any = None, offsets: Any = None, log_ratio: Any = None,
+                       nan_policy: str = "reject", clamp: Optional[float] = None, threads: int = 0, out: Any = None):
+    """Importance weights (SPEC §5) as float32, shaped like the tokens (``[B, T]``, or ``[N]``
+    packed with ``offsets=``): see `WeightRule` for ``level``, ``mode``, ``lo`` and ``hi``.
+
+    0 on tokens that are not counted (masked, past ``lengths``, skipped NaN, outside every row),
+    on rows whose ``keep_row`` (bool ``[B]``, e.g. ``trust_region_mask(...).keep_row``) is False,
+    and under ``nan_policy="reject"`` on rows with a NaN log-ratio (fail closed). Inputs, ``clamp``
+    and ``nan_policy`` as in `trust_region_mask`. Normalisation is the caller's: divide by the
+    original or the kept counts (`trust_region_mask(..., metrics=True).metrics` reports both).
+    Written into ``out`` when given (float32, that shape, writable, not overlapping the inputs).
+    To get the weights and the mask in one pass, use ``trust_region_mask(..., weights=...)``.
+    """
+    from ._api import _PreparedBatch, _options, raise_for_status
+
+    rule = WeightRule(level, mode, lo, hi)
+    if logp_train is None and log_ratio is None:
+        raise TrmaskError("importance_weights needs logp_train with logp_roll, or log_ratio=")
+    batch = _PreparedBatch(logp_train, logp_roll, log_ratio, None, mask, lengths, offsets)
+    options = _options(nan_policy, clamp, False, threads)
+    keep_view = _ffi.View(*_ffi.ABSENT_VIEW)
+    if keep_row is not None:
+        keep = Operand("keep_row", keep_row, (_ffi.DTYPE_BOOL, _ffi.DTYPE_U8))
+        if keep.shape != (batch.rows,):
+            raise TrmaskError(f"`keep_row` has shape {keep.shape}; expected ({batch.rows},), one per row")
+        keep_view = _ffi.View(*keep.fields())
+    if out is None:
+        out = batch.output(batch.grid_shape, "float32")
+    else:
+        _arrays.check_output("out", out, tuple(batch.grid_shape), _ffi.DTYPE_F32, batch.input_operands())
+    status = _ffi.lib.trm_importance_weights(
+        ctypes.byref(batch.struct), ctypes.byref(options), _ffi.WeightRule(*rule.c_fields()), keep_view,
+        _arrays.output_struct(out, two_d=not batch.packed, grid_packed=batch.packed))
+    raise_for_status(status, "importance_weights")
+    return out

@@ -48,7 +48,32 @@ def build_c_baselines() -> ctypes.CDLL:
     lib.probe.restype = ctypes.c_uint64
     lib.fused.argtypes = [p, p, p, ctypes.c_int64, ctypes.c_int64, p, ctypes.c_int]
     lib.fused.restype = None
+    lib.probe_streams.argtypes = [p, p, ctypes.c_int, ctypes.c_int64, ctypes.c_int]
+    lib.probe_streams.restype = ctypes.c_uint64
     return lib
+
+
+def stream_probe(clib, arrays, rows: int, threads: int):
+    """A read probe over exactly the bytes of `arrays` (C-contiguous numpy arrays or torch
+    tensors), each cut into `rows` equal rows."""
+    def address(a):
+        return a.data_ptr() if hasattr(a, "data_ptr") else a.ctypes.data
+
+    def nbytes(a):
+        return a.numel() * a.element_size() if hasattr(a, "numel") else a.nbytes
+
+    pointers = (ctypes.c_void_p * len(arrays))(*[address(a) for a in arrays])
+    row_bytes = (ctypes.c_int64 * len(arrays))(*[nbytes(a) // rows for a in arrays])
+    return lambda: clib.probe_streams(pointers, row_bytes, len(arrays), rows, threads)
+
+
+def bfloat16(x: np.ndarray, torch):
+    """`x` as bfloat16 (ml_dtypes, else torch), or None when neither is installed."""
+    try:
+        import ml_dtypes
+        return x.astype(ml_dtypes.bfloat16)
+    except ImportError:
+        return None if torch is None else torch.from_numpy(x).to(torch.bfloat16)
 
 
 def make_batch(rows: int, cols: int, seed: int = 0):
@@ -186,6 +211,38 @@ def layouts(table, clib, rows, cols, repeat, label):
             print(f"{'':<34} {name} / contiguous = {med[name] / med['contiguous']:.2f}x")
 
 
+def trainer_paths(table, clib, torch, rows, cols, threads_list, repeat, label):
+    """The paths of the issue "Everything trainers use", each against a read probe over its own
+    input bytes: low-precision and mixed inputs, the packed layout, weights, metrics, the
+    length-neutral rules."""
+    lt, lr, mask = make_batch(rows, cols, seed=4)
+    warm = rows * cols <= 1 << 22
+    valid = mask != 0
+    offsets = np.concatenate([[0], np.cumsum(valid.sum(axis=1))]).astype(np.int64)
+    packed = (np.ascontiguousarray(lt[valid]), np.ascontiguousarray(lr[valid]))
+    cases = {}
+    lt16, lr16 = bfloat16(lt, torch), bfloat16(lr, torch)
+    mask_in = mask if lt16 is None or isinstance(lt16, np.ndarray) else torch.from_numpy(mask)
+    if lt16 is not None:
+        cases["TRM default bf16"] = ((lt16, lr16, mask_in), {}, (lt16, lr16, mask_in))
+        cases["TRM default bf16 vs f32 roll"] = ((lt16, lr if isinstance(lt16, np.ndarray) else torch.from_numpy(lr),
+                                                  mask_in), {}, (lt16, lr, mask))
+    cases["TRM default packed"] = (packed, {"offsets": offsets}, packed)
+    padded = (lt, lr, mask)
+    cases["TRM + token weights (TIS)"] = (padded, {"weights": trmask.WeightRule("token", "truncate", hi=2.0)}, padded)
+    cases["TRM + sequence weights"] = (padded, {"weights": trmask.WeightRule("sequence", "truncate", hi=2.0)}, padded)
+    cases["TRM + metrics"] = (padded, {"metrics": True}, padded)
+    cases["max:k2 + SER"] = (padded, {"criteria": "max:k2<=0.1,ser:tv<=0.05"}, padded)
+    cases["max:k2 + LN-TRM"] = (padded, {"criteria": "max:k2<=0.1,ln_trm(kl_max=0.01):tv<=0.05"}, padded)
+    for threads in threads_list:
+        for name, (inputs, kwargs, read) in cases.items():
+            kwargs = {"criteria": TRM, **kwargs}
+            med = interleaved({"trmask": lambda: trmask.trust_region_mask(*inputs, threads=threads, **kwargs),
+                               "probe": stream_probe(clib, read, rows, threads)}, repeat, warm)
+            tokens = inputs[0].numel() if hasattr(inputs[0], "numel") else inputs[0].size
+            table.add(f"{name} {label}", "contiguous", threads, med["trmask"], tokens, med["probe"])
+
+
 def tiny(table, repeat):
     lt, lr, mask = make_batch(1, 16, seed=3)
     samples = interleaved({"trmask": lambda: trmask.trust_region_mask(lt, lr, mask, criteria=trmask.DEFAULT_CRITERIA),
@@ -217,6 +274,9 @@ def main(argv=None) -> int:
     if args.large:
         estimators(table, clib, 4096, 16384, max(3, args.repeat // 3), "64M")
     layouts(table, clib, 256, 8192, args.repeat, "2M")
+    trainer_paths(table, clib, torch, 256, 8192, threads_list, args.repeat, "2M")
+    if args.large:
+        trainer_paths(table, clib, torch, 4096, 16384, threads_list, max(3, args.repeat // 3), "64M")
     tiny(table, args.repeat)
     return 0
 

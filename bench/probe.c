@@ -82,3 +82,55 @@ uint64_t probe(const float *a, const float *b, const uint8_t *m, int64_t rows, i
 void fused(const float *a, const float *b, const uint8_t *m, int64_t rows, int64_t cols, uint8_t *keep, int threads) {
     run(fused_rows, a, b, m, rows, cols, keep, threads);
 }
+
+/* probe_streams: the read probe for any set of inputs. Reads `n` byte streams, each of `rows`
+   rows of row_bytes[k] bytes (row i of stream k starts at streams[k] + i * row_bytes[k]; a packed
+   1-D array is one stream cut into equal rows), row by row, streams one after the other within a
+   row, folding 8-byte words into a checksum. Same thread split as the kernel (rows). */
+typedef struct {
+    const uint8_t *const *streams;
+    const int64_t *row_bytes;
+    int n;
+    int64_t first, last;
+    uint64_t checksum;
+} stream_job_t;
+
+static void *probe_stream_rows(void *arg) {
+    stream_job_t *j = arg;
+    uint64_t acc = 0;
+    for (int64_t i = j->first; i < j->last; i++) {
+        for (int k = 0; k < j->n; k++) {
+            const uint8_t *row = j->streams[k] + i * j->row_bytes[k];
+            int64_t words = j->row_bytes[k] / 8;
+            uint64_t x = 0;
+            for (int64_t w = 0; w < words; w++) {
+                uint64_t v;
+                memcpy(&v, row + 8 * w, 8);
+                x ^= v;
+            }
+            for (int64_t b = 8 * words; b < j->row_bytes[k]; b++) x ^= row[b];
+            acc += x;
+        }
+    }
+    j->checksum = acc;
+    return 0;
+}
+
+uint64_t probe_streams(const void *const *streams, const int64_t *row_bytes, int n, int64_t rows, int threads) {
+    stream_job_t jobs[64];
+    pthread_t ids[64];
+    if (threads < 1) threads = 1;
+    if (threads > 64) threads = 64;
+    for (int w = 0; w < threads; w++) {
+        jobs[w] = (stream_job_t){(const uint8_t *const *)streams, row_bytes, n, rows * w / threads,
+                                 rows * (w + 1) / threads, 0};
+        if (w > 0) pthread_create(&ids[w], 0, probe_stream_rows, &jobs[w]);
+    }
+    probe_stream_rows(&jobs[0]);
+    uint64_t sum = jobs[0].checksum;
+    for (int w = 1; w < threads; w++) {
+        pthread_join(ids[w], 0);
+        sum += jobs[w].checksum;
+    }
+    return sum;
+}

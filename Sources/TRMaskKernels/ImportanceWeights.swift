@@ -84,6 +84,10 @@ struct WeightBounds {
 extension GridRow where Element == Float {
     @inline(__always)
     func store(_ values: Lanes, at p: Int, count: Int) {
+        if stride == 1 && count == chunkWidth {
+            UnsafeMutableRawPointer(base + p).storeBytes(of: values, as: Lanes.self)
+            return
+        }
         for lane in 0..<count { base[(p &+ lane) &* stride] = values[lane] }
     }
 }
@@ -109,7 +113,7 @@ extension MaskScan {
         while p < n {
             let width = Swift.min(chunkWidth, n - p)
             let (raw, valid) = width == chunkWidth ? source.chunk(at: p) : source.partialChunk(at: p, count: width)
-            let terms = ChunkTerms(raw: raw, valid: valid, plan: plan)
+            let terms = ChunkTerms(raw, valid: valid, plan: plan)
             let w = rowWeight.map { Lanes(repeating: $0) } ?? exponentialEstimates(terms.d).ratio
             grid.store(masked(bounds.apply(w), terms.counted), at: p, count: width)
             p += width

@@ -34,27 +34,68 @@ func lengthNeutralStatistic<Reader: RowReader>(_ source: Reader, scanned n: Int,
                                                plan: ScanPlan) -> Float {
     let (z, fullFrom) = positionWeightTotal(tokens: tokens, klMax: criterion.klMax, eps: criterion.eps)
     if z == 0 { return 0 }
-    var head = WideLanes()
-    var tail = 0.0
-    var t = 0  // counted tokens before the chunk
-    var p = 0
-    while p < n {
+    var (head, t, p) = headSums(source, scanned: n, headEnd: tokens - fullFrom, plan: plan)
+    // The tail: each counted token with its weight, in float64 lanes by position.
+    var tail = WideLanes()
+    while p < n && t < tokens {
         let width = Swift.min(chunkWidth, n - p)
         let (raw, valid) = width == chunkWidth ? source.chunk(at: p) : source.partialChunk(at: p, count: width)
-        let terms = ChunkTerms(raw: raw, valid: valid, plan: plan)
-        let tv = masked(exponentialEstimates(terms.d).tv, terms.counted)
-        if tokens - (t + width) >= fullFrom {
-            // Every counted token here has at least `fullFrom` after it: weight 1.
-            head += widen(tv)
-            t += laneCount(terms.counted)
+        let terms = ChunkTerms(raw, valid: valid, plan: plan)
+        p += width
+        guard anySet(terms.counted) else { continue }
+        let tv = widen(exponentialEstimates(terms.d).tv)
+        if terms.counted == LaneMask(repeating: ~0) {
+            // Remaining tokens after lane j: tokens - t - 1 - j.
+            let remaining = SIMD8<Double>(repeating: Double(tokens - t - 1)) - SIMD8<Double>(0, 1, 2, 3, 4, 5, 6, 7)
+            let w = positionWeights(remaining: remaining, klMax: criterion.klMax, eps: criterion.eps)
+            tail += (w * tv).replacing(with: 0, where: w .<= 0)  // weight 0 adds nothing, even to +inf
+            t += chunkWidth
         } else {
             for lane in 0..<width where terms.counted[lane] != 0 {
                 t += 1
                 let w = positionWeight(remaining: tokens - t, klMax: criterion.klMax, eps: criterion.eps)
-                if w > 0 { tail += w * Double(tv[lane]) }
+                if w > 0 { tail[lane] += w * tv[lane] }
             }
         }
-        p += width
     }
-    return Float((treeSum(head) + tail) / z)
+    return Float((treeSum(head) + treeSum(tail)) / z)
+}
+
+/// `positionWeight` on eight lanes (the same operations, so the same numbers).
+@inline(__always)
+func positionWeights(remaining r: SIMD8<Double>, klMax: Double, eps: Double) -> SIMD8<Double> {
+    let root = (r * klMax / 2).squareRoot()
+    var w = root.replacing(with: 1, where: root .> 1)
+    if eps > 0 && eps < .infinity {
+        let linear = r * eps
+        w = w.replacing(with: linear, where: linear .< w)
+    }
+    return w
+}
+
+/// The float64 lane sums of `tv` over whole groups of chunks whose counted tokens all come
+/// before `headEnd` (weight 1), with the counted tokens and the position where it stopped. Each
+/// group adds its eight chunks in float32 first, as the row scan does (SPEC §3 accuracy). A
+/// function of its own with the accumulators by value, so they stay in registers.
+@inline(never)
+func headSums<Reader: RowReader>(_ source: Reader, scanned n: Int, headEnd: Int, plan: ScanPlan)
+    -> (sums: WideLanes, counted: Int, position: Int) {
+    var sums = WideLanes()
+    var t = 0
+    var p = 0
+    // A group adds at most `GroupSums.width` tokens.
+    while p + GroupSums.width <= n && t + GroupSums.width <= headEnd {
+        var group = Lanes()
+        var counted = Lanes()
+        for _ in 0..<GroupSums.chunks {
+            let (raw, valid) = source.chunk(at: p)
+            let terms = ChunkTerms(raw, valid: valid, plan: plan)
+            group += exponentialEstimates(terms.d).tv  // 0 where d is masked out
+            counted += ones(terms.counted)
+            p &+= chunkWidth
+        }
+        sums += widen(group)
+        t &+= Int(counted.sum())
+    }
+    return (sums, t, p)
 }

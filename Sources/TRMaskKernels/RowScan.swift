@@ -51,6 +51,8 @@ struct ScanPlan {
     /// Float32 clamp limit (`+inf` for none).
     var clamp: Float
     var sums: SumSet
+    /// Whether a sum needs the exponential estimators (ratio, tv, chi2).
+    var exponentialSums: Bool
     /// Track the deltas nearest to zero on each side (for `min` of k2, k3, abs, tv).
     var nearZero: Bool
     /// Chunks whose valid lanes are all below this in magnitude take the fast path: finite, not
@@ -71,6 +73,7 @@ struct ScanPlan {
             }
         }
         self.sums = sums
+        exponentialSums = sums.contains(.ratio) || sums.contains(.tv) || sums.contains(.chi2)
         self.nearZero = nearZero
         fastLimit = Lanes(repeating: Swift.min(seriesLimit, clamp))
     }
@@ -133,6 +136,12 @@ struct ChunkTerms {
         counted = valid
         reduced = valid
         tokenValid = valid
+    }
+
+    /// Any chunk: the small case inline, the general one out of line (second passes over a row).
+    @inline(__always)
+    init(_ raw: Lanes, valid: LaneMask, plan: ScanPlan) {
+        self = LaneStats.isSmall(raw, valid, plan: plan) ? ChunkTerms(small: raw, valid: valid) : ChunkTerms(raw: raw, valid: valid, plan: plan)
     }
 
     /// The general chunk: NaN policy, non-finite and NaN counts, the clamp. Out of line, and a
@@ -263,7 +272,7 @@ struct LaneStats {
         if plan.sums.contains(.abs) { group.abs += absolute(d) }
         if plan.sums.contains(.k3) { group.k3 += allSmall ? seriesK3Summand(d) : k3Summand(d) }
         if plan.sums.contains(.raw) { group.raw += terms.unclamped }
-        if !plan.sums.isDisjoint(with: [.ratio, .tv, .chi2]) {
+        if plan.exponentialSums {
             let e = allSmall ? seriesExponentials(d) : exponentialEstimates(d)
             // Lanes outside `reduced` hold d = 0, where ratio is 1: mask them out.
             if plan.sums.contains(.ratio) { group.ratio += masked(e.ratio, terms.reduced) }

@@ -91,8 +91,11 @@ const char *trm_status_name(trm_status_t status);
 /* ---------------------------------------------------------------------------------------------
  * Enumerations (int32_t fields of the structs below).
  * ------------------------------------------------------------------------------------------ */
-/* Element types. Log-probs, log-ratios and values: F32 (this version accepts F32 only).
-   Masks: U8 or BOOL (1 byte, nonzero = valid). Offsets and lengths: I32 or I64. */
+/* Element types (docs/dtypes.md). Log-probs, log-ratios and values: F32, F64, F16 or BF16, and
+   logp_train and logp_roll may differ (a BF16 trainer against an F32 rollout). Narrow types are
+   widened exactly to float32; every computation is in float32 or float64 (SPEC §10). Masks: any
+   of these dtypes, nonzero = valid (a NaN element is nonzero; -0.0 is zero); U8 and BOOL masks
+   are read fastest. Offsets and lengths: I32 or I64. */
 #define TRM_DTYPE_NONE 0 /* the array is absent */
 #define TRM_DTYPE_F32 1
 #define TRM_DTYPE_F64 2
@@ -153,9 +156,12 @@ typedef struct trm_out_t {
 } trm_out_t;
 
 /* A batch of rows: where the per-token log-ratios come from, and which tokens are valid.
-   Exactly one source: `logp_train` with `logp_roll` (delta = logp_train - logp_roll, each
-   rounded to float32 once), or `log_ratio` (delta itself), or `values` (a precomputed per-token
-   divergence, for estimator TRM_EST_VALUE). Unused views have dtype TRM_DTYPE_NONE.
+   Exactly one source: `logp_train` with `logp_roll` (delta = logp_train - logp_roll rounded once
+   to float32: F32/F16/BF16 operands are subtracted in float32, which rounds the exact difference
+   once; if either is F64 they are subtracted in float64 and the result rounded to float32), or
+   `log_ratio` (delta itself; F64 is rounded to float32), or `values` (a precomputed per-token
+   divergence, for estimator TRM_EST_VALUE; F64 is rounded to float32). Unused views have dtype
+   TRM_DTYPE_NONE.
    Validity: a token counts iff its mask element is nonzero (no mask: all) and its position in
    the row is below the row's length (no lengths: all). */
 typedef struct trm_batch_t {
@@ -167,7 +173,8 @@ typedef struct trm_batch_t {
     trm_view_t logp_roll;  /* log pi_roll(y_t) of the same tokens */
     trm_view_t log_ratio;  /* delta = log(pi_theta / pi_roll), training minus rollout */
     trm_view_t values;     /* a precomputed per-token divergence */
-    trm_view_t mask;       /* U8/BOOL validity, same layout as the data; optional */
+    trm_view_t mask;       /* validity of any dtype (nonzero = valid), same layout as the
+                              data; optional */
     trm_view_t lengths;    /* I32/I64 [n_rows] (stride_col): first lengths[i] tokens of row i are
                               valid; each in 0..row length; optional */
     trm_view_t offsets;    /* packed only, I32/I64 [n_rows + 1] (stride_col): non-decreasing,

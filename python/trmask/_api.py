@@ -256,7 +256,9 @@ def trust_region_mask(logp_train: Any = None, logp_roll: Any = None, mask: Any =
     ``log_ratio=`` (delta itself), or ``values=`` (a precomputed per-token divergence, estimator
     ``value``). Packed layout: 1-D arrays of all tokens with ``offsets=`` (``[B + 1]``).
 
-    Validity: ``mask`` (bool/uint8, nonzero = valid) and/or ``lengths`` (first ``lengths[i]``
+    Dtypes: float32, bfloat16 (torch, or numpy through ``ml_dtypes``), float16 or float64; the two
+    log-prob arrays may differ (docs/dtypes.md). Validity: ``mask`` (bool, uint8, int or float,
+    nonzero = valid) and/or ``lengths`` (first ``lengths[i]``
     tokens of row ``i``); neither = all valid. ``criteria`` (default: the paper's TRM-Max&Avg,
     ``max k2 <= 0.1`` and ``mean k3 <= 0.002``): Criterion objects, a string such as
     ``"max:k2<=0.1,mean:k3<=0.002"``, or tuples. A row is kept iff every row criterion holds

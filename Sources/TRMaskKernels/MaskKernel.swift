@@ -142,8 +142,11 @@ struct MaskScan: ReaderConsumer {
     let workers: Int
     let outputs: MaskOutputs
     let givenKeepRow: StridedView?
+    /// Where a partials scan (`rowPartials`) writes each row's partials instead of deciding it.
+    let partials: RowPartials?
 
-    init(batch: Batch, criteria: [Criterion], options: ReductionOptions, outputs: MaskOutputs, givenKeepRow: StridedView?) {
+    init(batch: Batch, criteria: [Criterion], options: ReductionOptions, outputs: MaskOutputs, givenKeepRow: StridedView?,
+         partials: RowPartials? = nil) {
         self.batch = batch
         self.criteria = criteria
         rowCriteria = criteria.filter(\.isRowCriterion)
@@ -153,6 +156,7 @@ struct MaskScan: ReaderConsumer {
         workers = workerCount(threads: options.threads, rows: batch.rows, positions: batch.gridCount)
         self.outputs = outputs
         self.givenKeepRow = givenKeepRow
+        self.partials = partials
     }
 
     mutating func run<Reader: RowReader>(_ reader: Reader.Type) {
@@ -271,28 +275,18 @@ struct MaskScan: ReaderConsumer {
         tokens?.store(keep, at: p, count: width)
     }
 
-    /// Evaluates the row criteria, writes the row outputs, and returns the decision.
+    /// Evaluates the row criteria, writes the row outputs, and returns the decision. A partials
+    /// scan writes the row's partials instead (and keeps every row: nothing is decided).
     func decideRow(_ row: Int, _ summary: RowSummary, rejected: UnsafeMutableBufferPointer<Int>) -> Bool {
-        var keep = true
-        if summary.counted == 0 {
-            keep = !rejectEmpty
-            for column in rowCriteria.indices where outputs.rowStats.base != nil {
-                outputs.rowStats.store(0, row: row, col: column)
-            }
-        } else {
-            for (column, criterion) in rowCriteria.enumerated() {
-                let statistic = summary.statistic(criterion, nanPolicy: plan.nanPolicy)
-                if outputs.rowStats.base != nil { outputs.rowStats.store(statistic, row: row, col: column) }
-                if !criterion.passes(statistic) {
-                    keep = false
-                    rejected[column] += 1
-                }
-            }
+        if let partials {
+            partials.store(row, summary, nanPolicy: plan.nanPolicy)
+            return true
         }
-        if outputs.keepRow.base != nil { outputs.keepRow.store(keep ? 1 : 0, row: row) }
-        if outputs.count.base != nil { outputs.count.store(Int64(summary.counted), row: row) }
-        if outputs.nonfinite.base != nil { outputs.nonfinite.store(Int64(summary.nonfinite), row: row) }
-        return keep
+        let nanPolicy = plan.nanPolicy
+        return judgeRow(row, counted: summary.counted, nonfinite: summary.nonfinite, rowCriteria: rowCriteria,
+                        rejectEmpty: rejectEmpty, outputs: outputs, rejected: rejected) { _, criterion in
+            summary.statistic(criterion, nanPolicy: nanPolicy)
+        }
     }
 
     /// Packed token grids: positions before the first row and after the last are outside every
@@ -305,6 +299,36 @@ struct MaskScan: ReaderConsumer {
         grid.fill(0, from: 0, to: first)
         grid.fill(0, from: last, to: batch.cols)
     }
+}
+
+/// Decides one row from its count and its row criteria's statistics (SPEC §3, §4.1): the rule the
+/// scan and the decision from merged partials share. A row without counted tokens has statistics 0
+/// and is kept unless `rejectEmpty` (no criterion is charged with it); any other row is kept iff
+/// every criterion passes, inclusive bounds, a NaN statistic failing (fail closed). Writes the
+/// row's outputs, counts each criterion's rejections, and returns the decision.
+@inline(__always)
+func judgeRow(_ row: Int, counted: Int, nonfinite: Int, rowCriteria: [Criterion], rejectEmpty: Bool, outputs: MaskOutputs,
+              rejected: UnsafeMutableBufferPointer<Int>, statistic: (_ column: Int, _ criterion: Criterion) -> Float) -> Bool {
+    var keep = true
+    if counted == 0 {
+        keep = !rejectEmpty
+        for column in rowCriteria.indices where outputs.rowStats.base != nil {
+            outputs.rowStats.store(0, row: row, col: column)
+        }
+    } else {
+        for (column, criterion) in rowCriteria.enumerated() {
+            let value = statistic(column, criterion)
+            if outputs.rowStats.base != nil { outputs.rowStats.store(value, row: row, col: column) }
+            if !criterion.passes(value) {
+                keep = false
+                rejected[column] += 1
+            }
+        }
+    }
+    if outputs.keepRow.base != nil { outputs.keepRow.store(keep ? 1 : 0, row: row) }
+    if outputs.count.base != nil { outputs.count.store(Int64(counted), row: row) }
+    if outputs.nonfinite.base != nil { outputs.nonfinite.store(Int64(nonfinite), row: row) }
+    return keep
 }
 
 /// A buffer handed to worker threads that write disjoint parts of it.

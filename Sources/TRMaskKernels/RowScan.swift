@@ -306,8 +306,7 @@ struct RowSummary {
         if counted == 0 { return 0 }
         let estimator = criterion.estimator
         switch criterion.aggregation {
-        case .sum: return Float(sum(estimator))
-        case .mean: return Float(sum(estimator) / Double(counted))
+        case .sum, .mean: return sumStatistic(criterion.aggregation, sum: sum(estimator), count: counted)
         case .max:
             switch estimator.shape {
             case .increasing: return estimate(estimator, maxValue)
@@ -328,6 +327,13 @@ struct RowSummary {
         }
     }
 
+    /// The float64 sum of `estimator` over the counted tokens, by the rules of `statistic`: 0 for
+    /// rows without counted tokens, NaN under the reject policy for a row with a NaN.
+    func total(_ estimator: Estimator, nanPolicy: NaNPolicy) -> Double {
+        if nanPolicy == .reject && nans > 0 { return .nan }
+        return counted == 0 ? 0 : sum(estimator)
+    }
+
     private func sum(_ estimator: Estimator) -> Double {
         switch estimator {
         case .delta, .value: sums.0
@@ -339,4 +345,12 @@ struct RowSummary {
         case .tv: sums.5
         }
     }
+}
+
+/// A `sum` or `mean` statistic from a row's float64 sum and its count (> 0), rounded once to
+/// float32. The one definition the scan and the decision from merged partials share, so equal
+/// sums give equal statistics.
+@inline(__always)
+func sumStatistic(_ aggregation: Aggregation, sum: Double, count: Int) -> Float {
+    aggregation == .mean ? Float(sum / Double(count)) : Float(sum)
 }

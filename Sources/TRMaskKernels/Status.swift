@@ -22,6 +22,10 @@ public enum Status: Int32, CaseIterable, Sendable {
     case badTemperature = 18
     case badTokenID = 19
     case badBoundInput = 20
+    // 21-23 are reserved for the importance-weight codes of another branch (kept free so that the
+    // two can merge without renumbering).
+    case needsTokens = 24
+    case badPartials = 25
 
     /// The `TRM_*` macro name, as static text for the C ABI.
     public var name: StaticString {
@@ -47,6 +51,8 @@ public enum Status: Int32, CaseIterable, Sendable {
         case .badTemperature: "TRM_E_BAD_TEMPERATURE"
         case .badTokenID: "TRM_E_BAD_TOKEN_ID"
         case .badBoundInput: "TRM_E_BAD_BOUND_INPUT"
+        case .needsTokens: "TRM_E_NEEDS_TOKENS"
+        case .badPartials: "TRM_E_BAD_PARTIALS"
         }
     }
 
@@ -74,6 +80,8 @@ public enum Status: Int32, CaseIterable, Sendable {
         case .badTemperature: "temperature must be finite and > 0"
         case .badTokenID: "a token id is outside 0 ..< vocabulary size, or repeats within a position's top-k"
         case .badBoundInput: "an error-bound input is out of its domain"
+        case .needsTokens: "a token criterion or keep_token needs every token: row partials cannot give it"
+        case .badPartials: "partials do not match (row count, estimator list) or hold a negative or overflowing count"
         }
     }
 }

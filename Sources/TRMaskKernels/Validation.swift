@@ -89,7 +89,7 @@ private func gridDims(_ batch: Batch, rowStride: Int, colStride: Int) -> Dims {
 
 /// Input arrays: data, mask, lengths, offsets, and their contents where the kernels rely on
 /// them. Adds the extents of all inputs to `extents` for the aliasing checks.
-private func checkBatch(_ batch: Batch, into extents: inout ExtentList) -> Status {
+func checkBatch(_ batch: Batch, into extents: inout ExtentList) -> Status {
     guard batch.rows >= 0, batch.cols >= 0, !batch.rows.multipliedReportingOverflow(by: batch.cols).overflow else {
         return .badSize
     }
@@ -168,7 +168,7 @@ func checkOutput<Element>(_ out: OutView<Element>, _ dims: Dims, taken: inout Ex
 }
 
 /// Options shared by the reductions.
-private func checkOptions(_ options: ReductionOptions) -> Status {
+func checkOptions(_ options: ReductionOptions) -> Status {
     guard options.clamp > 0 else { return .badOption }  // also refuses NaN
     guard options.threads >= 0 else { return .badOption }
     return .ok

@@ -21,6 +21,7 @@ _STATUS_HINTS = {
     "TRM_E_BAD_LENGTHS": "every entry of `lengths` must be between 0 and its row's length",
     "TRM_E_ALIASING": "an output shares memory with another array",
     "TRM_E_OUT_OF_RANGE": "an array's strides reach outside the address space",
+    "TRM_E_BAD_PARTIALS": "partials must hold counts >= 0 for the same rows and estimators",
 }
 
 

@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 import trmask
 from conftest import EXP_ESTIMATORS, SUM_RTOL, TOKEN_RTOL, report, token_tolerance
 from trmask import TrmaskError
-from trmask.reference import estimator_values, reference_mask, reference_stats
+from trmask.reference import estimator_values, log_ratio, reference_mask, reference_stats
 from trmask.reference._batch import prepare_batch
 
 try:
@@ -307,7 +307,6 @@ def test_sequence_stats_and_token_values_match_reference(dtype):
             expected = ref["stats"][estimator][agg]
             report(got.stats[estimator][agg], expected, token_tolerance(estimator, expected), f"{dtype} {agg} {estimator}")
         values = trmask.token_values(inputs["logp_train"], inputs["logp_roll"], estimator)
-        from trmask.reference import log_ratio
         expected = estimator_values(estimator, log_ratio(reference["logp_train"], reference["logp_roll"]))
         report(values, expected, token_tolerance(estimator, expected), f"{dtype} token {estimator}")
 

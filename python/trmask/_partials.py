@@ -131,7 +131,7 @@ def merge_partials(a: RowPartials, b: RowPartials, *more: RowPartials) -> RowPar
         if part.estimators != a.estimators:
             raise TrmaskError(f"merge_partials argument {index} holds estimators {part.estimators}, argument 0 "
                               f"{a.estimators}: merge partials of the same estimators in the same order")
-    first, keep_first = a._struct("a")
+    first, keep_first = a._struct("partials 0")
     rows = first.n_rows
     out = _new_partials(a.count, rows, a.estimators)
     target, keep_target = out._struct("out")

@@ -347,10 +347,10 @@ struct RowSummary {
     }
 }
 
-/// A `sum` or `mean` statistic from a row's float64 sum and its count (> 0), rounded once to
-/// float32. The one definition the scan and the decision from merged partials share, so equal
-/// sums give equal statistics.
+/// A `sum` statistic, or a mean one (`sum / count`), from a row's float64 sum and its count (> 0),
+/// rounded once to float32. The one definition the scan and the decision from merged partials
+/// share, so equal sums give equal statistics.
 @inline(__always)
 func sumStatistic(_ aggregation: Aggregation, sum: Double, count: Int) -> Float {
-    aggregation == .mean ? Float(sum / Double(count)) : Float(sum)
+    aggregation == .sum ? Float(sum) : Float(sum / Double(count))
 }

@@ -192,11 +192,12 @@ def keep_from_partials(partials: RowPartials, criteria: CriteriaLike = None, *, 
     stats = _arrays.new_output(like, (n_criteria, rows), "float32")
     pointer = _arrays.pointer
     ints_pointer = pointer(ints)
-    out = _ffi.MaskOut()
-    _ffi.MASK_OUT_PACKER.pack_into(
-        out, 0, ctypes.sizeof(_ffi.MaskOut), 0, pointer(keep_row), 1, 0, ints_pointer, 1, 0,
-        ints_pointer and ints_pointer + 8 * rows, 1, 0, pointer(stats), 1, rows, 0, 0, 0,
-        ints_pointer and ints_pointer + 16 * rows)
+    # By field name: every output not named (keep_token, and any later field) is absent.
+    out = _ffi.MaskOut(struct_size=ctypes.sizeof(_ffi.MaskOut), keep_row=_ffi.Out(pointer(keep_row) or None, 1, 0),
+                       count=_ffi.Out(ints_pointer or None, 1, 0),
+                       nonfinite=_ffi.Out(ints_pointer and ints_pointer + 8 * rows or None, 1, 0),
+                       row_stats=_ffi.Out(pointer(stats) or None, 1, rows),
+                       rejected=ints_pointer and ints_pointer + 16 * rows or None)
     options = _options("reject", None, reject_empty, 0)
     status = _lib.trm_partials_decide(ctypes.byref(struct), _c_criteria(criteria), n_criteria, ctypes.byref(options),
                                       ctypes.byref(out))

@@ -84,6 +84,11 @@ typedef int32_t trm_status_t;
                                        NaN or < 0; or kl_max/eps nonzero on another aggregation */
 #define TRM_E_BAD_WEIGHT_RULE 22 /* unknown weight level or mode, or bounds not 0 <= lo <= hi with
                                     hi > 0 (NaN refused); TRUNCATE with lo != 0 */
+#define TRM_E_NEEDS_TOKENS 23   /* asked of row partials, something that needs every token: a
+                                   token criterion, or keep_token */
+#define TRM_E_BAD_PARTIALS 24   /* partials whose row count or estimator list differ from the
+                                   other arguments', or that hold a negative count (or counts
+                                   whose merge overflows int64) */
 
 /* Static English text for a status, e.g. "output strides overlap". Never NULL; unknown codes
    give "unknown status". */
@@ -95,8 +100,11 @@ const char *trm_status_name(trm_status_t status);
 /* ---------------------------------------------------------------------------------------------
  * Enumerations (int32_t fields of the structs below).
  * ------------------------------------------------------------------------------------------ */
-/* Element types. Log-probs, log-ratios and values: F32, F64, F16, BF16 (train and roll may
-   differ). Masks: any dtype, nonzero = valid. Offsets and lengths: I32 or I64. */
+/* Element types (docs/dtypes.md). Log-probs, log-ratios and values: F32, F64, F16 or BF16, and
+   logp_train and logp_roll may differ (a BF16 trainer against an F32 rollout). Narrow types are
+   widened exactly to float32; every computation is in float32 or float64 (SPEC §10). Masks: any
+   of these dtypes, nonzero = valid (a NaN element is nonzero; -0.0 is zero); U8 and BOOL masks
+   are read fastest. Offsets and lengths: I32 or I64. */
 #define TRM_DTYPE_NONE 0 /* the array is absent */
 #define TRM_DTYPE_F32 1
 #define TRM_DTYPE_F64 2
@@ -174,9 +182,12 @@ typedef struct trm_out_t {
 } trm_out_t;
 
 /* A batch of rows: where the per-token log-ratios come from, and which tokens are valid.
-   Exactly one source: `logp_train` with `logp_roll` (delta = logp_train - logp_roll, each
-   rounded to float32 once), or `log_ratio` (delta itself), or `values` (a precomputed per-token
-   divergence, for estimator TRM_EST_VALUE). Unused views have dtype TRM_DTYPE_NONE.
+   Exactly one source: `logp_train` with `logp_roll` (delta = logp_train - logp_roll rounded once
+   to float32: F32/F16/BF16 operands are subtracted in float32, which rounds the exact difference
+   once; if either is F64 they are subtracted in float64 and the result rounded to float32), or
+   `log_ratio` (delta itself; F64 is rounded to float32), or `values` (a precomputed per-token
+   divergence, for estimator TRM_EST_VALUE; F64 is rounded to float32). Unused views have dtype
+   TRM_DTYPE_NONE.
    Validity: a token counts iff its mask element is nonzero (no mask: all) and its position in
    the row is below the row's length (no lengths: all). */
 typedef struct trm_batch_t {
@@ -188,7 +199,8 @@ typedef struct trm_batch_t {
     trm_view_t logp_roll;  /* log pi_roll(y_t) of the same tokens */
     trm_view_t log_ratio;  /* delta = log(pi_theta / pi_roll), training minus rollout */
     trm_view_t values;     /* a precomputed per-token divergence */
-    trm_view_t mask;       /* U8/BOOL validity, same layout as the data; optional */
+    trm_view_t mask;       /* validity of any dtype (nonzero = valid), same layout as the
+                              data; optional */
     trm_view_t lengths;    /* I32/I64 [n_rows] (stride_col): first lengths[i] tokens of row i are
                               valid; each in 0..row length; optional */
     trm_view_t offsets;    /* packed only, I32/I64 [n_rows + 1] (stride_col): non-decreasing,
@@ -522,6 +534,95 @@ typedef struct trm_topk_batch_t {
  * for an id repeated within a position). On error no output is written. */
 trm_status_t trm_topk_kl_lower_bound(const trm_topk_batch_t *batch, const trm_logit_options_t *options,
                                      trm_out_t out_kl_lb);
+
+/* ---------------------------------------------------------------------------------------------
+ * Sharded rows (SPEC §3, partial rows): a row split across context-parallel ranks.
+ *
+ * Each rank reduces its shard of every row into partials (trm_partials_compute), the partials of
+ * the shards are merged (trm_partials_merge, in any order and grouping), and the keep decision is
+ * taken from the merged partials (trm_partials_decide). Max, min, counts and the decision are
+ * those of trm_mask on the whole row; sums and means are within SPEC §3's tolerance of it (each
+ * shard's float64 sum is within 2e-6 * sum|term| of its exact value, and float64 addition adds
+ * at most a few float64 ulps), so a row whose sum or mean lies within that tolerance of a bound
+ * may be decided either way. Token criteria (and anything positional) cannot be decided from
+ * partials: keep_token of a shard is its mask AND keep_row of its row (trm_token_keep builds it,
+ * with token criteria, from the shard's batch and the decided keep_row).
+ * ------------------------------------------------------------------------------------------ */
+
+/* Per-row partials of some estimators over one shard (or merged shards). The same struct
+   describes outputs (trm_partials_compute, the merge's result) and inputs (the merge's operands,
+   trm_partials_decide); inputs are only read. Every array is required: its data may be NULL only
+   when it has no elements. 1-D arrays use stride_row (stride_col must be 0). */
+typedef struct trm_partials_t {
+    uint32_t struct_size;      /* sizeof(trm_partials_t) */
+    int32_t reserved;          /* must be 0 */
+    int64_t n_rows;            /* B >= 0 */
+    int64_t n_estimators;      /* E, 0..8 */
+    const int32_t *estimators; /* TRM_EST_* [E], distinct: the columns of sum, max and min;
+                                  may be NULL iff E == 0 */
+    trm_out_t count;     /* int64_t [B]: counted tokens (NaN tokens are not counted under
+                            TRM_NAN_SKIP) */
+    trm_out_t nonfinite; /* int64_t [B]: valid tokens whose delta is NaN or +-inf */
+    trm_out_t sum;       /* double [B, E]: sum of the estimator over counted tokens, in float64 */
+    trm_out_t max;       /* float [B, E]: maximum, bitwise that of trm_token_values' outputs */
+    trm_out_t min;       /* float [B, E]: minimum, likewise */
+    /* A row with count 0 has sum = max = min = 0. Under TRM_NAN_REJECT a row with a NaN delta on
+       a counted token has sum = max = min = NaN. */
+} trm_partials_t;
+
+/* The partials of every row of a batch (one shard): count, nonfinite, and per estimator the sum
+ * (float64), max and min over counted tokens, in one pass (as trm_mask). The shard's batch holds
+ * the same B rows as every other shard, each with this shard's tokens (padded or packed, any
+ * validity, any dtype); a row with no token in this shard has count 0, the merge's identity.
+ *
+ * batch, options: required (options->nan_policy, clamp and threads are used; reject_empty is
+ * validated and ignored). out: required, out->n_rows == batch->n_rows; out->estimators: `value`
+ * iff the batch gives `values`. Outputs must not overlap each other or any input.
+ *
+ * Returns TRM_OK and the statuses of trm_mask (TRM_E_BAD_ESTIMATOR also for a repeated
+ * estimator; TRM_E_BAD_SIZE for n_estimators outside 0..8), TRM_E_BAD_PARTIALS (out->n_rows !=
+ * batch->n_rows). On error no output is written. */
+trm_status_t trm_partials_compute(const trm_batch_t *batch, const trm_options_t *options,
+                                  const trm_partials_t *out);
+
+/* Merges the partials of two shards of the same rows: per row, counts and nonfinite add; per
+ * estimator, sums add (float64), max and min combine, and a side whose count is 0 is the identity
+ * (its sum, max and min are ignored). A NaN max or min on a side with tokens gives NaN (fail
+ * closed: a shard's NaN under TRM_NAN_REJECT stays in the merged row). Merging is commutative and
+ * associative except for the rounding of float64 sums.
+ *
+ * a, b, out: required; same n_rows and the same estimators in the same order. out may be a or b
+ * itself (each of its arrays the very array, same data and strides, of the same field): rows are
+ * read before they are written, so `trm_partials_merge(&acc, &shard, &acc)` accumulates. Any
+ * other overlap between out and an input, or within out, is refused.
+ *
+ * Returns TRM_OK, TRM_E_NULL_POINTER, TRM_E_BAD_STRUCT_SIZE, TRM_E_BAD_SIZE, TRM_E_BAD_STRIDE,
+ * TRM_E_OUT_OF_RANGE, TRM_E_ALIASING, TRM_E_BAD_ESTIMATOR (unknown or repeated), TRM_E_BAD_OPTION
+ * (a reserved field not 0), TRM_E_BAD_PARTIALS (different rows or estimators; a negative count;
+ * counts whose sum overflows). On error no output is written. */
+trm_status_t trm_partials_merge(const trm_partials_t *a, const trm_partials_t *b, const trm_partials_t *out);
+
+/* The keep decision from (merged) partials, by the rule of trm_mask: a row with count 0 has
+ * statistics 0 and is kept unless options->reject_empty; any other row is kept iff lo <= stat <=
+ * hi for every criterion, where stat is the partial max or min, the float64 sum rounded to
+ * float, or sum / count rounded to float (mean); a NaN statistic fails every criterion.
+ * Writes the outputs trm_mask would for these criteria: keep_row, count, nonfinite (copied from
+ * the partials), row_stats [n_rows, n_criteria] and rejected [n_criteria].
+ *
+ * partials: required. criteria: n_criteria entries (0..64), aggregations TRM_AGG_MAX, MIN, SUM or
+ * MEAN of estimators the partials hold; may be NULL iff n_criteria == 0. options: required; only
+ * reject_empty is used (the other fields are validated). out: required; keep_token must be
+ * absent. Outputs must not overlap each other or the partials.
+ *
+ * Returns TRM_OK, TRM_E_NULL_POINTER, TRM_E_BAD_STRUCT_SIZE, TRM_E_BAD_SIZE, TRM_E_BAD_STRIDE,
+ * TRM_E_OUT_OF_RANGE, TRM_E_ALIASING, TRM_E_BAD_ESTIMATOR (unknown or repeated in the partials;
+ * a criterion's estimator the partials do not hold), TRM_E_BAD_AGGREGATION,
+ * TRM_E_BAD_NAN_POLICY, TRM_E_BAD_THRESHOLD, TRM_E_BAD_OPTION, TRM_E_NEEDS_TOKENS (a token
+ * criterion; keep_token asked for), TRM_E_BAD_PARTIALS (a negative count). On error no output is
+ * written. */
+trm_status_t trm_partials_decide(const trm_partials_t *partials, const trm_criterion_t *criteria,
+                                 int64_t n_criteria, const trm_options_t *options,
+                                 const trm_mask_out_t *out);
 
 #ifdef __cplusplus
 }

@@ -141,9 +141,11 @@ public func tokenValues(_ batch: TokenBatch, estimator: Estimator, options: Redu
 
 /// Array conveniences: row-major `[rows * cols]` Swift arrays.
 public extension TokenBatch {
-    /// Runs `body` with a padded batch over row-major arrays (`mask`: nonzero = valid).
-    static func withPadded<R>(logpTrain: [Float], logpRoll: [Float], rows: Int, cols: Int, mask: [UInt8]? = nil,
-                              lengths: [Int64]? = nil, _ body: (TokenBatch) throws(TRMaskError) -> R) throws(TRMaskError) -> R {
+    /// Runs `body` with a padded batch over row-major arrays of any log-prob element types
+    /// (`mask`: nonzero = valid).
+    static func withPadded<Train: LogProbScalar, Roll: LogProbScalar, R>(
+        logpTrain: [Train], logpRoll: [Roll], rows: Int, cols: Int, mask: [UInt8]? = nil,
+        lengths: [Int64]? = nil, _ body: (TokenBatch) throws(TRMaskError) -> R) throws(TRMaskError) -> R {
         guard logpTrain.count == rows * cols else { throw TRMaskError(.badSize, argument: "logpTrain") }
         guard logpRoll.count == rows * cols else { throw TRMaskError(.badSize, argument: "logpRoll") }
         if let mask, mask.count != rows * cols { throw TRMaskError(.badSize, argument: "mask") }

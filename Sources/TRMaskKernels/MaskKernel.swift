@@ -169,11 +169,13 @@ struct MaskScan: ReaderConsumer {
     let outputs: MaskOutputs
     let givenKeepRow: StridedView?
     let records: MetricRecords?
+    /// Where a partials scan (`rowPartials`) writes each row's partials instead of deciding it.
+    let partials: RowPartials?
     /// Work after the first pass over a row: LN-TRM statistics, weights.
     let secondPass: Bool
 
     init(batch: Batch, criteria: [Criterion], options: ReductionOptions, outputs: MaskOutputs, givenKeepRow: StridedView?,
-         records: MetricRecords?) {
+         records: MetricRecords? = nil, partials: RowPartials? = nil) {
         self.batch = batch
         self.criteria = criteria
         rowCriteria = criteria.filter { $0.isRowCriterion }
@@ -186,6 +188,7 @@ struct MaskScan: ReaderConsumer {
         self.outputs = outputs
         self.givenKeepRow = givenKeepRow
         self.records = records
+        self.partials = partials
         secondPass = outputs.weights.base != nil || criteria.contains { $0.aggregation == .lnTRM }
     }
 
@@ -318,32 +321,24 @@ struct MaskScan: ReaderConsumer {
 
     /// Evaluates the row criteria, writes the row outputs and the metrics record, and returns the
     /// decision. `passingTokens`: counted tokens that pass every token criterion.
-    /// `lengthNeutral`: the LN-TRM statistic of a criterion (a second pass over the row).
+    /// `lengthNeutral`: the LN-TRM statistic of a criterion (a second pass over the row). A
+    /// partials scan writes the row's partials instead (and keeps every row: nothing is decided).
     func decideRow(_ row: Int, _ summary: RowSummary, passingTokens: Int, rejected: UnsafeMutableBufferPointer<Int>,
                    lengthNeutral: (Criterion) -> Float) -> Bool {
-        var keep = true
-        let statistics = records.map { $0.statistics.baseAddress.unsafelyUnwrapped + row * $0.rowCriteria }
-        if summary.counted == 0 {
-            keep = !rejectEmpty
-            for column in rowCriteria.indices where outputs.rowStats.base != nil {
-                outputs.rowStats.store(0, row: row, col: column)
-            }
-        } else {
-            for (column, criterion) in rowCriteria.enumerated() {
-                var statistic = summary.statistic(criterion, nanPolicy: plan.nanPolicy)
-                if criterion.aggregation == .lnTRM && !statistic.isNaN { statistic = lengthNeutral(criterion) }
-                if outputs.rowStats.base != nil { outputs.rowStats.store(statistic, row: row, col: column) }
-                statistics?[column] = statistic
-                if !criterion.passes(statistic) {
-                    keep = false
-                    rejected[column] += 1
-                }
-            }
+        if let partials {
+            partials.store(row, summary, nanPolicy: plan.nanPolicy)
+            return true
         }
-        if outputs.keepRow.base != nil { outputs.keepRow.store(keep ? 1 : 0, row: row) }
-        if outputs.count.base != nil { outputs.count.store(Int64(summary.counted), row: row) }
-        if outputs.nonfinite.base != nil { outputs.nonfinite.store(Int64(summary.nonfinite), row: row) }
-        records?.record(row: row, summary, keep: keep, keptTokens: passingTokens, nanPolicy: plan.nanPolicy)
+        let nanPolicy = plan.nanPolicy
+        let statistics = records.map { $0.statistics.baseAddress.unsafelyUnwrapped + row * $0.rowCriteria }
+        let keep = judgeRow(row, counted: summary.counted, nonfinite: summary.nonfinite, rowCriteria: rowCriteria,
+                            rejectEmpty: rejectEmpty, outputs: outputs, rejected: rejected) { column, criterion in
+            var statistic = summary.statistic(criterion, nanPolicy: nanPolicy)
+            if criterion.aggregation == .lnTRM && !statistic.isNaN { statistic = lengthNeutral(criterion) }
+            statistics?[column] = statistic
+            return statistic
+        }
+        records?.record(row: row, summary, keep: keep, keptTokens: passingTokens, nanPolicy: nanPolicy)
         return keep
     }
 
@@ -357,6 +352,36 @@ struct MaskScan: ReaderConsumer {
         grid.fill(0, from: 0, to: first)
         grid.fill(0, from: last, to: batch.cols)
     }
+}
+
+/// Decides one row from its count and its row criteria's statistics (SPEC §3, §4.1): the rule the
+/// scan and the decision from merged partials share. A row without counted tokens has statistics 0
+/// and is kept unless `rejectEmpty` (no criterion is charged with it); any other row is kept iff
+/// every criterion passes, inclusive bounds, a NaN statistic failing (fail closed). Writes the
+/// row's outputs, counts each criterion's rejections, and returns the decision.
+@inline(__always)
+func judgeRow(_ row: Int, counted: Int, nonfinite: Int, rowCriteria: [Criterion], rejectEmpty: Bool, outputs: MaskOutputs,
+              rejected: UnsafeMutableBufferPointer<Int>, statistic: (_ column: Int, _ criterion: Criterion) -> Float) -> Bool {
+    var keep = true
+    if counted == 0 {
+        keep = !rejectEmpty
+        for column in rowCriteria.indices where outputs.rowStats.base != nil {
+            outputs.rowStats.store(0, row: row, col: column)
+        }
+    } else {
+        for (column, criterion) in rowCriteria.enumerated() {
+            let value = statistic(column, criterion)
+            if outputs.rowStats.base != nil { outputs.rowStats.store(value, row: row, col: column) }
+            if !criterion.passes(value) {
+                keep = false
+                rejected[column] += 1
+            }
+        }
+    }
+    if outputs.keepRow.base != nil { outputs.keepRow.store(keep ? 1 : 0, row: row) }
+    if outputs.count.base != nil { outputs.count.store(Int64(counted), row: row) }
+    if outputs.nonfinite.base != nil { outputs.nonfinite.store(Int64(nonfinite), row: row) }
+    return keep
 }
 
 /// A buffer handed to worker threads that write disjoint parts of it.

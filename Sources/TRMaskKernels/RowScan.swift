@@ -345,8 +345,7 @@ struct RowSummary {
         if counted == 0 { return 0 }
         let estimator = criterion.estimator
         switch criterion.aggregation {
-        case .sum: return Float(sums.of(estimator))
-        case .mean, .ser: return Float(sums.of(estimator) / Double(counted))
+        case .sum, .mean, .ser: return sumStatistic(criterion.aggregation, sum: sums.of(estimator), count: counted)
         case .max:
             switch estimator.shape {
             case .increasing: return estimate(estimator, maxValue)
@@ -366,6 +365,13 @@ struct RowSummary {
         case .token, .lnTRM: return 0  // LN-TRM: `lengthNeutralStatistic`
         }
     }
+
+    /// The float64 sum of `estimator` over the counted tokens, by the rules of `statistic`: 0 for
+    /// rows without counted tokens, NaN under the reject policy for a row with a NaN.
+    func total(_ estimator: Estimator, nanPolicy: NaNPolicy) -> Double {
+        if nanPolicy == .reject && nans > 0 { return .nan }
+        return counted == 0 ? 0 : sums.of(estimator)
+    }
 }
 
 /// One row's float64 sums (those the plan asked for; the others stay 0).
@@ -383,4 +389,12 @@ struct RowSums {
         case .tv: tv
         }
     }
+}
+
+/// A `sum` statistic, or a mean one (`sum / count`), from a row's float64 sum and its count (> 0),
+/// rounded once to float32. The one definition the scan and the decision from merged partials
+/// share, so equal sums give equal statistics.
+@inline(__always)
+func sumStatistic(_ aggregation: Aggregation, sum: Double, count: Int) -> Float {
+    aggregation == .sum ? Float(sum) : Float(sum / Double(count))
 }

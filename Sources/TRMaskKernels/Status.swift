@@ -24,6 +24,8 @@ public enum Status: Int32, CaseIterable, Sendable {
     case badBoundInput = 20
     case badLengthNeutral = 21
     case badWeightRule = 22
+    case needsTokens = 23
+    case badPartials = 24
 
     /// The `TRM_*` macro name, as static text for the C ABI.
     public var name: StaticString {
@@ -51,6 +53,8 @@ public enum Status: Int32, CaseIterable, Sendable {
         case .badBoundInput: "TRM_E_BAD_BOUND_INPUT"
         case .badLengthNeutral: "TRM_E_BAD_LENGTH_NEUTRAL"
         case .badWeightRule: "TRM_E_BAD_WEIGHT_RULE"
+        case .needsTokens: "TRM_E_NEEDS_TOKENS"
+        case .badPartials: "TRM_E_BAD_PARTIALS"
         }
     }
 
@@ -80,6 +84,8 @@ public enum Status: Int32, CaseIterable, Sendable {
         case .badBoundInput: "an error-bound input is out of its domain"
         case .badLengthNeutral: "LN-TRM needs kl_max finite and > 0 and eps >= 0 (0 = none); other aggregations take neither"
         case .badWeightRule: "invalid weight rule: unknown level or mode, or bounds not 0 <= lo <= hi (truncate: lo = 0)"
+        case .needsTokens: "a token criterion or keep_token needs every token: row partials cannot give it"
+        case .badPartials: "partials do not match (row count, estimator list) or hold a negative or overflowing count"
         }
     }
 }

@@ -89,7 +89,7 @@ private func gridDims(_ batch: Batch, rowStride: Int, colStride: Int) -> Dims {
 
 /// Input arrays: data, mask, lengths, offsets, and their contents where the kernels rely on
 /// them. Adds the extents of all inputs to `extents` for the aliasing checks.
-private func checkBatch(_ batch: Batch, into extents: inout ExtentList) -> Status {
+func checkBatch(_ batch: Batch, into extents: inout ExtentList) -> Status {
     guard batch.rows >= 0, batch.cols >= 0, !batch.rows.multipliedReportingOverflow(by: batch.cols).overflow else {
         return .badSize
     }
@@ -168,7 +168,7 @@ func checkOutput<Element>(_ out: OutView<Element>, _ dims: Dims, taken: inout Ex
 }
 
 /// Options shared by the reductions.
-private func checkOptions(_ options: ReductionOptions) -> Status {
+func checkOptions(_ options: ReductionOptions) -> Status {
     guard options.clamp > 0 else { return .badOption }  // also refuses NaN
     guard options.threads >= 0 else { return .badOption }
     return .ok
@@ -178,10 +178,18 @@ private func checkCriteria(_ criteria: [Criterion], _ batch: Batch) -> Status {
     guard criteria.count <= maximumCriteria else { return .badSize }
     for criterion in criteria {
         guard (criterion.estimator == .value) == batch.source.givesValues else { return .badEstimator }
-        if let required = criterion.aggregation.requiredEstimator, criterion.estimator != required { return .badEstimator }
-        guard criterion.thresholdIsValid else { return .badThreshold }
-        guard criterion.lengthNeutralIsValid else { return .badLengthNeutral }
+        let status = checkCriterion(criterion)
+        if status != .ok { return status }
     }
+    return .ok
+}
+
+/// What a criterion must satisfy whatever the input: the estimator its aggregation is defined on,
+/// its thresholds (SPEC §4.6), the LN-TRM parameters.
+func checkCriterion(_ criterion: Criterion) -> Status {
+    if let required = criterion.aggregation.requiredEstimator, criterion.estimator != required { return .badEstimator }
+    guard criterion.thresholdIsValid else { return .badThreshold }
+    guard criterion.lengthNeutralIsValid else { return .badLengthNeutral }
     return .ok
 }
 

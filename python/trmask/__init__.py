@@ -17,6 +17,7 @@ from ._criteria import DEFAULT_CRITERIA, Criterion, parse_criteria
 from ._exact import DEFAULT_EXACT_CRITERIA, ExactKLResult, exact_kl, exact_trust_region_mask, topk_kl_lower_bound
 from ._ffi import lib as _lib
 from ._weights import WeightRule, importance_weights
+from ._partials import PartialsDecision, RowPartials, keep_from_partials, merge_partials, row_partials
 from .errors import TrmaskError
 
 __version__ = "0.1.0"
@@ -31,4 +32,6 @@ __all__ = [
     "BOUND_KEYS", "PLUGIN_CAVEAT", "PluginBounds", "bounds", "plugin_bounds",
     # Exact per-position divergence from logits (SPEC §6).
     "DEFAULT_EXACT_CRITERIA", "ExactKLResult", "exact_kl", "exact_trust_region_mask", "topk_kl_lower_bound",
+    # Rows split across context-parallel shards (SPEC §3, partial rows).
+    "PartialsDecision", "RowPartials", "keep_from_partials", "merge_partials", "row_partials",
 ]

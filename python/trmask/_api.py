@@ -23,6 +23,7 @@ _STATUS_HINTS = {
     "TRM_E_BAD_LENGTHS": "every entry of `lengths` must be between 0 and its row's length",
     "TRM_E_ALIASING": "an output shares memory with another array",
     "TRM_E_OUT_OF_RANGE": "an array's strides reach outside the address space",
+    "TRM_E_BAD_PARTIALS": "partials must hold counts >= 0 for the same rows and estimators",
 }
 
 
@@ -268,7 +269,9 @@ def trust_region_mask(logp_train: Any = None, logp_roll: Any = None, mask: Any =
     ``log_ratio=`` (delta itself), or ``values=`` (a precomputed per-token divergence, estimator
     ``value``). Packed layout: 1-D arrays of all tokens with ``offsets=`` (``[B + 1]``).
 
-    Validity: ``mask`` (bool/uint8, nonzero = valid) and/or ``lengths`` (first ``lengths[i]``
+    Dtypes: float32, bfloat16 (torch, or numpy through ``ml_dtypes``), float16 or float64; the two
+    log-prob arrays may differ (docs/dtypes.md). Validity: ``mask`` (bool, uint8, int or float,
+    nonzero = valid) and/or ``lengths`` (first ``lengths[i]``
     tokens of row ``i``); neither = all valid. ``criteria`` (default: the paper's TRM-Max&Avg,
     ``max k2 <= 0.1`` and ``mean k3 <= 0.002``): Criterion objects, a string such as
     ``"max:k2<=0.1,mean:k3<=0.002"``, or tuples. A row is kept iff every row criterion holds

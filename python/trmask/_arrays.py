@@ -154,7 +154,8 @@ def new_output(like: Any, shape: tuple, dtype: str):
     """A new array of the caller's kind (torch if `like` is a tensor, else numpy)."""
     if is_torch(like):
         torch = _torch()
-        return torch.empty(shape, dtype={"float32": torch.float32, "bool": torch.bool, "int64": torch.int64}[dtype])
+        return torch.empty(shape, dtype={"float32": torch.float32, "float64": torch.float64, "bool": torch.bool,
+                                         "int64": torch.int64}[dtype])
     return np.empty(shape, dtype=dtype)
 
 

@@ -94,6 +94,13 @@ MASK_OUT_PACKER = _packer(MaskOut)
 ABSENT_VIEW = (0, DTYPE_NONE, 0, 0, 0)
 
 
+class Partials(ctypes.Structure):
+    """trm_partials_t: per-row partials of some estimators (SPEC §3, partial rows)."""
+    _fields_ = [("struct_size", c_uint32), ("reserved", c_int32), ("n_rows", c_int64), ("n_estimators", c_int64),
+                ("estimators", POINTER(c_int32)), ("count", Out), ("nonfinite", Out), ("sum", Out), ("max", Out),
+                ("min", Out)]
+
+
 class BoundInputs(ctypes.Structure):
     """trm_bound_inputs_t: NaN in ``eps`` / ``tv_seq`` = derive them (SPEC §7)."""
     _fields_ = [("struct_size", c_uint32), ("reserved", c_int32), ("T", c_int64), ("kl_max", c_double),
@@ -150,6 +157,10 @@ _FUNCTIONS = [
     # Exact per-position divergence from logits (SPEC §6).
     ("trm_exact_kl", [POINTER(LogitPair), POINTER(LogitOptions), POINTER(ExactKLOut)], _status),
     ("trm_topk_kl_lower_bound", [POINTER(TopKBatch), POINTER(LogitOptions), Out], _status),
+    # Sharded rows (SPEC §3, partial rows).
+    ("trm_partials_compute", [POINTER(Batch), POINTER(Options), POINTER(Partials)], _status),
+    ("trm_partials_merge", [POINTER(Partials), POINTER(Partials), POINTER(Partials)], _status),
+    ("trm_partials_decide", [POINTER(Partials), POINTER(CCriterion), c_int64, POINTER(Options), POINTER(MaskOut)], _status),
 ]
 
 lib = _loader.load()

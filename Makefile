@@ -66,7 +66,8 @@ test-examples:
 	$(SWIFT) run --package-path examples/swift --scratch-path .build-example TRMaskExample
 
 bench: install
-	$(PYTHON) -m trmask.bench
+	$(PYTHON) bench/bench.py
+	$(PYTHON) bench/exact_kl.py
 
 clean:
 	rm -rf .build .build-test .build-example $(LIB)

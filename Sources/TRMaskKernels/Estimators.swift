@@ -51,7 +51,7 @@ func seriesK3(_ d: Lanes) -> Lanes {
     return k2 + k2Error.addingProduct(k2 * d, t)
 }
 
-/// The three exponential estimators of SPEC §2 for sixteen deltas. Lanes with
+/// The three exponential estimators of SPEC §2 for eight deltas. Lanes with
 /// |d| < `seriesLimit` use the float32 series; the others (and only they, so every lane's value
 /// depends on its own delta alone) are computed from a float64 exponential and rounded once,
 /// which keeps them monotone and within 1 ulp. Overflow gives +inf, never NaN; NaN stays NaN.
@@ -120,7 +120,7 @@ func largeLaneExponentials(_ d: Lanes, _ large: LaneMask) -> (k3: Lanes, ratio: 
     return result
 }
 
-/// The estimator's value for sixteen (already clamped) deltas: the per-token float32 outputs of
+/// The estimator's value for eight (already clamped) deltas: the per-token float32 outputs of
 /// SPEC §2, and the single definition every kernel uses, so row extremes taken from extreme deltas
 /// equal the extremes of the per-token values bit for bit.
 @inline(__always)

@@ -182,7 +182,7 @@ struct ExactKLKernel: PairRowConsumer {
     }
 }
 
-/// How the fast path forms `d = ((a - b) - c) / tau` for sixteen entries.
+/// How the fast path forms `d = ((a - b) - c) / tau` for eight entries.
 protocol ScaledDifference {
     init(ref: Double, inverse: Float)
     func callAsFunction(_ x: Lanes, _ y: Lanes) -> Lanes

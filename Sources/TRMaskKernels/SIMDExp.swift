@@ -1,7 +1,7 @@
-/// A SIMD exponential for the streaming kernels (SPEC §6): `e^x` for sixteen lanes without a
+/// A SIMD exponential for the streaming kernels (SPEC §6): `e^x` for eight lanes without a
 /// libm call, so exp-heavy loops stay in vector registers.
 
-/// `e^x` for sixteen lanes, within 2 ulp of the correctly rounded float32 result (Cephes `expf`
+/// `e^x` for eight lanes, within 2 ulp of the correctly rounded float32 result (Cephes `expf`
 /// range reduction and polynomial, evaluated with FMA; measured against float64 in the tests).
 ///
 /// Contract: every lane must be `-inf` or finite and `<= 88`. Lanes below `-86.5` (including
@@ -47,7 +47,7 @@ func k3Ratio(_ z: Lanes) -> Lanes {
     return Lanes(repeating: 0.5).addingProduct(s, z)
 }
 
-/// `e^x` for sixteen float64 lanes, within 2 ulp of the correctly rounded result (Taylor series
+/// `e^x` for eight float64 lanes, within 2 ulp of the correctly rounded result (Taylor series
 /// to r^12 on |r| <= ln(2)/2, whose first term left out is below 2e-16 relative; fdlibm's split
 /// of ln 2).
 ///

@@ -55,17 +55,11 @@ public struct WeightRule: Sendable, Equatable {
 /// satisfies the rule's float64 bounds.
 struct WeightBounds {
     let mode: WeightMode
-    let lo: Lanes
-    let hi: Lanes
+    let band: FloatBand
 
     init(_ rule: WeightRule) {
         mode = rule.mode
-        var lo = Float(rule.lo)
-        if Double(lo) < rule.lo { lo = lo.nextUp }
-        var hi = Float(rule.hi)
-        if Double(hi) > rule.hi { hi = hi.nextDown }
-        self.lo = Lanes(repeating: lo)
-        self.hi = Lanes(repeating: hi)
+        band = FloatBand(lo: rule.lo, hi: rule.hi)
     }
 
     /// The bounded weights; NaN weights (a row sum of `+inf` and `-inf`) become 0.
@@ -73,9 +67,9 @@ struct WeightBounds {
     func apply(_ w: Lanes) -> Lanes {
         let bounded: Lanes
         switch mode {
-        case .truncate: bounded = lanewiseMin(w, hi)
-        case .clip: bounded = lanewiseMin(lanewiseMax(w, lo), hi)
-        case .mask: bounded = masked(w, laneMask(w .>= lo) & laneMask(w .<= hi))
+        case .truncate: bounded = lanewiseMin(w, band.hi)
+        case .clip: bounded = lanewiseMin(lanewiseMax(w, band.lo), band.hi)
+        case .mask: bounded = masked(w, band.contains(w))
         }
         return masked(bounded, laneMask(bounded .== bounded))
     }

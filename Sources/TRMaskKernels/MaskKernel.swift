@@ -106,28 +106,37 @@ func dispatchReader<Consumer: ReaderConsumer>(_ batch: Batch, to consumer: inout
     consumer.run(GatherReader.self)
 }
 
-/// A token criterion with bounds rounded inward to float32, so comparing a float32 value with
-/// them gives exactly the float64 comparison `lo <= value <= hi`.
-struct TokenBand {
-    var estimator: Estimator
-    var lo: Lanes
-    var hi: Lanes
+/// Float64 bounds `[lo, hi]` rounded inward to float32: for float32 values, `lo' <= v <= hi'`
+/// exactly when `lo <= Double(v) <= hi`.
+struct FloatBand {
+    let lo: Lanes
+    let hi: Lanes
 
-    init(_ criterion: Criterion) {
-        estimator = criterion.estimator
-        var lo = Float(criterion.lo)
-        if Double(lo) < criterion.lo { lo = lo.nextUp }
-        var hi = Float(criterion.hi)
-        if Double(hi) > criterion.hi { hi = hi.nextDown }
-        self.lo = Lanes(repeating: lo)
-        self.hi = Lanes(repeating: hi)
+    init(lo: Double, hi: Double) {
+        var low = Float(lo)
+        if Double(low) < lo { low = low.nextUp }
+        var high = Float(hi)
+        if Double(high) > hi { high = high.nextDown }
+        self.lo = Lanes(repeating: low)
+        self.hi = Lanes(repeating: high)
     }
 
     @inline(__always)
-    func passes(_ value: Lanes) -> LaneMask {
-        let v = estimate(estimator, value)
-        return laneMask(v .>= lo) & laneMask(v .<= hi)
+    func contains(_ v: Lanes) -> LaneMask { laneMask(v .>= lo) & laneMask(v .<= hi) }
+}
+
+/// A token criterion: its estimator and its bounds as a `FloatBand`.
+struct TokenBand {
+    var estimator: Estimator
+    var band: FloatBand
+
+    init(_ criterion: Criterion) {
+        estimator = criterion.estimator
+        band = FloatBand(lo: criterion.lo, hi: criterion.hi)
     }
+
+    @inline(__always)
+    func passes(_ value: Lanes) -> LaneMask { band.contains(estimate(estimator, value)) }
 }
 
 /// Writes one row of a token-grid output.

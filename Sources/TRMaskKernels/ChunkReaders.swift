@@ -3,6 +3,8 @@
 /// (`TokenElement.delta`), so every layout and dtype combination gives the same bits for the same
 /// values.
 
+import TRMaskPrefetch
+
 /// A reader positioned at one row.
 protocol RowReader: ChunkReader {
     /// `count`: positions of the row the scan will read (full chunks end at or before it).
@@ -13,11 +15,15 @@ protocol RowReader: ChunkReader {
     var hasPlainChunks: Bool { get }
     /// `chunk(at:)` where `hasPlainChunks`.
     func plainChunk(at p: Int) -> (value: Lanes, valid: LaneMask)
+    /// Asks the caches for the group of `GroupSums.width` positions at `p` (a hint: addresses
+    /// past the row are harmless, a prefetch never faults).
+    func prefetchGroup(at p: Int)
 }
 
 extension RowReader {
     var hasPlainChunks: Bool { false }
     func plainChunk(at p: Int) -> (value: Lanes, valid: LaneMask) { chunk(at: p) }
+    func prefetchGroup(at p: Int) {}
 }
 
 /// An element type of log-probs, log-ratios or values.
@@ -220,6 +226,16 @@ struct UnitReader<A: TokenElement, B: TokenElement, Kind: StreamKind>: RowReader
     @inline(__always)
     func plainChunk(at p: Int) -> (value: Lanes, valid: LaneMask) {
         (values(at: p), mask.plainChunk(at: p))
+    }
+
+    @inline(__always)
+    func prefetchGroup(at p: Int) {
+        // One group is `width * size` bytes per stream: a cache line per 64 bytes.
+        for line in stride(from: 0, to: GroupSums.width &* A.dtype.size, by: 64) { trm_prefetch(first + (p &* A.dtype.size &+ line)) }
+        if Kind.paired {
+            for line in stride(from: 0, to: GroupSums.width &* B.dtype.size, by: 64) { trm_prefetch(second + (p &* B.dtype.size &+ line)) }
+        }
+        if mask.mode == .unitBytes { trm_prefetch(mask.base.unsafelyUnwrapped + p) }
     }
 
     @inline(__always)

@@ -38,7 +38,9 @@ lib: $(LIB)
 $(LIB): $(SOURCES)
 	$(SWIFT) build $(RELEASE_FLAGS) --product trmask
 	mkdir -p $(dir $(LIB))
-	cp .build/release/libtrmask.so $(LIB)
+	# A new file renamed into place: processes that have the old library mapped keep it intact.
+	cp .build/release/libtrmask.so $(LIB).tmp
+	mv -f $(LIB).tmp $(LIB)
 
 # The Python package (editable: it loads the library from python/trmask/_lib), its test
 # dependencies, and torch from the machine's local CPU wheel when there is one (PyPI's default

@@ -83,7 +83,8 @@ typedef int32_t trm_status_t;
 #define TRM_E_BAD_LENGTH_NEUTRAL 21 /* TRM_AGG_LN_TRM without kl_max finite and > 0, or with eps
                                        NaN or < 0; or kl_max/eps nonzero on another aggregation */
 #define TRM_E_BAD_WEIGHT_RULE 22 /* unknown weight level or mode, or bounds not 0 <= lo <= hi with
-                                    hi > 0 (NaN refused); TRUNCATE with lo != 0 */
+                                    hi > 0 (NaN refused) and a float32 between them; TRUNCATE
+                                    with lo != 0 */
 #define TRM_E_NEEDS_TOKENS 23   /* asked of row partials, something that needs every token: a
                                    token criterion, or keep_token */
 #define TRM_E_BAD_PARTIALS 24   /* partials whose row count or estimator list differ from the
@@ -235,7 +236,8 @@ typedef struct trm_criterion_t {
 
 /* An importance weight rule (SPEC §5). The bounds apply to the float32 weight written, with lo
    and hi rounded inward to float32: a written weight always satisfies lo <= w <= hi (clip),
-   w <= hi (truncate). Requires 0 <= lo <= hi and hi > 0 (a zero cap would zero every weight). */
+   w <= hi (truncate). Requires 0 <= lo <= hi, hi > 0 (a zero cap would zero every weight) and a
+   float32 value between lo and hi (lo = hi = 0.1 has none). */
 typedef struct trm_weight_rule_t {
     int32_t level;    /* TRM_WEIGHT_TOKEN, _SEQUENCE or _GEOMETRIC */
     int32_t mode;     /* TRM_WEIGHT_MODE_* */

@@ -44,10 +44,13 @@ public struct WeightRule: Sendable, Equatable {
     }
 
     /// `0 <= lo <= hi`, `hi > 0` (a zero cap would zero every weight: almost surely a struct left
-    /// zero-initialised), no NaN, and no `lo` for `truncate`.
+    /// zero-initialised), no NaN, no `lo` for `truncate`, and a float32 weight between the bounds
+    /// (`lo = hi = 0.1` has none: no written weight could satisfy it).
     var isValid: Bool {
         guard lo >= 0, hi >= lo, hi > 0 else { return false }  // also refuses NaN
-        return mode != .truncate || lo == 0
+        guard mode != .truncate || lo == 0 else { return false }
+        let band = FloatBand(lo: lo, hi: hi)
+        return band.lo[0] <= band.hi[0]
     }
 }
 

@@ -352,14 +352,19 @@ struct MaskScan: ReaderConsumer {
     }
 
     /// Packed token grids: positions before the first row and after the last are outside every
-    /// row, so their keep_token is 0.
+    /// row, so their keep_token and weight are 0.
     private func clearPackedGaps() {
-        guard batch.layout == .packed, outputs.keepToken.base != nil else { return }
+        guard batch.layout == .packed else { return }
         let first = batch.rows > 0 ? batch.offsets.unsafelyUnwrapped.index(0) : batch.cols
         let last = batch.rows > 0 ? batch.offsets.unsafelyUnwrapped.index(batch.rows) : batch.cols
-        let grid = GridRow(outputs.keepToken, row: 0, start: 0, layout: .packed)
-        grid.fill(0, from: 0, to: first)
-        grid.fill(0, from: last, to: batch.cols)
+        func clear<Element>(_ out: OutView<Element>, _ zero: Element) {
+            guard out.base != nil else { return }
+            let grid = GridRow(out, row: 0, start: 0, layout: .packed)
+            grid.fill(zero, from: 0, to: first)
+            grid.fill(zero, from: last, to: batch.cols)
+        }
+        clear(outputs.keepToken, 0)
+        clear(outputs.weights, 0)
     }
 }
 

@@ -115,8 +115,8 @@ struct MetricRecords: @unchecked Sendable {
             perRow.k3 += s.k3
             for column in 0..<rowCriteria {
                 let value = Double(statistics[row * rowCriteria + column])
-                columns[column] = (columns[column].sum + value, Swift.max(columns[column].max, value),
-                                   Swift.min(columns[column].min, value))
+                columns[column] = (columns[column].sum + value, nanMax(columns[column].max, value),
+                                   -nanMax(-columns[column].min, -value))
             }
         }
         m.maskedRowFraction = m.rows > 0 ? Double(m.rows - m.keptRows) / Double(m.rows) : 0
@@ -149,6 +149,12 @@ struct MetricRecords: @unchecked Sendable {
         if anyNaN { m.poisonMeans() }
         return m
     }
+}
+
+/// The larger of two values, NaN if either is (a row statistic is NaN when its row holds both
+/// `+inf` and `-inf` deltas, under any NaN policy; the extrema then see it, as the mean does).
+func nanMax(_ a: Double, _ b: Double) -> Double {
+    a.isNaN || b.isNaN ? .nan : Swift.max(a, b)
 }
 
 extension MaskMetrics {

@@ -7,6 +7,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
+import numpy as np
+
 from . import _arrays, _ffi
 from ._arrays import Operand
 from .errors import TrmaskError
@@ -44,11 +46,25 @@ class WeightRule:
         hi = math.inf if self.hi is None else float(self.hi)
         if not (0.0 <= lo <= hi and hi > 0.0):
             raise TrmaskError(f"weight bounds lo={self.lo!r}, hi={self.hi!r}; expected 0 <= lo <= hi, hi > 0, no NaN")
+        if _inward(lo, up=True) > _inward(hi, up=False):
+            raise TrmaskError(f"weight bounds lo={self.lo!r}, hi={self.hi!r} have no float32 value between them, so no "
+                              f"float32 weight could satisfy them; widen them")
 
     def c_fields(self) -> tuple:
         """The fields of trm_weight_rule_t."""
         return (_ffi.WEIGHT_LEVELS[self.level], _ffi.WEIGHT_MODES[self.mode], 0.0 if self.lo is None else float(self.lo),
                 math.inf if self.hi is None else float(self.hi))
+
+
+def _inward(bound: float, up: bool) -> float:
+    """`bound` rounded to float32 toward the inside of the band (as the library applies it)."""
+    with np.errstate(over="ignore"):  # beyond float32's range: +inf
+        rounded = float(np.float32(bound))
+    if up and rounded < bound:
+        return float(np.nextafter(np.float32(rounded), np.float32(np.inf)))
+    if not up and rounded > bound:
+        return float(np.nextafter(np.float32(rounded), np.float32(-np.inf)))
+    return rounded
 
 
 WeightsLike = Union[None, WeightRule, dict]

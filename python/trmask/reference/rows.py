@@ -160,7 +160,9 @@ def _ln_trm_stat(tv: np.ndarray, kl_max: float, eps: float | None) -> float:
     z = exact_sum(w)
     if z == 0.0:
         return 0.0
-    return exact_sum(np.where(w > 0.0, tv * w, 0.0)) / z
+    with np.errstate(invalid="ignore"):  # inf * 0 at the last token, discarded by the where
+        weighted = np.where(w > 0.0, tv * w, 0.0)
+    return exact_sum(weighted) / z
 
 
 def row_stats(batch: Batch, est: str, clamp) -> dict:
@@ -373,7 +375,8 @@ def reference_merge(partials_a: dict, partials_b: dict) -> dict:
     merged = {}
     for e, a in partials_a["stats"].items():
         b = partials_b["stats"][e]
-        merged[e] = {"sum": a["sum"] + b["sum"]}
+        with np.errstate(invalid="ignore"):  # +inf + -inf: NaN, as the whole row's sum
+            merged[e] = {"sum": a["sum"] + b["sum"]}
         for k, combine in (("max", np.maximum), ("min", np.minimum)):
             merged[e][k] = np.where(only_a, a[k], np.where(only_b, b[k], combine(a[k], b[k])))
     return {

@@ -40,6 +40,8 @@ def raise_for_status(status: int, call: str) -> None:
 
 
 _F32, _BOOL, _U8 = np.dtype(np.float32), np.dtype(np.bool_), np.dtype(np.uint8)
+_addressof = ctypes.addressof
+_MASK_OUT_SIZE = ctypes.sizeof(_ffi.MaskOut)
 
 
 class _PreparedBatch:
@@ -181,13 +183,15 @@ class _Plan:
     """Everything a call derives from its criteria and options alone, built once per distinct
     combination: the C criteria array, the options struct, the estimators used."""
 
-    __slots__ = ("criteria", "c_criteria", "n_row", "options", "estimators")
+    __slots__ = ("criteria", "c_criteria", "criteria_address", "n_row", "options", "options_address", "estimators")
 
     def __init__(self, criteria, nan_policy, clamp, reject_empty, threads):
         self.criteria = normalize_criteria(criteria)
         self.c_criteria = _c_criteria(self.criteria)
+        self.criteria_address = _addressof(self.c_criteria)  # the plan keeps the array alive
         self.n_row = sum(1 for c in self.criteria if c.is_row)
         self.options = _options(nan_policy, clamp, reject_empty, threads)
+        self.options_address = _addressof(self.options)
         self.estimators = frozenset(c.estimator for c in self.criteria)
 
 
@@ -231,16 +235,16 @@ class MaskResult:
     Arrays are numpy arrays, or torch tensors when the log-probs were tensors.
     """
 
-    def __init__(self, keep_row, rejected, row_stats, count, nonfinite, criteria, token_keep, weights=None,
-                 metrics=None):
+    def __init__(self, keep_row, ints, stats, criteria, token_keep, weights=None, metrics=None):
+        # `ints` holds count, nonfinite and rejected back to back, `stats` one row per row
+        # criterion: the attributes below are views of them, made on first access (a tiny batch's
+        # call is a few microseconds, and most callers read only keep_row or keep_token).
         self.keep_row = keep_row
-        self.rejected = rejected
-        self.row_stats = row_stats
-        self.count = count
-        self.nonfinite = nonfinite
         self.criteria = criteria
         self.weights = weights
         self.metrics = metrics
+        self._ints = ints
+        self._stats = stats
         self._token_keep = token_keep
         self._keep_token = None
 
@@ -249,6 +253,23 @@ class MaskResult:
         if self._keep_token is None:
             self._keep_token = self._token_keep(self.keep_row)
         return self._keep_token
+
+    @property
+    def count(self):
+        return self._ints[:len(self.keep_row)]
+
+    @property
+    def nonfinite(self):
+        rows = len(self.keep_row)
+        return self._ints[rows:2 * rows]
+
+    @property
+    def rejected(self) -> tuple:
+        return tuple(self._ints[2 * len(self.keep_row):].tolist())
+
+    @property
+    def row_stats(self) -> tuple:
+        return tuple(self._stats)
 
 
     def __repr__(self) -> str:
@@ -291,11 +312,11 @@ def trust_region_mask(logp_train: Any = None, logp_roll: Any = None, mask: Any =
     batch = _PreparedBatch(logp_train, logp_roll, log_ratio, values, mask, lengths, offsets)
     batch.check_estimators(plan.estimators)
     rows, n_criteria = batch.rows, len(plan.criteria)
+    pointer = _arrays.pointer
     keep_row = batch.output((rows,), "bool")
     ints = batch.output((2 * rows + n_criteria,), "int64")  # count, nonfinite, rejected
     stats = batch.output((plan.n_row, rows), "float32")
-    pointer = _arrays.pointer
-    ints_pointer = pointer(ints)
+    keep_pointer, ints_pointer, stats_pointer = pointer(keep_row), pointer(ints), pointer(stats)
     weight_fields = (0, 0, 0, 0, 0, 0.0, 0.0)
     weight_grid = None
     if rule is not None:
@@ -310,15 +331,14 @@ def trust_region_mask(logp_train: Any = None, logp_roll: Any = None, mask: Any =
         metric_struct.struct_size = ctypes.sizeof(_ffi.Metrics)
     out = _ffi.MaskOut()
     _ffi.MASK_OUT_PACKER.pack_into(
-        out, 0, ctypes.sizeof(_ffi.MaskOut), 0, pointer(keep_row), 1, 0, ints_pointer, 1, 0,
-        ints_pointer and ints_pointer + 8 * rows, 1, 0, pointer(stats), 1, rows, 0, 0, 0,
+        out, 0, _MASK_OUT_SIZE, 0, keep_pointer, 1, 0, ints_pointer, 1, 0,
+        ints_pointer and ints_pointer + 8 * rows, 1, 0, stats_pointer, 1, rows, 0, 0, 0,
         ints_pointer and ints_pointer + 16 * rows, *weight_fields,
-        0 if metric_struct is None else ctypes.addressof(metric_struct))
-    status = _lib.trm_mask(ctypes.byref(batch.struct), plan.c_criteria, n_criteria, ctypes.byref(plan.options),
-                           ctypes.byref(out))
+        0 if metric_struct is None else _addressof(metric_struct))
+    status = _lib.trm_mask(_addressof(batch.struct), plan.criteria_address, n_criteria, plan.options_address,
+                           _addressof(out))
     if status:
         raise_for_status(status, "trust_region_mask")
-    rejected = tuple(ints[2 * rows:].tolist())
 
     def token_keep(keep):
         grid = batch.output(batch.grid_shape, "bool")
@@ -328,8 +348,8 @@ def trust_region_mask(logp_train: Any = None, logp_roll: Any = None, mask: Any =
         raise_for_status(status, "trust_region_mask (keep_token)")
         return grid
 
-    return MaskResult(keep_row, rejected, tuple(stats), ints[:rows], ints[rows:2 * rows], plan.criteria, token_keep,
-                      weight_grid, None if metric_struct is None else metrics_dict(metric_struct, plan.criteria, rejected))
+    metrics_out = None if metric_struct is None else metrics_dict(metric_struct, plan.criteria, ints[2 * rows:].tolist())
+    return MaskResult(keep_row, ints, stats, plan.criteria, token_keep, weight_grid, metrics_out)
 
 
 class SequenceStats:

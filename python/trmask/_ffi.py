@@ -143,24 +143,27 @@ class TopKBatch(ctypes.Structure):
 
 
 _status = c_int32
+# Pointer arguments are plain addresses: ctypes converts `byref(x)`, arrays and ints to c_void_p
+# several times faster than to a typed POINTER (a tiny batch's call is a few microseconds).
+_pointer = c_void_p
 _FUNCTIONS = [
     ("trm_abi_version", [], c_uint32),
     ("trm_version", [], c_char_p),
     ("trm_status_string", [_status], c_char_p),
     ("trm_status_name", [_status], c_char_p),
-    ("trm_mask", [POINTER(Batch), POINTER(CCriterion), c_int64, POINTER(Options), POINTER(MaskOut)], _status),
-    ("trm_token_keep", [POINTER(Batch), POINTER(CCriterion), c_int64, POINTER(Options), View, Out], _status),
-    ("trm_token_values", [POINTER(Batch), c_int32, POINTER(Options), Out], _status),
-    ("trm_importance_weights", [POINTER(Batch), POINTER(Options), WeightRule, View, Out], _status),
+    ("trm_mask", [_pointer, _pointer, c_int64, _pointer, _pointer], _status),
+    ("trm_token_keep", [_pointer, _pointer, c_int64, _pointer, View, Out], _status),
+    ("trm_token_values", [_pointer, c_int32, _pointer, Out], _status),
+    ("trm_importance_weights", [_pointer, _pointer, WeightRule, View, Out], _status),
     # Error bounds (SPEC §7).
-    ("trm_bounds_compute", [POINTER(BoundInputs), POINTER(BoundsOut)], _status),
+    ("trm_bounds_compute", [_pointer, _pointer], _status),
     # Exact per-position divergence from logits (SPEC §6).
-    ("trm_exact_kl", [POINTER(LogitPair), POINTER(LogitOptions), POINTER(ExactKLOut)], _status),
-    ("trm_topk_kl_lower_bound", [POINTER(TopKBatch), POINTER(LogitOptions), Out], _status),
+    ("trm_exact_kl", [_pointer, _pointer, _pointer], _status),
+    ("trm_topk_kl_lower_bound", [_pointer, _pointer, Out], _status),
     # Sharded rows (SPEC §3, partial rows).
-    ("trm_partials_compute", [POINTER(Batch), POINTER(Options), POINTER(Partials)], _status),
-    ("trm_partials_merge", [POINTER(Partials), POINTER(Partials), POINTER(Partials)], _status),
-    ("trm_partials_decide", [POINTER(Partials), POINTER(CCriterion), c_int64, POINTER(Options), POINTER(MaskOut)], _status),
+    ("trm_partials_compute", [_pointer, _pointer, _pointer], _status),
+    ("trm_partials_merge", [_pointer, _pointer, _pointer], _status),
+    ("trm_partials_decide", [_pointer, _pointer, c_int64, _pointer, _pointer], _status),
 ]
 
 lib = _loader.load()

@@ -383,7 +383,8 @@ def audit(batch: LoadedBatch, criteria: Any = None, *, nan_policy: str = "reject
     stats = tuple(joined(lambda p, i=i: p[1].row_stats[i], np.float32) for i in range(len(STATS_CRITERIA)))
     rejected = tuple(int(sum(p[0].rejected[i] for p in parts)) for i in range(len(criteria)))
     # The statistics under STATS_CRITERIA with the keep decision of the audited criteria.
-    combined = MaskResult(keep_row, (0,) * len(STATS_CRITERIA), stats, count, None, STATS_CRITERIA, None)
+    ints = np.concatenate([count, np.zeros(len(count) + len(STATS_CRITERIA), np.int64)])  # count, nonfinite, rejected
+    combined = MaskResult(keep_row, ints, np.stack(stats), STATS_CRITERIA, None)
     plugin_all, plugin_error = _plugin(combined, reward_range, kept_only=False)
     plugin_kept, plugin_kept_error = _plugin(combined, reward_range, kept_only=True)
     return AuditResult(

@@ -200,7 +200,7 @@ def test_reference_merge_agrees_with_the_library():
     for k, estimator in enumerate(("k3", "delta")):
         for what in ("max", "min"):
             got, want = np.asarray(getattr(merged, what))[:, k], acc_ref["stats"][estimator][what]
-            report(got, want, np.abs(want) * (TOKEN_RTOL if estimator == "k3" else 0) + 1.5e-45, f"{what} {estimator}")
+            report(got, want, (np.abs(want) * TOKEN_RTOL if estimator == "k3" else 0) + 1.5e-45, f"{what} {estimator}")
 
 
 def test_default_criteria_are_the_papers_and_need_k2_and_k3():

@@ -147,7 +147,8 @@ def exact_sum(v: np.ndarray) -> float:
             return math.fsum(v)
         except OverflowError:
             pass
-    return float(np.sum(v))
+    with np.errstate(invalid="ignore"):  # +inf and -inf terms: NaN, as the IEEE sum defines
+        return float(np.sum(v))
 
 
 def _ln_trm_stat(tv: np.ndarray, kl_max: float, eps: float | None) -> float:

@@ -292,7 +292,7 @@ struct MaskScan: ReaderConsumer {
                         if tokenWork { passingTokens += judgeTokens(value, tokenValid, at: p, width: width, tokens, rejected) }
                         p += width
                     }
-                    lanes.flush(group, plan: plan)
+                    lanes.flush(group, plan: plan, Shape.self)
                     group = GroupSums()
                 }
                 summary.flushCounters(&lanes)
@@ -404,21 +404,27 @@ struct UncheckedBuffer<Element>: @unchecked Sendable {
     init(_ buffer: UnsafeMutableBufferPointer<Element>) { self.buffer = buffer }
 }
 
+/// How far ahead of the scan the hot loop asks for data (positions): about a microsecond of work,
+/// more than a DRAM round trip, so a single thread keeps enough reads in flight.
+let prefetchDistance = 2048
+
 /// The hot loop of the row scan, over whole groups up to `end` (a group boundary): while every
 /// chunk is small it adds it exactly as `LaneStats.add` and `LaneStats.flush` do. It stops at
 /// `end` or at the first chunk that is not small (that group's partial sums left in `group`) and
 /// returns the position. A function of its own with no calls inside and the accumulators passed by
 /// value, so they live in registers (inlined into the row loop, which calls out on its rare paths,
 /// LLVM keeps them on the stack).
-/// How far ahead of the scan the hot loop asks for data (positions): about a microsecond of work,
-/// more than a DRAM round trip, so a single thread keeps enough reads in flight.
-let prefetchDistance = 2048
-
 @inline(never)
 func smallChunks<Reader: RowReader, Shape: ScanShape>(_ source: Reader, from start: Int, to end: Int, plan: ScanPlan,
                                                       _ state: (LaneStats, GroupSums), _ shape: Shape.Type)
     -> (lanes: LaneStats, group: GroupSums, position: Int) {
     var (lanes, group) = state
+    if !Shape.general {
+        // A valley scan adds only k3 partials: the others are 0 at every step, and a fresh group
+        // tells the compiler so (seven fewer accumulators to keep in registers).
+        group = GroupSums()
+        group.k3 = state.1.k3
+    }
     var p = start
     while p < end {
         let (raw, valid) = source.plainChunk(at: p)
@@ -426,7 +432,7 @@ func smallChunks<Reader: RowReader, Shape: ScanShape>(_ source: Reader, from sta
         lanes.accumulate(ChunkTerms(small: raw, valid: valid), plan: plan, group: &group, allSmall: true, Shape.self)
         p &+= chunkWidth
         if p & (GroupSums.width - 1) == 0 {  // a group ends (the width is a power of two)
-            lanes.flush(group, plan: plan)
+            lanes.flush(group, plan: plan, Shape.self)
             group = GroupSums()
             source.prefetchGroup(at: p &+ prefetchDistance)
         }

@@ -285,9 +285,17 @@ struct LaneStats {
         }
     }
 
-    /// Widens a finished group into the float64 lanes.
+    /// Widens a finished group into the float64 lanes. A valley scan has only the k3 sum (its
+    /// plan has no other), and saying so at compile time keeps the other partials out of the hot
+    /// loop's registers.
     @inline(always)
-    mutating func flush(_ group: GroupSums, plan: ScanPlan) { sums.add(group, plan: plan) }
+    mutating func flush<Shape: ScanShape>(_ group: GroupSums, plan: ScanPlan, _ shape: Shape.Type) {
+        if Shape.general {
+            sums.add(group, plan: plan)
+        } else if plan.sums.contains(.k3) {
+            sums.k3 += widen(group.k3)
+        }
+    }
 }
 
 /// The number of set lanes (as a small integer, exact in float32).

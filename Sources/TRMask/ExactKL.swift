@@ -55,9 +55,8 @@ public struct StridedTensor3 {
     /// `rows * cols`, or a `.badSize` error naming `argument` when a size is negative or the
     /// product overflows (checked before any allocation: the Swift API never traps).
     func positions(_ argument: String) throws(TRMaskError) -> Int {
-        let (count, overflow) = rows.multipliedReportingOverflow(by: cols)
-        guard rows >= 0, cols >= 0, depth >= 0, !overflow else { throw TRMaskError(.badSize, argument: argument) }
-        return count
+        guard depth >= 0 else { throw TRMaskError(.badSize, argument: argument) }
+        return try checkedPositions(rows: rows, cols: cols, argument: argument)
     }
 }
 

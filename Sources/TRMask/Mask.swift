@@ -146,9 +146,10 @@ public extension TokenBatch {
     static func withPadded<Train: LogProbScalar, Roll: LogProbScalar, R>(
         logpTrain: [Train], logpRoll: [Roll], rows: Int, cols: Int, mask: [UInt8]? = nil,
         lengths: [Int64]? = nil, _ body: (TokenBatch) throws(TRMaskError) -> R) throws(TRMaskError) -> R {
-        guard logpTrain.count == rows * cols else { throw TRMaskError(.badSize, argument: "logpTrain") }
-        guard logpRoll.count == rows * cols else { throw TRMaskError(.badSize, argument: "logpRoll") }
-        if let mask, mask.count != rows * cols { throw TRMaskError(.badSize, argument: "mask") }
+        let count = try checkedPositions(rows: rows, cols: cols, argument: "rows, cols")
+        guard logpTrain.count == count else { throw TRMaskError(.badSize, argument: "logpTrain") }
+        guard logpRoll.count == count else { throw TRMaskError(.badSize, argument: "logpRoll") }
+        if let mask, mask.count != count { throw TRMaskError(.badSize, argument: "mask") }
         return try logpTrain.withUnsafeBufferPointer { (train) throws(TRMaskError) -> R in
             try logpRoll.withUnsafeBufferPointer { (roll) throws(TRMaskError) -> R in
                 try withOptionalBuffer(mask) { (mask) throws(TRMaskError) -> R in
@@ -161,6 +162,14 @@ public extension TokenBatch {
             }
         }
     }
+}
+
+/// `rows * cols`, or a `.badSize` error naming `argument` when a size is negative or the product
+/// overflows (checked before any allocation or indexing: the Swift API never traps).
+func checkedPositions(rows: Int, cols: Int, argument: String) throws(TRMaskError) -> Int {
+    let (count, overflow) = rows.multipliedReportingOverflow(by: cols)
+    guard rows >= 0, cols >= 0, !overflow else { throw TRMaskError(.badSize, argument: argument) }
+    return count
 }
 
 /// Runs `body` with the array's buffer, or with nil when there is no array.

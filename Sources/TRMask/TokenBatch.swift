@@ -109,20 +109,20 @@ public struct TokenBatch {
     public static func padded<Train: LogProbScalar, Roll: LogProbScalar>(
         logpTrain: StridedMatrix<Train>, logpRoll: StridedMatrix<Roll>, mask: (any MaskMatrix)? = nil,
         lengths: UnsafeBufferPointer<Int64>? = nil) throws(TRMaskError) -> TokenBatch {
-        try padded(logpTrain, source: .logProbs(train: view(logpTrain), roll: view(logpRoll)),
+        try padded(logpTrain, name: "logpTrain", source: .logProbs(train: view(logpTrain), roll: view(logpRoll)),
                    others: [("logpRoll", logpRoll.rows, logpRoll.cols)], mask: mask, lengths: lengths)
     }
 
     /// Padded `[rows, cols]` log-ratios `delta` (training minus rollout).
     public static func padded<Element: LogProbScalar>(logRatio: StridedMatrix<Element>, mask: (any MaskMatrix)? = nil,
                                                       lengths: UnsafeBufferPointer<Int64>? = nil) throws(TRMaskError) -> TokenBatch {
-        try padded(logRatio, source: .logRatio(view(logRatio)), others: [], mask: mask, lengths: lengths)
+        try padded(logRatio, name: "logRatio", source: .logRatio(view(logRatio)), others: [], mask: mask, lengths: lengths)
     }
 
     /// Padded `[rows, cols]` precomputed per-token divergences (estimator `.value`).
     public static func padded<Element: LogProbScalar>(values: StridedMatrix<Element>, mask: (any MaskMatrix)? = nil,
                                                       lengths: UnsafeBufferPointer<Int64>? = nil) throws(TRMaskError) -> TokenBatch {
-        try padded(values, source: .values(view(values)), others: [], mask: mask, lengths: lengths)
+        try padded(values, name: "values", source: .values(view(values)), others: [], mask: mask, lengths: lengths)
     }
 
     /// Packed rows: 1-D log-probs of all tokens; row `i` is `offsets[i] ..< offsets[i + 1]`.
@@ -161,8 +161,12 @@ public struct TokenBatch {
         StridedView(base: UnsafeRawPointer(b.baseAddress), dtype: E.dtype, rowStride: 0, colStride: 1)
     }
 
-    private static func padded<Primary>(_ primary: StridedMatrix<Primary>, source: Source, others: [(String, Int, Int)],
-                                        mask: (any MaskMatrix)?, lengths: UnsafeBufferPointer<Int64>?) throws(TRMaskError) -> TokenBatch {
+    /// `name`: the primary matrix's argument, named by the error when its sizes are negative or
+    /// their product overflows (the outputs are sized from them before any kernel validates).
+    private static func padded<Primary>(_ primary: StridedMatrix<Primary>, name: String, source: Source,
+                                        others: [(String, Int, Int)], mask: (any MaskMatrix)?,
+                                        lengths: UnsafeBufferPointer<Int64>?) throws(TRMaskError) -> TokenBatch {
+        _ = try checkedPositions(rows: primary.rows, cols: primary.cols, argument: name)
         for (name, rows, cols) in others where rows != primary.rows || cols != primary.cols {
             throw TRMaskError(.badSize, argument: name)
         }

@@ -154,5 +154,15 @@ final class PartialsTests: XCTestCase {
         XCTAssertThrowsError(try TokenBatch.withPadded(logpTrain: x, logpRoll: x, rows: 1, cols: 2) { (batch) throws(TRMaskError) in
             try rowPartials(batch, estimators: [.k2, .k2])
         }) { XCTAssertEqual(($0 as? TRMaskError)?.argument, "estimators") }
+        // Sizes whose product overflows, or a negative size, throw before any indexing.
+        for (rows, cols) in [(Int.max, 2), (1 << 32, 1 << 32), (-1, -2), (-1, 0)] {
+            XCTAssertThrowsError(try TokenBatch.withPadded(logpTrain: x, logpRoll: x, rows: rows, cols: cols) {
+                (batch) throws(TRMaskError) in try rowPartials(batch, estimators: [.k2])
+            }) { XCTAssertEqual($0 as? TRMaskError, TRMaskError(.badSize, argument: "rows, cols")) }
+            let view = StridedMatrix<Float>(base: nil, rows: rows, cols: cols)
+            XCTAssertThrowsError(try trustRegionMask(TokenBatch.padded(logRatio: view), keepToken: true)) {
+                XCTAssertEqual($0 as? TRMaskError, TRMaskError(.badSize, argument: "logRatio"))
+            }
+        }
     }
 }

@@ -243,6 +243,19 @@ def trainer_paths(table, clib, torch, rows, cols, threads_list, repeat, label):
             table.add(f"{name} {label}", "contiguous", threads, med["trmask"], tokens, med["probe"])
 
 
+def crossover(repeat):
+    """Two threads against one on growing batches: where `threads=0` starts using every core
+    (`automaticThreadsMinimumPositions` in Sources/TRMaskKernels/Parallel.swift)."""
+    print(f"{'thread crossover':<34} {'positions':>10} {'1 thread':>10} {'2 threads':>10}  speed-up")
+    for shift in range(14, 22):
+        positions = 1 << shift
+        rows = max(8, positions >> 12)
+        lt, lr, mask = make_batch(rows, positions // rows, seed=5)
+        med = interleaved({t: (lambda t=t: trmask.trust_region_mask(lt, lr, mask, criteria=TRM, threads=t)) for t in (1, 2)},
+                          repeat * 3)
+        print(f"{'':<34} {positions:>10} {med[1] * 1e6:>8.1f}us {med[2] * 1e6:>8.1f}us  {med[1] / med[2]:.2f}x")
+
+
 def tiny(table, repeat):
     lt, lr, mask = make_batch(1, 16, seed=3)
     samples = interleaved({"trmask": lambda: trmask.trust_region_mask(lt, lr, mask, criteria=trmask.DEFAULT_CRITERIA),
@@ -277,6 +290,7 @@ def main(argv=None) -> int:
     trainer_paths(table, clib, torch, 256, 8192, threads_list, args.repeat, "2M")
     if args.large:
         trainer_paths(table, clib, torch, 4096, 16384, threads_list, max(3, args.repeat // 3), "64M")
+    crossover(args.repeat)
     tiny(table, args.repeat)
     return 0
 

@@ -17,6 +17,7 @@ import sys
 ROW = re.compile(r"^(?P<case>.{34}) (?P<layout>.{14}) +(?P<threads>\d+) +(?P<ns>[\d.]+) +(?P<rest>.*)$")
 RATIO = re.compile(r"([\d.]+)x")
 LAYOUT = re.compile(r"^\s+(?P<name>.+) / contiguous = (?P<ratio>[\d.]+)x$")
+CROSSOVER = re.compile(r"^\s+(?P<positions>\d+)\s+[\d.]+us\s+[\d.]+us\s+(?P<speedup>[\d.]+)x$")
 TINY = re.compile(r"^tiny batch.* (?P<ours>[\d.]+)us\s+numpy pipeline (?P<numpy>[\d.]+)us")
 COLUMNS = ("x probe", "vs numpy", "vs torch", "vs C loop")
 
@@ -27,6 +28,9 @@ def parse(path: str) -> dict:
         line = line.rstrip("\n")
         if extra := LAYOUT.match(line):
             rows[("layout", extra["name"])] = float(extra["ratio"])
+            continue
+        if extra := CROSSOVER.match(line):
+            rows[("crossover", int(extra["positions"]))] = float(extra["speedup"])
             continue
         if extra := TINY.match(line):
             rows[("tiny", "trmask us")], rows[("tiny", "numpy us")] = float(extra["ours"]), float(extra["numpy"])
@@ -55,7 +59,7 @@ def main(paths: list) -> int:
     print(f"| case | layout | threads | ns/token | {' | '.join(COLUMNS)} |")
     print("|---|---|---|---|" + "---|" * len(COLUMNS))
     for key in keys:
-        if key[0] in ("layout", "tiny"):
+        if key[0] in ("layout", "tiny", "crossover"):
             continue
         ns = [r[key][0] for r in runs]
         ratios = [cell([r[key][1][i] for r in runs]) for i in range(len(COLUMNS))]
@@ -64,6 +68,8 @@ def main(paths: list) -> int:
     for key in keys:
         if key[0] == "layout":
             print(f"- {key[1]} / contiguous: {cell([r[key] for r in runs])}")
+        elif key[0] == "crossover":
+            print(f"- two threads against one at {key[1]} positions: {cell([r[key] for r in runs])}")
         elif key[0] == "tiny":
             print(f"- tiny batch (B=1, T=16), {key[1]}: {cell([r[key] for r in runs], '', 1)}")
     return 0

@@ -216,7 +216,7 @@ typedef struct trm_options_t {
     double clamp;         /* delta <- clamp(delta, -clamp, clamp) before every estimator; > 0;
                              INFINITY = no clamp (the default); verl uses 20 */
     int32_t reject_empty; /* 1: rows without valid tokens are rejected; 0: kept (default) */
-    int32_t threads;      /* >= 0; 0 = automatic (one thread for small batches) */
+    int32_t threads;      /* >= 0; 0 = automatic (one thread below 2^18 positions) */
 } trm_options_t;
 
 /* One criterion: a row passes iff lo <= aggregation(estimator) <= hi (inclusive); a token
@@ -469,7 +469,7 @@ typedef struct trm_logit_pair_t {
 /* Options of the logit functions. */
 typedef struct trm_logit_options_t {
     uint32_t struct_size; /* sizeof(trm_logit_options_t) */
-    int32_t threads;      /* >= 0; 0 = automatic (one thread below 2^20 logits) */
+    int32_t threads;      /* >= 0; 0 = automatic (one thread below 2^18 logits) */
     double temperature;   /* tau: finite, > 0, with 1/tau a normal float32 */
 } trm_logit_options_t;
 

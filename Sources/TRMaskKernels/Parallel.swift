@@ -8,9 +8,11 @@ import Synchronization
 /// Processors online (the `threads = 0` upper bound).
 let availableProcessors: Int = Swift.max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
 
-/// Below this many grid positions a call runs on one thread: a second thread costs more (start-up
-/// and cache traffic between cores) than it saves. Measured in BENCHMARKS.md.
-let automaticThreadsMinimumPositions = 1 << 20
+/// Below this many grid positions (or logits, for the exact KL, each dearer than a position) a call
+/// runs on one thread: a second thread costs more (~45 us of start-up, cache traffic between cores)
+/// than it saves. Two threads win from 2^18 TRM positions on (1.1-1.2x; 1.5-1.6x at 2^20; the
+/// "thread crossover" rows of `bench/bench.py`, BENCHMARKS.md).
+let automaticThreadsMinimumPositions = 1 << 18
 
 /// The number of workers for `threads` (0 = automatic) over `rows` rows of `positions` tokens.
 func workerCount(threads: Int, rows: Int, positions: Int) -> Int {

@@ -13,7 +13,10 @@
 #                             an AVX-512 build dies with SIGILL elsewhere. aarch64 builds use the
 #                             compiler's default target (NEON and FMA are baseline there).
 #   --version-script          only trm_* symbols are exported.
+#   -use-ld=lld               the toolchain's lld (gold, the default, kept five Swift metadata
+#                             symbols in .dynsym with LOCAL binding; lld leaves only trm_*).
 #   -s                        strip: 9 MB -> 6.5 MB.
+# After changing them, `make clean`: SwiftPM reuses its cached link command in an existing .build.
 # These stay out of Package.swift: unsafeFlags there would stop other packages depending on it.
 
 SWIFT ?= swift
@@ -23,10 +26,10 @@ ARCH := $(shell uname -m)
 ifeq ($(ARCH),x86_64)
   CPU_FLAGS := -Xcc -march=x86-64-v3
 endif
-RELEASE_FLAGS := -c release --scratch-path .build -Xswiftc -static-stdlib $(CPU_FLAGS) \
+RELEASE_FLAGS := -c release --scratch-path .build -Xswiftc -static-stdlib -Xswiftc -use-ld=lld $(CPU_FLAGS) \
 	-Xlinker --version-script=$(CURDIR)/trmask.exports -Xlinker -s
 LIB := python/trmask/_lib/libtrmask.so
-SOURCES := $(shell find Sources include -type f) Package.swift trmask.exports
+SOURCES := $(shell find Sources include -type f) Package.swift trmask.exports Makefile
 TORCH_WHEEL := $(firstword $(wildcard /opt/wheels/torch-*.whl))
 
 .PHONY: all lib install demo test test-swift test-python test-examples bench clean

@@ -57,6 +57,20 @@ def token_tolerance(estimator: str, ref: np.ndarray) -> np.ndarray:
         return np.where(np.isfinite(ref), np.abs(ref - ref.astype(np.float32).astype(np.float64)), 0.0)
 
 
+def random_deltas(rng, shape, special: bool) -> np.ndarray:
+    """Log-ratios like real mismatch: mostly small, 5% large, and with `special` 3% NaN and 2%
+    each of +inf and -inf."""
+    d = rng.normal(0.0, 0.02, size=shape)
+    big = rng.random(shape) < 0.05
+    d[big] = rng.normal(0.0, 2.0, size=int(big.sum()))
+    if special:
+        pick = rng.random(shape)
+        d[pick < 0.03] = np.nan
+        d[(pick >= 0.03) & (pick < 0.05)] = np.inf
+        d[(pick >= 0.05) & (pick < 0.07)] = -np.inf
+    return d
+
+
 def report(got, expected, tolerance, what: str) -> None:
     """Asserts ``|got - expected| <= tolerance`` elementwise (NaN matches NaN, inf matches inf);
     on failure lists the first differing indices with both values, flagging NaN/Inf present on

@@ -33,7 +33,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import trmask
-from conftest import EXP_ESTIMATORS, SUM_RTOL, TOKEN_RTOL, report, token_tolerance
+from conftest import EXP_ESTIMATORS, SUM_RTOL, TOKEN_RTOL, random_deltas, report, token_tolerance
 from trmask import TrmaskError
 from trmask.reference import estimator_values, log_ratio, reference_mask, reference_stats
 from trmask.reference._batch import prepare_batch
@@ -139,18 +139,6 @@ def make_mask(rng, shape, kind: str):
     return np.where(valid, rng.choice([1, -1, 7], size=shape), 0).astype(np.int64)  # int64
 
 
-def deltas(rng, shape, special: bool) -> np.ndarray:
-    d = rng.normal(0.0, 0.02, size=shape)
-    big = rng.random(shape) < 0.05
-    d[big] = rng.normal(0.0, 2.0, size=int(big.sum()))
-    if special:
-        pick = rng.random(shape)
-        d[pick < 0.03] = np.nan
-        d[(pick >= 0.03) & (pick < 0.05)] = np.inf
-        d[(pick >= 0.05) & (pick < 0.07)] = -np.inf
-    return d
-
-
 def case(seed, rows, cols, source, dtypes, layout="contiguous", mask_kind="bool", kind="numpy", special=False,
          lengths=False):
     """Inputs (`source`: "logprobs", "log_ratio" or "values") of the given dtype(s) in `layout`,
@@ -159,11 +147,11 @@ def case(seed, rows, cols, source, dtypes, layout="contiguous", mask_kind="bool"
     if source == "logprobs":
         lr = -rng.exponential(1.0, size=(rows, cols))
         with np.errstate(invalid="ignore"):
-            lt = lr + deltas(rng, (rows, cols), special)
+            lt = lr + random_deltas(rng, (rows, cols), special)
         arrays = {"logp_train": cast(lt, dtypes[0], kind), "logp_roll": cast(lr, dtypes[1], kind)}
         reference = {name: exact(a) for name, a in arrays.items()}
     else:
-        x = deltas(rng, (rows, cols), special)
+        x = random_deltas(rng, (rows, cols), special)
         if source == "values":
             x = np.abs(x) * 0.05
         arrays = {source: cast(x, dtypes[0], kind)}

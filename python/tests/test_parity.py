@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import trmask
-from conftest import EXP_ESTIMATORS, SUM_RTOL, TOKEN_RTOL, report, token_tolerance
+from conftest import EXP_ESTIMATORS, SUM_RTOL, TOKEN_RTOL, random_deltas, report, token_tolerance
 from trmask.reference import estimator_values, reference_mask
 from trmask.reference._batch import prepare_batch
 
@@ -47,20 +47,8 @@ def reference_criteria(criteria):
     return [dict(agg=c.agg, est=c.estimator, lo=c.lo, hi=c.hi, kl_max=c.kl_max, eps=c.eps) if c.agg == "ln_trm"
             else (c.agg, c.estimator, c.lo, c.hi) for c in criteria]
 
+
 LAYOUTS = ("contiguous", "transposed", "reversed", "sliced", "broadcast_roll", "packed")
-
-
-def _deltas(rng, shape, special):
-    """Mostly small mismatch, some large, and special values."""
-    d = rng.normal(0.0, 0.02, size=shape)
-    big = rng.random(shape) < 0.05
-    d[big] = rng.normal(0.0, 2.0, size=int(big.sum()))
-    if special:
-        pick = rng.random(shape)
-        d[pick < 0.03] = np.nan
-        d[(pick >= 0.03) & (pick < 0.05)] = np.inf
-        d[(pick >= 0.05) & (pick < 0.07)] = -np.inf
-    return d
 
 
 def _make_case(seed, rows, cols, layout, mask_kind, use_lengths, special):
@@ -70,7 +58,7 @@ def _make_case(seed, rows, cols, layout, mask_kind, use_lengths, special):
     lr = -rng.exponential(1.0, size=(rows, cols)).astype(np.float32)
     if layout == "broadcast_roll":
         lr = np.broadcast_to(lr[:1] if rows else lr, (rows, cols))
-    d = _deltas(rng, (rows, cols), special)
+    d = random_deltas(rng, (rows, cols), special)
     with np.errstate(invalid="ignore"):
         lt = (lr + d).astype(np.float32)
     lt[np.isnan(d)] = np.nan

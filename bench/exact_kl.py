@@ -149,12 +149,12 @@ def main() -> None:
         if t_numpy:
             row("numpy", 1, t_numpy)
         for threads in [int(x) for x in args.threads.split(",")]:
-            row("trmask.exact_kl", threads, best(lambda: trmask.exact_kl(a, b, threads=threads), 5))
-        row("exact_kl + token logp", 1, best(lambda: trmask.exact_kl(a, b, token_ids=np.zeros(n, dtype=np.int64), threads=1), 3))
-        row("exact_kl + tv", 1, best(lambda: trmask.exact_kl(a, b, tv=True, threads=1), 3))
+            row("trmask.exact_kl", threads, best(lambda: trmask.exact_kl(b, a, threads=threads), 5))
+        row("exact_kl + token logp", 1, best(lambda: trmask.exact_kl(b, a, token_ids=np.zeros(n, dtype=np.int64), threads=1), 3))
+        row("exact_kl + tv", 1, best(lambda: trmask.exact_kl(b, a, tv=True, threads=1), 3))
         if name == "float32":
             lp, ids = np.full((n, 8), -3.0), np.tile(np.arange(8), (n, 1))
-            row("topk_kl_lower_bound k=8", 1, best(lambda: trmask.topk_kl_lower_bound(lp, ids, b, threads=1), 3))
+            row("topk_kl_lower_bound k=8", 1, best(lambda: trmask.topk_kl_lower_bound(b, lp, ids, threads=1), 3))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 import TRMaskKernels
 
-/// The exact per-position divergence from logits and the exact TRM (SPEC §4.2, §6).
+/// The exact per-position divergence from logits and the exact TRM (semantics §4.2, §6).
 
 public typealias LogitOptions = TRMaskKernels.LogitOptions
 
@@ -71,26 +71,27 @@ public struct ExactKLResult: Equatable, Sendable {
     public var logpTrainToken: [Float]?
 }
 
-/// Exact `KL(pi_roll || pi_theta)` per position from full logits (SPEC §6): `p = softmax(a / tau)`
-/// for the rollout logits `a`, `q = softmax(b / tau)` for the training logits `b` (float32,
-/// bfloat16 or float16, dtypes may differ). Masked positions (`mask` zero) are skipped and give 0.
+/// Exact `KL(pi_roll || pi_theta)` per position from full logits (semantics §6): `q = softmax(b / tau)`
+/// for the training logits `b`, `p = softmax(a / tau)` for the rollout logits `a` (float32,
+/// bfloat16 or float16, dtypes may differ). Training side first, as everywhere. Masked positions
+/// (`mask` zero) are skipped and give 0.
 /// With `tokenIDs`, also `log p_y` and `log q_y`; with `tv`, the total variation (a second pass).
 /// Accuracy: `|KL - ref| <= 1e-4 ref + 1e-8` against float64. Results do not depend on
 /// `options.threads`.
-public func exactKL(rollout: StridedTensor3, train: StridedTensor3, mask: StridedMatrix<UInt8>? = nil,
+public func exactKL(train: StridedTensor3, rollout: StridedTensor3, mask: StridedMatrix<UInt8>? = nil,
                     tokenIDs: StridedMatrix<Int64>? = nil, tv: Bool = false,
                     options: LogitOptions = LogitOptions()) throws(TRMaskError) -> ExactKLResult {
-    try checkSameGrid(train, like: rollout, name: "train")
-    if let mask { try checkGrid(mask.rows, mask.cols, like: rollout, name: "mask") }
-    if let tokenIDs { try checkGrid(tokenIDs.rows, tokenIDs.cols, like: rollout, name: "tokenIDs") }
-    let count = try rollout.positions("rollout")
+    try checkSameGrid(rollout, like: train, name: "rollout")
+    if let mask { try checkGrid(mask.rows, mask.cols, like: train, name: "mask") }
+    if let tokenIDs { try checkGrid(tokenIDs.rows, tokenIDs.cols, like: train, name: "tokenIDs") }
+    let count = try train.positions("train")
     var kl = [Float](repeating: 0, count: count)
     var tvValues = [Float](repeating: 0, count: tv ? count : 0)
     var logpRoll = [Float](repeating: 0, count: tokenIDs == nil ? 0 : count)
     var logpTrain = [Float](repeating: 0, count: tokenIDs == nil ? 0 : count)
-    let input = LogitPair(rows: rollout.rows, cols: rollout.cols, vocab: rollout.depth, rollout: rollout.view,
+    let input = LogitPair(rows: train.rows, cols: train.cols, vocab: train.depth, rollout: rollout.view,
                           train: train.view, mask: mask.map(gridView), tokenIDs: tokenIDs.map(gridView))
-    let cols = rollout.cols
+    let cols = train.cols
     let status = kl.withUnsafeMutableBufferPointer { kl in
         tvValues.withUnsafeMutableBufferPointer { tvOut in
             logpRoll.withUnsafeMutableBufferPointer { roll in
@@ -112,8 +113,9 @@ public func exactKL(rollout: StridedTensor3, train: StridedTensor3, mask: Stride
 
 /// Lower bound on the per-position KL from the rollout's top-k log-probabilities (`[rows, cols, k]`
 /// float, at the rollout's temperature) and distinct token ids (`[rows, cols, k]` int32/int64)
-/// against full training logits (SPEC §6). Row-major `[rows * cols]`; 0 at masked positions.
-public func topKKLLowerBound(rolloutLogprobs: StridedTensor3, rolloutIDs: StridedTensor3, train: StridedTensor3,
+/// against full training logits (semantics §6). Row-major `[rows * cols]`; 0 at masked positions.
+/// Training side first, as everywhere.
+public func topKKLLowerBound(train: StridedTensor3, rolloutLogprobs: StridedTensor3, rolloutIDs: StridedTensor3,
                              mask: StridedMatrix<UInt8>? = nil,
                              options: LogitOptions = LogitOptions()) throws(TRMaskError) -> [Float] {
     try checkSameGrid(rolloutIDs, like: rolloutLogprobs, name: "rolloutIDs")
@@ -132,11 +134,11 @@ public func topKKLLowerBound(rolloutLogprobs: StridedTensor3, rolloutIDs: Stride
 }
 
 public extension Criterion {
-    /// The paper's TRM-Max&Avg on the exact KL (SPEC §4.2): `max value <= 0.1`, `mean value <= 0.002`.
+    /// The paper's TRM-Max&Avg on the exact KL (semantics §4.2): `max value <= 0.1`, `mean value <= 0.002`.
     static let exactTRMDefault = [Criterion(.max, .value, hi: 0.1), Criterion(.mean, .value, hi: 0.002)]
 }
 
-/// What `exactTrustRegionMask` returns: the mask result (SPEC §3-§4) and the per-position KL it
+/// What `exactTrustRegionMask` returns: the mask result (semantics §3-§4) and the per-position KL it
 /// was computed from (row-major `[rows * cols]`, 0 at masked positions).
 public struct ExactMaskResult: Equatable, Sendable {
     public var mask: MaskResult
@@ -145,13 +147,13 @@ public struct ExactMaskResult: Equatable, Sendable {
 
 /// Exact TRM: the criteria (default `Criterion.exactTRMDefault`) on the exact per-position KL of
 /// padded `[B, T, V]` logits, with `mask` `[B, T]` the response tokens. A NaN KL on a valid token
-/// rejects its row (`options.nanPolicy` of `maskOptions`).
-public func exactTrustRegionMask(rollout: StridedTensor3, train: StridedTensor3, mask: StridedMatrix<UInt8>? = nil,
+/// rejects its row (`options.nanPolicy` of `maskOptions`). Training side first, as everywhere.
+public func exactTrustRegionMask(train: StridedTensor3, rollout: StridedTensor3, mask: StridedMatrix<UInt8>? = nil,
                                  criteria: [Criterion] = Criterion.exactTRMDefault, options: LogitOptions = LogitOptions(),
                                  maskOptions: ReductionOptions = ReductionOptions(), keepToken: Bool = false) throws(TRMaskError) -> ExactMaskResult {
-    let kl = try exactKL(rollout: rollout, train: train, mask: mask, options: options).kl
-    let rows = rollout.rows
-    let cols = rollout.cols
+    let kl = try exactKL(train: train, rollout: rollout, mask: mask, options: options).kl
+    let rows = train.rows
+    let cols = train.cols
     let result = try kl.withUnsafeBufferPointer { (values) throws(TRMaskError) -> MaskResult in
         let batch = try TokenBatch.padded(values: StridedMatrix(values, rows: rows, cols: cols), mask: mask)
         return try trustRegionMask(batch, criteria: criteria, options: maskOptions, keepToken: keepToken)

@@ -13,7 +13,7 @@ final class ExactKLAPITests: XCTestCase {
         let result = try rollout.withUnsafeBufferPointer { a in
             try train.withUnsafeBufferPointer { b in
                 try [Int64(4), 0].withUnsafeBufferPointer { ids in
-                    try exactKL(rollout: StridedTensor3(a, positions: 2, depth: 5), train: StridedTensor3(b, positions: 2, depth: 5),
+                    try exactKL(train: StridedTensor3(b, positions: 2, depth: 5), rollout: StridedTensor3(a, positions: 2, depth: 5),
                                 tokenIDs: StridedMatrix(ids, rows: 2, cols: 1), tv: true)
                 }
             }
@@ -30,25 +30,25 @@ final class ExactKLAPITests: XCTestCase {
     func testErrorsNameTheArgument() throws {
         try rollout.withUnsafeBufferPointer { (a) throws -> Void in
             let view = StridedTensor3(a, positions: 2, depth: 5)
-            XCTAssertThrowsError(try exactKL(rollout: view, train: view, options: LogitOptions(temperature: -1))) { error in
+            XCTAssertThrowsError(try exactKL(train: view, rollout: view, options: LogitOptions(temperature: -1))) { error in
                 XCTAssertEqual(error as? TRMaskError, TRMaskError(.badTemperature, argument: "temperature"))
             }
             XCTAssertThrowsError(try [Int64(5), 0].withUnsafeBufferPointer { ids in
-                try exactKL(rollout: view, train: view, tokenIDs: StridedMatrix(ids, rows: 2, cols: 1))
+                try exactKL(train: view, rollout: view, tokenIDs: StridedMatrix(ids, rows: 2, cols: 1))
             }) { error in
                 XCTAssertEqual((error as? TRMaskError)?.status, .badTokenID)
             }
             let negative = StridedTensor3(base: UnsafeRawPointer(a.baseAddress), dtype: .f32, rows: -1, cols: 1, depth: 5, rowStride: 5, colStride: 0)
-            XCTAssertThrowsError(try exactKL(rollout: negative, train: negative)) { error in
-                XCTAssertEqual(error as? TRMaskError, TRMaskError(.badSize, argument: "rollout"))
+            XCTAssertThrowsError(try exactKL(train: negative, rollout: negative)) { error in
+                XCTAssertEqual(error as? TRMaskError, TRMaskError(.badSize, argument: "train"))
             }
             let huge = StridedTensor3(base: UnsafeRawPointer(a.baseAddress), dtype: .f32, rows: .max, cols: 2, depth: 5, rowStride: 5, colStride: 0)
-            XCTAssertThrowsError(try exactKL(rollout: huge, train: huge)) { error in
+            XCTAssertThrowsError(try exactKL(train: huge, rollout: huge)) { error in
                 XCTAssertEqual((error as? TRMaskError)?.status, .badSize)
             }
             let short = StridedTensor3(a, positions: 2, depth: 4)
-            XCTAssertThrowsError(try exactKL(rollout: view, train: short)) { error in
-                XCTAssertEqual(error as? TRMaskError, TRMaskError(.badSize, argument: "train"))
+            XCTAssertThrowsError(try exactKL(train: view, rollout: short)) { error in
+                XCTAssertEqual(error as? TRMaskError, TRMaskError(.badSize, argument: "rollout"))
             }
         }
     }
@@ -58,8 +58,8 @@ final class ExactKLAPITests: XCTestCase {
         let result = try rollout.withUnsafeBufferPointer { a in
             try train.withUnsafeBufferPointer { b in
                 try exactTrustRegionMask(
-                    rollout: StridedTensor3(base: UnsafeRawPointer(a.baseAddress), dtype: .f32, rows: 2, cols: 1, depth: 5, rowStride: 5, colStride: 5),
-                    train: StridedTensor3(base: UnsafeRawPointer(b.baseAddress), dtype: .f32, rows: 2, cols: 1, depth: 5, rowStride: 5, colStride: 5))
+                    train: StridedTensor3(base: UnsafeRawPointer(b.baseAddress), dtype: .f32, rows: 2, cols: 1, depth: 5, rowStride: 5, colStride: 5),
+                    rollout: StridedTensor3(base: UnsafeRawPointer(a.baseAddress), dtype: .f32, rows: 2, cols: 1, depth: 5, rowStride: 5, colStride: 5))
             }
         }
         XCTAssertEqual(result.mask.keepRow, [true, false])
@@ -69,7 +69,7 @@ final class ExactKLAPITests: XCTestCase {
     func testTopKBoundIsALowerBound() throws {
         let full = try rollout.withUnsafeBufferPointer { a in
             try train.withUnsafeBufferPointer { b in
-                try exactKL(rollout: StridedTensor3(a, positions: 2, depth: 5), train: StridedTensor3(b, positions: 2, depth: 5)).kl
+                try exactKL(train: StridedTensor3(b, positions: 2, depth: 5), rollout: StridedTensor3(a, positions: 2, depth: 5)).kl
             }
         }
         // top-2 of p: position 0 (logits 1..5) tokens 4, 3; position 1 (uniform) tokens 0, 1.
@@ -79,8 +79,8 @@ final class ExactKLAPITests: XCTestCase {
         let bound = try logprobs.withUnsafeBufferPointer { lp in
             try ids.withUnsafeBufferPointer { ids in
                 try train.withUnsafeBufferPointer { b in
-                    try topKKLLowerBound(rolloutLogprobs: StridedTensor3(lp, positions: 2, depth: 2), rolloutIDs: StridedTensor3(ids, positions: 2, depth: 2),
-                                         train: StridedTensor3(b, positions: 2, depth: 5))
+                    try topKKLLowerBound(train: StridedTensor3(b, positions: 2, depth: 5), rolloutLogprobs: StridedTensor3(lp, positions: 2, depth: 2),
+                                         rolloutIDs: StridedTensor3(ids, positions: 2, depth: 2))
                 }
             }
         }

@@ -74,12 +74,12 @@ def f64(x) -> np.ndarray:
 
 
 def check_against_reference(a, b, temperature=1.0, token_ids=None, tv=True, threads=0, **kwargs):
-    result = trmask.exact_kl(a, b, temperature=temperature, token_ids=token_ids, tv=tv, threads=threads, **kwargs)
+    result = trmask.exact_kl(b, a, temperature=temperature, token_ids=token_ids, tv=tv, threads=threads, **kwargs)
     ids = None if token_ids is None else f64(token_ids).astype(np.int64)
-    ref = reference_exact_kl(f64(a), f64(b), temperature=temperature, token_ids=ids)
+    ref = reference_exact_kl(f64(b), f64(a), temperature=temperature, token_ids=ids)
     assert_close(f64(result.kl), ref["kl"], "kl", KL_TOL)
     # KL alone takes the float32-difference fast path (TV and token log-probs need the exact one)
-    alone = trmask.exact_kl(a, b, temperature=temperature, threads=threads, **kwargs)
+    alone = trmask.exact_kl(b, a, temperature=temperature, threads=threads, **kwargs)
     assert_close(f64(alone.kl), ref["kl"], "kl (alone)", KL_TOL)
     if tv:
         assert_close(f64(result.tv), ref["tv"], "tv", TV_TOL)
@@ -109,7 +109,7 @@ def test_vectors(case):
     b = num(case["train_logits"]).astype(np.float32)
     ids = np.array(case["token_ids"], dtype=np.int64)
     t = case["temperature"]
-    result = trmask.exact_kl(a, b, temperature=t, token_ids=ids, tv=True)
+    result = trmask.exact_kl(b, a, temperature=t, token_ids=ids, tv=True)
     expected = case["expected"]
     assert result.kl.dtype == np.float32 and result.kl.shape == (case["n"],)
     assert_close(result.kl, num(expected["kl"]), "kl", KL_TOL)
@@ -117,7 +117,7 @@ def test_vectors(case):
     assert_close(result.logp_roll_token, num(expected["logp_roll_token"]), "logp_roll_token", LOGP_TOL)
     assert_close(result.logp_train_token, num(expected["logp_train_token"]), "logp_train_token", LOGP_TOL)
     lp, top_ids = top_k(a, t, 8)
-    bound = trmask.topk_kl_lower_bound(lp, top_ids, b, temperature=t)
+    bound = trmask.topk_kl_lower_bound(b, lp, top_ids, temperature=t)
     assert_close(bound, num(expected["topk8_kl_lower_bound"]), "topk8_kl_lower_bound", KL_TOL)
     # the bound never exceeds the KL it bounds
     assert np.all(bound <= result.kl * (1 + 1e-5) + 1e-8)
@@ -176,8 +176,8 @@ def test_topk_against_reference(pair, k, temperature):
     a, b = pair
     k = min(k, a.shape[1])
     lp, ids = top_k(a, temperature, k)
-    got = trmask.topk_kl_lower_bound(lp, ids, b, temperature=temperature)
-    ref = reference_topk_kl_lower_bound(lp, ids, b.astype(np.float64), temperature)
+    got = trmask.topk_kl_lower_bound(b, lp, ids, temperature=temperature)
+    ref = reference_topk_kl_lower_bound(b.astype(np.float64), lp, ids, temperature)
     # A rollout row that is -inf everywhere has NaN log-probs: the kernel fails closed (NaN) where
     # the reference's masks happen to give 0.
     no_rollout = np.any(np.isnan(lp), axis=-1)
@@ -201,8 +201,8 @@ def test_topk_against_reference(pair, k, temperature):
         ref[full & ~no_rollout] = head[full & ~no_rollout]
     assert_close(got, ref, "topk bound", KL_TOL)
     lp32 = lp.astype(np.float32)
-    got32 = trmask.topk_kl_lower_bound(lp32, ids.astype(np.int32), b, temperature=temperature)
-    ref32 = reference_topk_kl_lower_bound(lp32.astype(np.float64), ids, b.astype(np.float64), temperature)
+    got32 = trmask.topk_kl_lower_bound(b, lp32, ids.astype(np.int32), temperature=temperature)
+    ref32 = reference_topk_kl_lower_bound(b.astype(np.float64), lp32.astype(np.float64), ids, temperature)
     ref32[no_rollout] = np.nan
     # Rounding the log-probs to float32 leaves a spurious remainder 1 - P ~ 1e-7; when every token
     # is listed (k = V) the true 1 - Q is 0 and the bound is +inf for the kernel and rounding
@@ -302,13 +302,13 @@ def test_mask_skips_positions_without_reading_them():
     b[~mask] = np.nan
     ids = rng.integers(0, 50, (3, 4))
     ids[~mask] = -100  # padding labels are not checked either
-    result = trmask.exact_kl(a, b, mask=mask, token_ids=ids, tv=True)
+    result = trmask.exact_kl(b, a, mask=mask, token_ids=ids, tv=True)
     for out in (result.kl, result.tv, result.logp_roll_token, result.logp_train_token):
         assert np.all(out[~mask] == 0)
-    ref = reference_exact_kl(a[mask], b[mask], token_ids=ids[mask])
+    ref = reference_exact_kl(b[mask], a[mask], token_ids=ids[mask])
     assert_close(result.kl[mask], ref["kl"], "kl", KL_TOL)
     assert_close(result.logp_train_token[mask], ref["logp_train_token"], "logp_train_token", LOGP_TOL)
-    bound = trmask.topk_kl_lower_bound(*top_k(np.nan_to_num(a), 1.0, 4), b, mask=mask)
+    bound = trmask.topk_kl_lower_bound(b, *top_k(np.nan_to_num(a), 1.0, 4), mask=mask)
     assert np.all(bound[~mask] == 0)
 
 
@@ -319,7 +319,7 @@ def test_nan_and_inf_logits_give_nan_where_no_distribution():
     b[1, 19] = np.inf
     a[2, :] = -np.inf
     b[3, :] = -np.inf
-    result = trmask.exact_kl(a, b, tv=True, token_ids=np.zeros(4, dtype=np.int64))
+    result = trmask.exact_kl(b, a, tv=True, token_ids=np.zeros(4, dtype=np.int64))
     assert np.all(np.isnan(result.kl)) and np.all(np.isnan(result.tv))
     assert np.isnan(result.logp_roll_token[0]) and np.isnan(result.logp_train_token[3])
 
@@ -331,9 +331,9 @@ def test_determinism_across_threads():
     b[::7, 100:140] = -np.inf
     digests = set()
     for threads in (1, 2, 3, 8):
-        r = trmask.exact_kl(a, b, tv=True, token_ids=np.arange(64) * 13, threads=threads)
-        alone = trmask.exact_kl(a, b, threads=threads)  # the float32-difference path
-        bound = trmask.topk_kl_lower_bound(*top_k(a, 1.0, 5), b, threads=threads)
+        r = trmask.exact_kl(b, a, tv=True, token_ids=np.arange(64) * 13, threads=threads)
+        alone = trmask.exact_kl(b, a, threads=threads)  # the float32-difference path
+        bound = trmask.topk_kl_lower_bound(b, *top_k(a, 1.0, 5), threads=threads)
         h = hashlib.sha256()
         for x in (r.kl, r.tv, r.logp_roll_token, r.logp_train_token, alone.kl, bound):
             h.update(np.ascontiguousarray(x).tobytes())
@@ -350,9 +350,9 @@ def test_torch_tensors_bf16_in_torch_out():
     mask[1, 2] = False
     leaf = a.clone().requires_grad_(True)  # logits straight from a training forward pass
     for x, y in [(a, b), (leaf, b), (a.bfloat16(), b), (a.bfloat16(), b.bfloat16()), (a.half(), b.bfloat16())]:
-        result = trmask.exact_kl(x, y, mask=mask, token_ids=torch.zeros(2, 3, dtype=torch.int64), tv=True)
+        result = trmask.exact_kl(y, x, mask=mask, token_ids=torch.zeros(2, 3, dtype=torch.int64), tv=True)
         assert isinstance(result.kl, torch.Tensor) and result.kl.dtype == torch.float32
-        ref = reference_exact_kl(f64(x), f64(y), token_ids=np.zeros((2, 3), dtype=np.int64))
+        ref = reference_exact_kl(f64(y), f64(x), token_ids=np.zeros((2, 3), dtype=np.int64))
         m = mask.numpy()
         assert_close(result.kl.numpy()[m], ref["kl"][m], "kl", KL_TOL)
         assert result.kl[1, 2] == 0
@@ -373,16 +373,16 @@ def test_exact_trust_region_mask_matches_reference_criteria():
     b = (a + rng.normal(0, 1, a.shape) * noise).astype(np.float32)
     mask = np.ones((5, 6), dtype=bool)
     mask[2, 4:] = False
-    result = trmask.exact_trust_region_mask(a, b, mask)
-    ref = reference_exact_kl(a, b)["kl"]
+    result = trmask.exact_trust_region_mask(b, a, mask)
+    ref = reference_exact_kl(b, a)["kl"]
     keep = [bool(np.max(ref[i][mask[i]]) <= 0.1 and np.mean(ref[i][mask[i]]) <= 0.002) for i in range(5)]
     assert list(result.keep_row) == keep
     assert result.kl.shape == (5, 6) and np.all(result.kl[~mask] == 0)
     assert [str(c) for c in result.criteria] == ["max:value<=0.1", "mean:value<=0.002"]
-    custom = trmask.exact_trust_region_mask(a, b, mask, criteria="max:value<=0.5")
+    custom = trmask.exact_trust_region_mask(b, a, mask, criteria="max:value<=0.5")
     assert list(custom.keep_row) == [bool(np.max(ref[i][mask[i]]) <= 0.5) for i in range(5)]
     # packed rows: the same positions as [N, V] with offsets
-    flat = trmask.exact_trust_region_mask(a[mask], b[mask], offsets=np.array([0, 6, 12, 16, 22, 28]))
+    flat = trmask.exact_trust_region_mask(b[mask], a[mask], offsets=np.array([0, 6, 12, 16, 22, 28]))
     assert list(flat.keep_row) == keep
 
 
@@ -397,7 +397,7 @@ def test_bad_arguments_reach_every_new_status():
         trmask.exact_kl(a, a, token_ids=np.array([0, 8]))
     assert error.value.status_name == "TRM_E_BAD_TOKEN_ID"
     with pytest.raises(TrmaskError) as error:
-        trmask.topk_kl_lower_bound(np.full((2, 2), -1.0), np.array([[1, 1], [0, 2]]), a)
+        trmask.topk_kl_lower_bound(a, np.full((2, 2), -1.0), np.array([[1, 1], [0, 2]]))
     assert error.value.status_name == "TRM_E_BAD_TOKEN_ID"
     with pytest.raises(TrmaskError, match="float32, bfloat16 or float16"):
         trmask.exact_kl(a.astype(np.float64), a)
@@ -444,7 +444,31 @@ def test_no_read_past_the_logits(dtype, v):
     ids = np.full(3, v - 1)
     result, _ = check_against_reference(a, b, token_ids=ids)
     lp, top = top_k(a.astype(np.float64), 1.0, min(v, 4))
-    trmask.topk_kl_lower_bound(lp, top, b)
+    trmask.topk_kl_lower_bound(b, lp, top)
     # reversed vocabulary: the first logit is the one next to the guard page
     check_against_reference(a[:, ::-1], b[:, ::-1])
     del keep_a, keep_b
+
+
+def test_training_side_first_everywhere():
+    """One argument order (CHANGELOG 0.2.0): training first, rollout second, as in
+    trust_region_mask(logp_train, logp_roll); the KL stays KL(pi_roll || pi_theta), and keyword
+    arguments name each side."""
+    import inspect
+
+    for function in (trmask.exact_kl, trmask.exact_trust_region_mask, trmask.topk_kl_lower_bound):
+        first, second = list(inspect.signature(function).parameters)[:2]
+        assert first == "train_logits" and second.startswith("rollout_"), function.__name__
+    rng = np.random.default_rng(11)
+    roll = rng.normal(0, 2, (3, 40)).astype(np.float32)
+    train = (roll + rng.normal(0, 0.5, roll.shape)).astype(np.float32)
+    got = trmask.exact_kl(train_logits=train, rollout_logits=roll).kl
+    lp = np.log(np.exp(roll.astype(np.float64)) / np.exp(roll.astype(np.float64)).sum(-1, keepdims=True))
+    lq = np.log(np.exp(train.astype(np.float64)) / np.exp(train.astype(np.float64)).sum(-1, keepdims=True))
+    forward = (np.exp(lp) * (lp - lq)).sum(-1)  # KL(pi_roll || pi_theta): expectation under the rollout
+    reverse = (np.exp(lq) * (lq - lp)).sum(-1)
+    assert_close(got, forward, "KL(roll || train)", KL_TOL)
+    assert not np.allclose(forward, reverse, rtol=1e-2)  # the test tells the two directions apart
+    assert np.array_equal(trmask.exact_kl(train, roll).kl, got)
+    positions = trmask.exact_trust_region_mask(train[None], roll[None], criteria="max:value<=100").kl
+    assert np.array_equal(positions[0], got)

@@ -399,7 +399,7 @@ def _logit_inputs(case):
 @pytest.mark.parametrize("case", LOGIT_CASES, ids=[c["name"] for c in LOGIT_CASES])
 def test_exact_kl(case):
     a, b, temp = _logit_inputs(case)
-    got = reference_exact_kl(a, b, temp, token_ids=np.array(case["token_ids"], dtype=np.int64))
+    got = reference_exact_kl(b, a, temp, token_ids=np.array(case["token_ids"], dtype=np.int64))
     exp = case["expected"]
     name = case["name"]
     assert_close(got["kl"], num(exp["kl"]), f"{name} kl", rtol=KL_RTOL)
@@ -416,10 +416,10 @@ def test_topk8_lower_bound(case):
     m = z.max(axis=-1, keepdims=True)
     logp = z - (m + np.log(np.sum(np.exp(z - m), axis=-1, keepdims=True)))
     topk = np.take_along_axis(logp, ids, axis=-1)
-    got = reference_topk_kl_lower_bound(topk, ids, b, temp)
+    got = reference_topk_kl_lower_bound(b, topk, ids, temp)
     expected = num(case["expected"]["topk8_kl_lower_bound"])
     assert_close(got, expected, f"{case['name']} topk8", rtol=KL_RTOL)
-    kl = reference_exact_kl(a, b, temp)["kl"]
+    kl = reference_exact_kl(b, a, temp)["kl"]
     assert np.all(got <= kl * (1 + 1e-12)), "the top-k bound must not exceed the exact KL"
 
 
@@ -433,7 +433,7 @@ def test_exact_kl_against_mpmath(case):
     mpmath = pytest.importorskip("mpmath")
     mpmath.mp.dps = 50
     a, b, temp = _logit_inputs(case)
-    got = reference_exact_kl(a, b, temp)["kl"]
+    got = reference_exact_kl(b, a, temp)["kl"]
     for n in range(a.shape[0]):
         x = [mpmath.mpf(float(v)) if np.isfinite(v) else None for v in a[n] / np.float64(temp)]
         y = [mpmath.mpf(float(v)) if np.isfinite(v) else None for v in b[n] / np.float64(temp)]

@@ -1,4 +1,4 @@
-"""Exact per-position divergence from logits (SPEC §6) and the exact TRM: exact_kl,
+"""Exact per-position divergence from logits (docs/semantics.md §6) and the exact TRM: exact_kl,
 topk_kl_lower_bound, exact_trust_region_mask."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ _lib = _ffi.lib
 LOGIT_DTYPES = (_ffi.DTYPE_F32, _ffi.DTYPE_BF16, _ffi.DTYPE_F16)
 TOPK_LOGPROB_DTYPES = (_ffi.DTYPE_F32, _ffi.DTYPE_BF16, _ffi.DTYPE_F16, _ffi.DTYPE_F64)
 
-#: The paper's TRM-Max&Avg on the exact KL (SPEC §4.2): ``max value <= 0.1``, ``mean value <= 0.002``.
+#: The paper's TRM-Max&Avg on the exact KL (docs/semantics.md §4): ``max value <= 0.1``, ``mean value <= 0.002``.
 DEFAULT_EXACT_CRITERIA = (Criterion("max", "value", hi=0.1), Criterion("mean", "value", hi=0.002))
 
 
@@ -28,7 +28,7 @@ class ExactKLResult:
     """What `exact_kl` returns, one float32 value per position (shape of the logits without their
     last axis): ``kl``; ``tv`` when ``tv=True``; ``logp_roll_token`` (``log p_y``) and
     ``logp_train_token`` (``log q_y``) when ``token_ids`` are given; otherwise ``None``. Arrays are
-    numpy arrays, or torch tensors when the rollout logits were a tensor."""
+    numpy arrays, or torch tensors when the training logits were a tensor."""
 
     __slots__ = ("kl", "tv", "logp_roll_token", "logp_train_token")
 
@@ -94,13 +94,15 @@ def _position_operand(name: str, obj: Any, dtypes, leading: tuple, like: str) ->
     return operand.broadcast_to(leading, like)
 
 
-def exact_kl(rollout_logits: Any, train_logits: Any, *, temperature: float = 1.0, mask: Any = None,
+def exact_kl(train_logits: Any, rollout_logits: Any, *, temperature: float = 1.0, mask: Any = None,
              token_ids: Any = None, tv: bool = False, threads: int = 0) -> ExactKLResult:
-    """Exact ``KL(pi_roll || pi_theta)`` at every position, from full logits (SPEC §6).
+    """Exact ``KL(pi_roll || pi_theta)`` at every position, from full logits (docs/semantics.md §6).
 
-    ``rollout_logits`` (``a``) and ``train_logits`` (``b``): float32, bfloat16 or float16 arrays of
+    Training side first, rollout side second, as in `trust_region_mask(logp_train, logp_roll)`.
+    ``train_logits`` (``b``) and ``rollout_logits`` (``a``): float32, bfloat16 or float16 arrays of
     the same shape ``[N, V]`` or ``[B, T, V]`` (any strides; the two dtypes may differ);
-    ``p = softmax(a / temperature)``, ``q = softmax(b / temperature)``. ``-inf`` logits are masked
+    ``q = softmax(b / temperature)`` is ``pi_theta``, ``p = softmax(a / temperature)`` is
+    ``pi_roll``, and the KL is ``sum_v p_v log(p_v / q_v)`` (rollout to training). ``-inf`` logits are masked
     vocabulary (``p_v = 0`` adds nothing; ``p_v > 0 = q_v`` gives ``+inf``); NaN or ``+inf`` logits,
     or a side that is ``-inf`` everywhere, give NaN at that position.
 
@@ -111,16 +113,16 @@ def exact_kl(rollout_logits: Any, train_logits: Any, *, temperature: float = 1.0
     ``N x V`` temporaries; nothing is copied. Accuracy: ``|KL - ref| <= 1e-4 ref + 1e-8`` against a
     float64 reference on the same logits. Results do not depend on ``threads`` (0 = automatic).
     """
-    a = _logits("rollout_logits", rollout_logits)
     b = _logits("train_logits", train_logits)
-    if b.shape != a.shape:
-        raise TrmaskError(f"`train_logits` has shape {b.shape}; expected {a.shape} like `rollout_logits`")
-    leading, vocab = tuple(a.shape[:-1]), a.shape[-1]
+    a = _logits("rollout_logits", rollout_logits)
+    if a.shape != b.shape:
+        raise TrmaskError(f"`rollout_logits` has shape {a.shape}; expected {b.shape} like `train_logits`")
+    leading, vocab = tuple(b.shape[:-1]), b.shape[-1]
     rows, cols = _grid(leading)
-    m = _position_operand("mask", mask, MASK_DTYPES, leading, "rollout_logits[..., 0]")
-    ids = _position_operand("token_ids", token_ids, INDEX_DTYPES, leading, "rollout_logits[..., 0]")
+    m = _position_operand("mask", mask, MASK_DTYPES, leading, "train_logits[..., 0]")
+    ids = _position_operand("token_ids", token_ids, INDEX_DTYPES, leading, "train_logits[..., 0]")
     options = _options(temperature, threads)
-    like = a.obj
+    like = b.obj
     kl = _arrays.new_output(like, leading, "float32")
     tv_out = _arrays.new_output(like, leading, "float32") if tv else None
     lp_roll = _arrays.new_output(like, leading, "float32") if ids is not None else None
@@ -139,20 +141,21 @@ def exact_kl(rollout_logits: Any, train_logits: Any, *, temperature: float = 1.0
     return ExactKLResult(kl, tv_out, lp_roll, lp_train)
 
 
-def topk_kl_lower_bound(rollout_topk_logprobs: Any, rollout_topk_ids: Any, train_logits: Any, *,
+def topk_kl_lower_bound(train_logits: Any, rollout_topk_logprobs: Any, rollout_topk_ids: Any, *,
                         temperature: float = 1.0, mask: Any = None, threads: int = 0):
     """Lower bound on ``KL(pi_roll || pi_theta)`` at every position when the rollout engine returns
     only its top-k log-probabilities (vLLM ``logprobs=k``) and the training side has full logits
-    (SPEC §6): ``sum_k p_k log(p_k/q_k) + (1-P) log((1-P)/(1-Q))``.
+    (docs/semantics.md §6): ``sum_k p_k log(p_k/q_k) + (1-P) log((1-P)/(1-Q))``. Training side
+    first, as everywhere.
 
     ``rollout_topk_logprobs``: float ``[N, k]`` or ``[B, T, k]`` (already at the rollout's
     temperature); ``rollout_topk_ids``: int32/int64 of the same shape, distinct per position;
     ``train_logits``: ``[N, V]`` or ``[B, T, V]`` float32/bfloat16/float16, divided by
     ``temperature``. ``mask`` skips positions (output 0). Returns float32 of the leading shape.
     """
+    b = _logits("train_logits", train_logits)
     lp = _logits("rollout_topk_logprobs", rollout_topk_logprobs, TOPK_LOGPROB_DTYPES)
     ids = _logits("rollout_topk_ids", rollout_topk_ids, INDEX_DTYPES)
-    b = _logits("train_logits", train_logits)
     if ids.shape != lp.shape:
         raise TrmaskError(f"`rollout_topk_ids` has shape {ids.shape}; expected {lp.shape} like `rollout_topk_logprobs`")
     leading = tuple(b.shape[:-1])
@@ -173,10 +176,12 @@ def topk_kl_lower_bound(rollout_topk_logprobs: Any, rollout_topk_ids: Any, train
     return out
 
 
-def exact_trust_region_mask(rollout_logits: Any, train_logits: Any, mask: Any = None, *, temperature: float = 1.0,
+def exact_trust_region_mask(train_logits: Any, rollout_logits: Any, mask: Any = None, *, temperature: float = 1.0,
                             criteria: CriteriaLike = None, offsets: Any = None, reject_empty: bool = False,
                             threads: int = 0) -> MaskResult:
-    """Exact TRM (SPEC §4.2, §6): the paper's criteria on the exact per-position KL.
+    """Exact TRM (docs/semantics.md §4, §6): the paper's criteria on the exact per-position
+    ``KL(pi_roll || pi_theta)``. Training side first, rollout side second, as in
+    `trust_region_mask(logp_train, logp_roll)`.
 
     Padded: logits ``[B, T, V]`` and ``mask`` ``[B, T]`` (nonzero = a response token). Packed:
     logits ``[N, V]`` with ``offsets`` ``[B + 1]`` (row ``i`` is positions ``offsets[i] ..
@@ -187,12 +192,12 @@ def exact_trust_region_mask(rollout_logits: Any, train_logits: Any, mask: Any = 
     Returns the `MaskResult` of `trust_region_mask`, with the per-position KL (float32, shape of
     the mask) as its extra attribute ``kl``. A NaN KL (NaN logits) on a valid token rejects its row.
     """
-    a_shape = tuple(getattr(rollout_logits, "shape", np.shape(rollout_logits)))
-    if offsets is None and len(a_shape) != 3:
-        raise TrmaskError(f"`rollout_logits` has shape {a_shape}; expected [B, T, V] (or [N, V] with `offsets=`)")
-    if offsets is not None and len(a_shape) != 2:
-        raise TrmaskError(f"`rollout_logits` has shape {a_shape}; with `offsets` (packed rows) expected [N, V]")
-    kl = exact_kl(rollout_logits, train_logits, temperature=temperature, mask=mask, threads=threads).kl
+    b_shape = tuple(getattr(train_logits, "shape", np.shape(train_logits)))
+    if offsets is None and len(b_shape) != 3:
+        raise TrmaskError(f"`train_logits` has shape {b_shape}; expected [B, T, V] (or [N, V] with `offsets=`)")
+    if offsets is not None and len(b_shape) != 2:
+        raise TrmaskError(f"`train_logits` has shape {b_shape}; with `offsets` (packed rows) expected [N, V]")
+    kl = exact_kl(train_logits, rollout_logits, temperature=temperature, mask=mask, threads=threads).kl
     result = trust_region_mask(mask=mask, offsets=offsets, values=kl,
                                criteria=DEFAULT_EXACT_CRITERIA if criteria is None else criteria,
                                reject_empty=reject_empty, threads=threads)

@@ -1,8 +1,8 @@
-"""Float64 oracle for the exact per-position divergence from logits (SPEC §6).
+"""Float64 oracle for the exact per-position divergence from logits (docs/semantics.md §6).
 
 Both functions work over the last axis (the vocabulary) of arrays of any leading shape.
 
-Decisions where SPEC is silent:
+Decisions where the contract is silent:
 
 - A position whose logits are all ``-inf`` has no distribution: every output there is NaN.
 - ``KL`` is summed as ``sum_{p_v > 0} p_v k3(log q_v - log p_v) + sum_{p_v = 0} q_v``, which
@@ -49,12 +49,12 @@ def _take(logp: np.ndarray, ids) -> np.ndarray:
     return np.take_along_axis(logp, idx[..., None].astype(np.intp), axis=-1)[..., 0]
 
 
-def reference_exact_kl(rollout_logits, train_logits, temperature=1.0, token_ids=None) -> dict:
-    """Exact ``KL(pi_roll || pi_theta)`` and TV per position (SPEC §6), in float64.
+def reference_exact_kl(train_logits, rollout_logits, temperature=1.0, token_ids=None) -> dict:
+    """Exact ``KL(pi_roll || pi_theta)`` and TV per position (docs/semantics.md §6), in float64.
 
     Args:
-        rollout_logits: ``a[..., V]``; ``p = softmax(a / temperature)``.
-        train_logits: ``b[..., V]``, same shape; ``q = softmax(b / temperature)``.
+        train_logits: ``b[..., V]``; ``q = softmax(b / temperature)``.
+        rollout_logits: ``a[..., V]``, same shape; ``p = softmax(a / temperature)``.
         temperature: ``tau > 0``.
         token_ids: optional integers ``y[...]`` of the sampled tokens.
 
@@ -87,8 +87,8 @@ def reference_exact_kl(rollout_logits, train_logits, temperature=1.0, token_ids=
     return out
 
 
-def reference_topk_kl_lower_bound(topk_logprobs, topk_ids, train_logits, temperature=1.0):
-    """Lower bound on ``KL(pi_roll || pi_theta)`` from the rollout's top-k log-probs (SPEC §6).
+def reference_topk_kl_lower_bound(train_logits, topk_logprobs, topk_ids, temperature=1.0):
+    """Lower bound on ``KL(pi_roll || pi_theta)`` from the rollout's top-k log-probs (docs/semantics.md §6).
 
     ``KL_lb = sum_k p_k log(p_k / q_k) + (1 - P) log((1 - P) / (1 - Q))`` with
     ``p_k = exp(topk_logprobs)`` as given, ``q = softmax(train_logits / temperature)`` at
@@ -96,9 +96,9 @@ def reference_topk_kl_lower_bound(topk_logprobs, topk_ids, train_logits, tempera
     ``1 - P = 0``) are 0; positive mass against zero mass gives ``+inf``.
 
     Args:
+        train_logits: ``[..., V]``.
         topk_logprobs: float ``[..., k]`` rollout log-probabilities (already at the temperature).
         topk_ids: integers ``[..., k]``, distinct per position, indexing the vocabulary.
-        train_logits: ``[..., V]``.
 
     Returns:
         float64 array shaped like the leading axes.

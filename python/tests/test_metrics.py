@@ -10,11 +10,11 @@ reported as a float32 value, so each also allows the float32 rounding of the res
 | metric | allowed ``|got - ref|`` | why |
 |---|---|---|
 | counts, ``plugin_max_len`` | exact | integers |
-| ``n_rows_kept``, ``n_tokens_kept``, ``rejected_<i>``, ``masked_row_fraction`` | exact against the same call's ``keep_row``/``keep_token``/``rejected``; against the reference unless a row (token) statistic is within its tolerance of a bound | a float32 statistic can round across a float64 threshold |
+| ``n_rows_kept``, ``n_tokens_kept``, ``rejected_<name>``, ``masked_row_fraction`` | exact against the same call's ``keep_row``/``keep_token``/``rejected``; against the reference unless a row (token) statistic is within its tolerance of a bound | a float32 statistic can round across a float64 threshold |
 | ``token_mean_<est>``, ``kl_k1``, ``kl_k3``, ``chi2_token`` | ``(SUM_RTOL + TOKEN_RTOL [exp estimators, chi2]) sum|term| / N`` | SPEC §3 sums of float32 terms (SPEC §2) in float64 |
 | ``token_max_<est>`` | the per-token bound; bitwise the max of this library's `token_values` over counted tokens | SPEC §2 |
-| ``row_mean_<i>`` | ``sum_i tol_i / B'``, ``tol_i`` the row statistic's tolerance of test_parity | the mean of row statistics |
-| ``row_max_<i>``, ``row_min_<i>``, ``plugin_kl_max`` | ``max_i tol_i``; bitwise the extreme of the same call's ``row_stats`` | extremes of row statistics |
+| ``row_mean_<name>`` | ``sum_i tol_i / B'``, ``tol_i`` the row statistic's tolerance of test_parity | the mean of row statistics |
+| ``row_max_<name>``, ``row_min_<name>``, ``plugin_kl_max`` | ``max_i tol_i``; bitwise the extreme of the same call's ``row_stats`` | extremes of row statistics |
 | ``plugin_kl_seq`` | ``(SUM_RTOL + TOKEN_RTOL) sum_{i,t} k3 / B'`` | row sums of k3 |
 | ``log_ppl_abs_diff`` | ``SUM_RTOL mean_i (sum_t |lt - lr| / T_i)`` | per-row sums |
 
@@ -36,6 +36,7 @@ from conftest import EXP_ESTIMATORS, SUM_RTOL, TOKEN_RTOL, report, token_toleran
 from test_parity import CRITERIA_POOL, LAYOUTS, _make_case, reference_criteria
 from test_weights import log_ratio_inputs, reference_batch
 from trmask import Criterion
+from trmask._metrics import criterion_names
 from trmask.reference import estimator_values, reference_mask, reference_metrics
 
 F32_ROUND = 2.0**-24
@@ -50,6 +51,17 @@ VALUE_POOL = [
 ]
 
 COUNT_KEYS = ("n_rows", "n_rows_nonempty", "n_tokens", "plugin_max_len")
+#: Metrics that are counts (Python ints); the rest are Python floats.
+INT_KEYS = COUNT_KEYS + ("n_rows_kept", "n_tokens_kept")
+_PER_CRITERION = ("rejected_", "row_mean_", "row_max_", "row_min_")
+
+
+def by_index(metrics: dict, criteria) -> dict:
+    """The library's keys with criteria by name (``rejected_max_k2``) renamed to the oracle's
+    numbering by position (``rejected_0``): the oracle, written from the contract alone, numbers
+    criteria; the mapping is `criterion_names`, which test_key_names_follow_criteria checks."""
+    rename = {prefix + name: f"{prefix}{i}" for i, name in enumerate(criterion_names(criteria)) for prefix in _PER_CRITERION}
+    return {rename.get(k, k): v for k, v in metrics.items()}
 LOG_RATIO_KEYS = ("kl_k1", "kl_k3", "chi2_token", "plugin_kl_seq")
 
 
@@ -84,7 +96,7 @@ def row_tolerance(batch, c: Criterion, expected: np.ndarray, clamp) -> np.ndarra
 
 def check_metrics(result, ref_inputs, criteria, *, nan_policy="reject", clamp=None, reject_empty=False, what=""):
     """Asserts ``result.metrics`` against `reference_metrics` (module docstring)."""
-    got = result.metrics
+    got = by_index(result.metrics, criteria)
     options = dict(nan_policy=nan_policy, clamp=clamp, reject_empty=reject_empty)
     ref_criteria = reference_criteria(criteria)
     with np.errstate(invalid="ignore", over="ignore"):  # the oracle's sums of +inf and -inf
@@ -92,7 +104,9 @@ def check_metrics(result, ref_inputs, criteria, *, nan_policy="reject", clamp=No
         ref_mask = reference_mask(**ref_inputs, criteria=ref_criteria, **options)
     assert isinstance(got, dict)
     assert set(got) == set(ref), f"{what}: keys {sorted(set(got) ^ set(ref))} on one side only"
-    assert all(type(v) is float for v in got.values()), f"{what}: not all Python floats"
+    counts = INT_KEYS + tuple(k for k in got if k.startswith("rejected_"))
+    assert all(type(got[k]) is int for k in counts), f"{what}: a count is not a Python int"
+    assert all(type(v) is float for k, v in got.items() if k not in counts), f"{what}: not all Python floats"
 
     batch = reference_batch(ref_inputs, nan_policy)
     rows, nonempty = batch.n_rows, batch.count > 0
@@ -277,7 +291,7 @@ def test_empty_batch(shape, offsets):
     kwargs = {} if offsets is None else dict(offsets=np.array(offsets))
     criteria = [CRITERIA_POOL[i] for i in (0, 1, 17, 18, 20)]
     result = trmask.trust_region_mask(z, z, criteria=criteria, metrics=True, **kwargs)
-    m = result.metrics
+    m = by_index(result.metrics, criteria)
     for key in ("n_rows", "n_rows_nonempty", "n_tokens", "n_rows_kept", "n_tokens_kept", "masked_row_fraction",
                 "plugin_max_len", "kl_k1", "kl_k3", "chi2_token", "plugin_kl_seq", "log_ppl_abs_diff", "plugin_kl_max"):
         assert m[key] == 0.0, key
@@ -295,7 +309,7 @@ def test_all_rows_empty(reject_empty):
     mask = np.zeros((4, 6), bool)
     criteria = [CRITERIA_POOL[0], CRITERIA_POOL[1], CRITERIA_POOL[20]]
     result = trmask.trust_region_mask(lt, lr, mask, criteria=criteria, reject_empty=reject_empty, metrics=True)
-    m = result.metrics
+    m = by_index(result.metrics, criteria)
     assert (m["n_rows"], m["n_rows_nonempty"], m["n_tokens"], m["n_tokens_kept"]) == (4.0, 0.0, 0.0, 0.0)
     assert m["n_rows_kept"] == (0.0 if reject_empty else 4.0)
     assert m["masked_row_fraction"] == (1.0 if reject_empty else 0.0)
@@ -314,7 +328,7 @@ def test_nan_under_reject_makes_means_nan_counts_exact():
     criteria = [Criterion("max", "k2", hi=0.1), Criterion("mean", "k3", hi=0.002),
                 Criterion("token", "ratio", lo=0.5, hi=2)]
     result = trmask.trust_region_mask(lt, lr, criteria=criteria, metrics=True)
-    m = result.metrics
+    m = by_index(result.metrics, criteria)
     assert (m["n_rows"], m["n_rows_nonempty"], m["n_tokens"], m["plugin_max_len"]) == (3.0, 3.0, 12.0, 4.0)
     assert m["n_rows_kept"] == 2.0 and m["masked_row_fraction"] == 1 / 3
     assert m["n_tokens_kept"] == 8.0
@@ -340,7 +354,7 @@ def test_values_input_leaves_log_ratio_metrics_undefined():
     values = np.abs(rng.normal(0, 0.01, (5, 8))).astype(np.float32)
     criteria = [Criterion("max", "value", hi=0.02), Criterion("mean", "value", hi=0.01)]
     result = trmask.trust_region_mask(values=values, criteria=criteria, metrics=True)
-    m = result.metrics
+    m = by_index(result.metrics, criteria)
     for key in LOG_RATIO_KEYS + ("log_ppl_abs_diff",):
         assert math.isnan(m[key]), key
     assert m["plugin_kl_max"] == m["row_max_0"] == float(values.max())
@@ -370,17 +384,25 @@ def test_plugin_kl_max_needs_a_max_criterion():
     # The first max criterion counts, wherever it is.
     criteria = [Criterion("token", "k2", hi=0.02), Criterion("max", "abs", hi=1), Criterion("max", "k2", hi=1)]
     m = trmask.trust_region_mask(lt, lr, criteria=criteria, metrics=True).metrics
-    assert m["plugin_kl_max"] == m["row_max_1"] != m["row_max_2"]
+    assert m["plugin_kl_max"] == m["row_max_max_abs"] != m["row_max_max_k2"]
 
 
-def test_key_names_follow_criterion_indices():
+def test_key_names_follow_criteria():
+    """Per-criterion keys name the criterion (aggregation and estimator), not its position; a
+    repeated name gets _2, _3 in call order; counts are Python ints."""
     lt = np.zeros((2, 3), np.float32)
     criteria = [Criterion("token", "ratio", lo=0.5, hi=2), Criterion("max", "k2", hi=0.1), Criterion("mean", "k2"),
-                Criterion("ser", "tv", hi=0.05)]
+                Criterion("ser", "tv", hi=0.05), Criterion("max", "k2", hi=0.05)]
     m = trmask.trust_region_mask(lt, lt, criteria=criteria, metrics=True).metrics
-    assert "row_mean_0" not in m and "row_mean_1" in m and "row_min_3" in m
-    assert [k for k in m if k.startswith("rejected_")] == ["rejected_0", "rejected_1", "rejected_2", "rejected_3"]
+    assert criterion_names(criteria) == ["token_ratio", "max_k2", "mean_k2", "ser_tv", "max_k2_2"]
+    assert [k for k in m if k.startswith("rejected_")] == [
+        "rejected_token_ratio", "rejected_max_k2", "rejected_mean_k2", "rejected_ser_tv", "rejected_max_k2_2"]
+    assert "row_mean_token_ratio" not in m and "row_max_max_k2" in m and "row_min_ser_tv" in m and "row_max_max_k2_2" in m
     assert [k for k in m if k.startswith("token_mean_")] == ["token_mean_ratio", "token_mean_k2", "token_mean_tv"]
+    for key in ("n_rows", "n_rows_nonempty", "n_tokens", "n_rows_kept", "n_tokens_kept", "plugin_max_len",
+                "rejected_max_k2"):
+        assert type(m[key]) is int, key
+    assert type(m["masked_row_fraction"]) is float and type(m["row_max_max_k2"]) is float
 
 
 # Library bug (reported): a row statistic that is NaN because its row holds +inf and -inf terms
@@ -392,7 +414,7 @@ def test_extrema_of_nan_row_statistics(rows):
     delta = np.array(rows, np.float32)
     result = trmask.trust_region_mask(log_ratio=delta, criteria="sum:delta", nan_policy="skip", metrics=True)
     assert np.isnan(result.row_stats[0][-1])
-    m = result.metrics
+    m = by_index(result.metrics, [Criterion("sum", "delta")])
     with np.errstate(invalid="ignore"):
         ref = reference_metrics(log_ratio=delta, criteria=[("sum", "delta", None, None)], nan_policy="skip")
     assert math.isnan(m["row_mean_0"]) and math.isnan(ref["row_max_0"]) and math.isnan(ref["row_min_0"])

@@ -1,6 +1,6 @@
 import TRMaskKernels
 
-/// Every error bound of SPEC §7 (the paper's bounds on the surrogate-objective error), already
+/// Every error bound of semantics §7 (the paper's bounds on the surrogate-objective error), already
 /// multiplied by the reward range. See `errorBounds(T:klMax:klSeq:eps:tvSeq:dbar:rewardRange:)`.
 public typealias Bounds = TRMaskKernels.Bounds
 
@@ -14,7 +14,7 @@ public extension Bounds {
     }
 }
 
-/// Every error bound of SPEC §7 for a sequence length `T` and measured divergences.
+/// Every error bound of semantics §7 for a sequence length `T` and measured divergences.
 ///
 /// - `klMax`: `delta = D_KL^{tok,max}` in nats, the maximum token KL over **all reachable
 ///   contexts**. A maximum over a training batch is only a plug-in estimate of it: bounds computed

@@ -1,8 +1,8 @@
 import TRMaskKernels
 
-/// Rows split across context-parallel shards (SPEC §3, partial rows; docs/sharded-rows.md): each
+/// Rows split across context-parallel shards (semantics §3, partial rows; docs/sharded-rows.md): each
 /// shard's partials, their merge, and the keep decision from the merged partials, which is the
-/// whole row's (max, min, counts and decisions exactly; sums and means within SPEC §3's tolerance).
+/// whole row's (max, min, counts and decisions exactly; sums and means within semantics §3's tolerance).
 
 /// Per-row partials of some estimators over one shard, or over merged shards.
 public struct RowPartials: Equatable, Sendable {

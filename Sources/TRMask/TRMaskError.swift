@@ -1,6 +1,6 @@
 import TRMaskKernels
 
-/// The types the Swift API shares with the kernels, under this module's name (SPEC §2-§4).
+/// The types the Swift API shares with the kernels, under this module's name (semantics §2-§4).
 public typealias Estimator = TRMaskKernels.Estimator
 public typealias Aggregation = TRMaskKernels.Aggregation
 public typealias NaNPolicy = TRMaskKernels.NaNPolicy

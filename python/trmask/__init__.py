@@ -27,11 +27,11 @@ library_version = _lib.trm_version().decode()
 __all__ = [
     "Criterion", "DEFAULT_CRITERIA", "MaskResult", "SequenceStats", "TrmaskError", "parse_criteria",
     "sequence_stats", "token_values", "trust_region_mask",
-    # Importance weights beside the mask (SPEC §5).
+    # Importance weights beside the mask (docs/semantics.md §5).
     "WeightRule", "importance_weights",
     "BOUND_KEYS", "PLUGIN_CAVEAT", "PluginBounds", "bounds", "plugin_bounds",
-    # Exact per-position divergence from logits (SPEC §6).
+    # Exact per-position divergence from logits (docs/semantics.md §6).
     "DEFAULT_EXACT_CRITERIA", "ExactKLResult", "exact_kl", "exact_trust_region_mask", "topk_kl_lower_bound",
-    # Rows split across context-parallel shards (SPEC §3, partial rows).
+    # Rows split across context-parallel shards (docs/semantics.md §3, partial rows).
     "PartialsDecision", "RowPartials", "keep_from_partials", "merge_partials", "row_partials",
 ]

@@ -1,4 +1,4 @@
-"""Criteria: what a row (or token) must satisfy to be kept (SPEC §4), and their string form.
+"""Criteria: what a row (or token) must satisfy to be kept (docs/semantics.md §4), and their string form.
 
 String grammar (for config files), items separated by commas, whitespace ignored:
 
@@ -12,7 +12,7 @@ A leading ``lo <=`` and a trailing ``>= lo`` cannot be combined. Examples:
 ``"max:k2<=0.1,mean:k3<=0.002"`` (the paper's TRM-Max&Avg, the default),
 ``"-0.001<=mean:delta<=0.001"`` (a geometric-mean ratio band), ``"min:delta>=-9.21"`` (a veto),
 ``"0.5<=token:ratio<=2"`` (IcePop), ``"ser:tv<=0.05"`` and
-``"ln_trm(kl_max=0.01;eps=0.05):tv<=0.03"`` (the length-neutral rules of SPEC §4.4).
+``"ln_trm(kl_max=0.01;eps=0.05):tv<=0.03"`` (the length-neutral rules of docs/semantics.md §4.4).
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ class Criterion:
 
     ``agg`` is ``max``, ``min``, ``sum``, ``mean`` over a row's valid tokens, or ``token`` (the
     bound applies to each token and masks single tokens, never rejecting a row). ``estimator`` is
-    a per-token function of ``delta = logp_train - logp_roll`` (SPEC §2) or ``value`` for a
+    a per-token function of ``delta = logp_train - logp_roll`` (docs/semantics.md §2) or ``value`` for a
     precomputed per-token divergence.
 
-    Length-neutral rules (SPEC §4.4), on estimator ``tv`` only: ``ser`` (the row mean of
+    Length-neutral rules (docs/semantics.md §4.4), on estimator ``tv`` only: ``ser`` (the row mean of
     ``tv``) and ``ln_trm`` (``sum_t w_t tv_t / sum_t w_t`` with position weights
     ``w_t = min(1, (T-t) eps, sqrt((T-t) kl_max / 2))``; needs ``kl_max``, ``eps`` optional).
     """
@@ -69,7 +69,7 @@ class Criterion:
             raise TrmaskError(f"criterion {self}: ratio bounds are in ratio space and must be >= 0")
         if self.agg in ("ser", "ln_trm") and self.estimator != "tv":
             raise TrmaskError(f"criterion {self.agg}:{self.estimator}: {self.agg} is defined on estimator 'tv' "
-                              f"(SPEC §4.4)")
+                              f"(docs/semantics.md §4.4)")
         if self.agg != "ln_trm":
             if self.kl_max is not None or self.eps is not None:
                 raise TrmaskError(f"criterion {self}: kl_max and eps belong to 'ln_trm' criteria only")
@@ -103,7 +103,7 @@ class Criterion:
         return text
 
 
-#: The paper's TRM-Max&Avg with the library's defaults (SPEC §4.2).
+#: The paper's TRM-Max&Avg with the library's defaults (docs/semantics.md §4.2).
 DEFAULT_CRITERIA = (Criterion("max", "k2", hi=0.1), Criterion("mean", "k3", hi=0.002))
 
 _NUMBER = r"[-+]?(?:inf|\d+(?:\.\d*)?(?:e[-+]?\d+)?|\.\d+(?:e[-+]?\d+)?)"

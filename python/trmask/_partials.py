@@ -1,9 +1,9 @@
-"""Rows split across context-parallel shards (SPEC §3, partial rows; docs/sharded-rows.md).
+"""Rows split across context-parallel shards (docs/semantics.md §3, partial rows; docs/sharded-rows.md).
 
 Each rank computes its shard's partials with `row_partials`, the partials are gathered and merged
 with `merge_partials`, and `keep_from_partials` takes the keep decision from the merged partials:
 the decision `trust_region_mask` takes on the whole rows (max, min, counts and decisions
-exactly; sums and means within SPEC §3's tolerance).
+exactly; sums and means within docs/semantics.md §3's tolerance).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from ._criteria import CriteriaLike, normalize_criteria
 from .errors import TrmaskError
 
 _lib = _ffi.lib
-#: The paper's estimators: k2 for TRM-Max, k3 for TRM-Avg (SPEC §4.2).
+#: The paper's estimators: k2 for TRM-Max, k3 for TRM-Avg (docs/semantics.md §4.2).
 DEFAULT_PARTIAL_ESTIMATORS = ("k2", "k3")
 
 
@@ -99,7 +99,7 @@ def row_partials(logp_train: Any = None, logp_roll: Any = None, mask: Any = None
                  offsets: Any = None, log_ratio: Any = None, values: Any = None,
                  estimators: Optional[Sequence[str]] = None, nan_policy: str = "reject", clamp: Optional[float] = None,
                  threads: int = 0) -> RowPartials:
-    """This shard's partials of every row (SPEC §3, partial rows), in one pass: count, nonfinite,
+    """This shard's partials of every row (docs/semantics.md §3, partial rows), in one pass: count, nonfinite,
     and per estimator the float64 sum and the float32 max and min over the shard's counted tokens.
 
     Inputs, dtypes and options as in `trust_region_mask`: the shard's ``[B, T_shard]`` arrays (or
@@ -168,7 +168,7 @@ class PartialsDecision:
 
 
 def keep_from_partials(partials: RowPartials, criteria: CriteriaLike = None, *, reject_empty: bool = False) -> PartialsDecision:
-    """The keep decision from (merged) partials, by `trust_region_mask`'s rule (SPEC §3-§4).
+    """The keep decision from (merged) partials, by `trust_region_mask`'s rule (docs/semantics.md §3-§4).
 
     ``criteria`` as in `trust_region_mask` (default: the paper's TRM-Max&Avg, which needs the k2
     and k3 partials), with aggregations max, min, sum and mean only: token criteria need every

@@ -1,4 +1,4 @@
-"""Importance weights beside the mask (SPEC §5): the rule, and `importance_weights`."""
+"""Importance weights beside the mask (docs/semantics.md §5): the rule, and `importance_weights`."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ MODES = tuple(_ffi.WEIGHT_MODES)
 
 @dataclass(frozen=True)
 class WeightRule:
-    """Rollout-correction importance weights (SPEC §5).
+    """Rollout-correction importance weights (docs/semantics.md §5).
 
     ``level``: ``token`` (``w_t = rho_t = exp(delta_t)``), ``sequence`` (``exp(sum_t delta_t)``)
     or ``geometric`` (``exp(mean_t delta_t)``), sums over the row's counted tokens, in float64.
@@ -86,7 +86,7 @@ def importance_weights(logp_train: Any = None, logp_roll: Any = None, mask: Any 
                        mode: str = "truncate", lo: Optional[float] = None, hi: Optional[float] = None,
                        keep_row: Any = None, lengths: Any = None, offsets: Any = None, log_ratio: Any = None,
                        nan_policy: str = "reject", clamp: Optional[float] = None, threads: int = 0, out: Any = None):
-    """Importance weights (SPEC §5) as float32, shaped like the tokens (``[B, T]``, or ``[N]``
+    """Importance weights (docs/semantics.md §5) as float32, shaped like the tokens (``[B, T]``, or ``[N]``
     packed with ``offsets=``): see `WeightRule` for ``level``, ``mode``, ``lo`` and ``hi``.
 
     0 on tokens that are not counted (masked, past ``lengths``, skipped NaN, outside every row),

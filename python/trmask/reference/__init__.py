@@ -1,6 +1,7 @@
-"""Independent float64 reference implementation of SPEC.md (the test and benchmark oracle).
+"""Independent float64 reference implementation of the contract, docs/semantics.md (the test and
+benchmark oracle).
 
-Written from SPEC.md alone: it imports only numpy and the standard library, never the compiled
+Written from the contract alone: it imports only numpy and the standard library, never the compiled
 library or torch, so a disagreement with the kernels points at one of the two, not at shared code.
 Clarity comes before speed; do not use it on production-sized batches.
 """

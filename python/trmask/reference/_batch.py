@@ -1,4 +1,4 @@
-"""Input normalisation shared by the row, weight and metric oracles (SPEC §1, §4.5, §10).
+"""Input normalisation shared by the row, weight and metric oracles (docs/semantics.md §1, §4.5, §10).
 
 Both layouts become one flat token array plus row slices: padded ``[B, T]`` is flattened row-major
 (row ``i`` is ``i*T ..< (i+1)*T``), packed ``[N]`` keeps its indices (row ``i`` is
@@ -19,7 +19,7 @@ NAN_POLICIES = ("reject", "skip", "zero")
 
 @dataclass(frozen=True)
 class Batch:
-    """One batch after validity and the NaN policy are applied (SPEC §4.5, §10).
+    """One batch after validity and the NaN policy are applied (docs/semantics.md §4.5, §10).
 
     Attributes:
         shape: the token grid, ``(B, T)`` padded or ``(N,)`` packed.
@@ -32,7 +32,7 @@ class Batch:
         nonfinite: int64 ``[B]``, mask- and length-valid tokens whose input is NaN or +-inf,
             counted under every policy and before any clamp.
         nan_row: bool ``[B]``, rows holding a counted NaN token (only ever set under ``reject``).
-        lt_minus_lr: float64 flat ``lt - lr`` of the inputs in float64 (for SPEC §9's
+        lt_minus_lr: float64 flat ``lt - lr`` of the inputs in float64 (for docs/semantics.md §9's
             ``log_ppl_abs_diff``), with the same NaN treatment as ``x``; ``None`` unless both
             log-probabilities were given.
         is_values: True when the input was a per-token divergence (``values``).
@@ -60,7 +60,7 @@ class Batch:
 
 
 def _row_slices(shape, offsets):
-    """Flat ``(starts, stops)`` of every row for the padded or packed layout (SPEC §10)."""
+    """Flat ``(starts, stops)`` of every row for the padded or packed layout (docs/semantics.md §10)."""
     if offsets is None:
         if len(shape) != 2:
             raise ValueError(
@@ -86,11 +86,11 @@ def _row_slices(shape, offsets):
 def prepare_batch(
     logp_train, logp_roll, log_ratio, values, mask, lengths, offsets, nan_policy
 ) -> Batch:
-    """Validate the inputs and build a `Batch` (SPEC §1, §4.5, §10).
+    """Validate the inputs and build a `Batch` (docs/semantics.md §1, §4.5, §10).
 
     Exactly one input source: ``logp_train`` and ``logp_roll`` (delta by `log_ratio`'s float32
     convention), ``log_ratio`` (delta as given, widened to float64), or ``values`` (a per-token
-    divergence, SPEC §2 ``value``). Validity is ``mask != 0`` AND ``position < lengths[row]``
+    divergence, docs/semantics.md §2 ``value``). Validity is ``mask != 0`` AND ``position < lengths[row]``
     (positions from the row start, also in the packed layout); either may be absent. A length
     longer than its row simply makes the whole row valid.
     """

@@ -1,4 +1,4 @@
-"""Float64 oracle for the error-bound calculator (SPEC §7).
+"""Float64 oracle for the error-bound calculator (docs/semantics.md §7).
 
 Every sum is evaluated term by term over ``t = 1..T`` and added with ``math.fsum`` (correctly
 rounded), so this file is simple and obviously right rather than fast: it is O(T) in time and memory
@@ -43,7 +43,7 @@ def _check_nonnegative(name: str, value) -> float:
 
 
 def reference_bounds(T, kl_max, kl_seq, *, eps=None, tv_seq=None, dbar=None, reward_range=1.0):
-    """Every bound of SPEC §7 in float64, by direct summation.
+    """Every bound of docs/semantics.md §7 in float64, by direct summation.
 
     Args:
         T: sequence length, an integer >= 1.

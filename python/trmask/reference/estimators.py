@@ -1,6 +1,6 @@
-"""Float64 oracle for the per-token estimators (SPEC §2) and the log-ratio convention.
+"""Float64 oracle for the per-token estimators (docs/semantics.md §2) and the log-ratio convention.
 
-Everything here is numpy float64, written from SPEC.md and sharing no code with the kernels: tests
+Everything here is numpy float64, written from the contract (docs/semantics.md) and sharing no code with the kernels: tests
 and benchmarks import it as the independent answer. Clarity comes before speed.
 """
 
@@ -12,11 +12,11 @@ import numpy as np
 
 __all__ = ["ESTIMATORS", "NONNEGATIVE_ESTIMATORS", "estimator_values", "log_ratio"]
 
-#: Estimator names of SPEC §2, in the SPEC's order.
+#: Estimator names of docs/semantics.md §2, in its order.
 ESTIMATORS = ("delta", "k1", "k2", "k3", "abs", "ratio", "tv", "value")
 
 #: Estimators whose value is never negative: a negative upper bound on them is an invalid argument
-#: (SPEC §4.6).
+#: (docs/semantics.md §4.6).
 NONNEGATIVE_ESTIMATORS = frozenset({"k2", "k3", "abs", "ratio", "tv"})
 
 # Below this |delta| k3 is summed from its Taylor series. At the threshold, expm1(d) - d cancels
@@ -28,7 +28,7 @@ _K3_SERIES = tuple(1.0 / math.factorial(k) for k in range(17, 1, -1))
 
 
 def _k3(d: np.ndarray) -> np.ndarray:
-    """``exp(d) - 1 - d`` without cancellation; ``k3(+-inf) = +inf``, NaN stays NaN (SPEC §2)."""
+    """``exp(d) - 1 - d`` without cancellation; ``k3(+-inf) = +inf``, NaN stays NaN (docs/semantics.md §2)."""
     out = np.empty_like(d)
     small = np.abs(d) < _K3_SERIES_LIMIT
     x = d[small]
@@ -53,7 +53,7 @@ def _check_clamp(clamp) -> float | None:
 
 
 def estimator_values(name: str, delta, clamp=None) -> np.ndarray:
-    """Per-token estimator values in float64 (SPEC §2).
+    """Per-token estimator values in float64 (docs/semantics.md §2).
 
     Args:
         name: one of `ESTIMATORS`.
@@ -94,7 +94,7 @@ _INPUT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 
 def float_array(name: str, x) -> np.ndarray:
-    """``x`` as an array of one of the SPEC §10 input dtypes (all widen exactly to float64)."""
+    """``x`` as an array of one of the docs/semantics.md §10 input dtypes (all widen exactly to float64)."""
     a = np.asarray(x)
     if a.dtype.name not in _INPUT_DTYPES:
         raise TypeError(
@@ -104,7 +104,7 @@ def float_array(name: str, x) -> np.ndarray:
 
 
 def log_ratio(logp_train, logp_roll) -> np.ndarray:
-    """The log-ratio ``delta = lt - lr`` exactly as the kernels form it (SPEC §1, §2).
+    """The log-ratio ``delta = lt - lr`` exactly as the kernels form it (docs/semantics.md §1, §2).
 
     float32, bfloat16 and float16 inputs are widened exactly to float32 and subtracted in float32,
     which IEEE 754 rounds once from the exact difference (the vectors' convention: "the exact

@@ -1,6 +1,6 @@
-"""Float64 oracle for the batch metrics reported beside the mask (SPEC §9).
+"""Float64 oracle for the batch metrics reported beside the mask (docs/semantics.md §9).
 
-Decisions where SPEC is silent:
+Decisions where the contract is silent:
 
 - Criterion numbering: ``rejected_<i>``, ``row_mean_<i>``, ``row_max_<i>`` and ``row_min_<i>``
   use ``i``, the criterion's index in the full ``criteria`` list (so a token criterion leaves a
@@ -10,7 +10,7 @@ Decisions where SPEC is silent:
   clamp applied; ``chi2_token`` is ``mean_t expm1(2 delta_t)``, equal to ``mean_t rho^2 - 1``
   without cancellation. ``ser`` and ``ln_trm`` criteria use estimator ``tv``.
 - A mean or extremum over an empty set (no counted token, no non-empty row, ``B = 0``) is 0, as
-  empty rows report 0 (SPEC §3); ``masked_row_fraction`` is 0 when ``B = 0``. NaN is reserved
+  empty rows report 0 (docs/semantics.md §3); ``masked_row_fraction`` is 0 when ``B = 0``. NaN is reserved
   for metrics the inputs cannot define: ``log_ppl_abs_diff`` without both log-probabilities,
   ``plugin_kl_max`` without a ``max`` criterion, and the log-ratio metrics ``kl_k1``, ``kl_k3``,
   ``chi2_token``, ``plugin_kl_seq`` when the input is ``values`` (a divergence, not a log-ratio).
@@ -60,7 +60,7 @@ def reference_metrics(
     clamp=None,
     reject_empty=False,
 ) -> dict:
-    """Every SPEC §9 metric of one mask call, as a flat dict of Python floats.
+    """Every docs/semantics.md §9 metric of one mask call, as a flat dict of Python floats.
 
     Arguments as in `reference_mask`. Keys: ``n_rows``, ``n_rows_nonempty``, ``n_tokens``,
     ``n_rows_kept``, ``n_tokens_kept``, ``masked_row_fraction`` (rejected rows over all rows),

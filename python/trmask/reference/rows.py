@@ -1,8 +1,8 @@
-"""Float64 oracle for row reductions, partials and masks (SPEC §3, §4, §10).
+"""Float64 oracle for row reductions, partials and masks (docs/semantics.md §3, §4, §10).
 
 Row loops are plain Python over numpy slices: this file is meant to be obviously right, not fast.
 
-Decisions where SPEC is silent (each confirmed by ``Tests/vectors/rows.json`` where it has a case):
+Decisions where the contract is silent (each confirmed by ``Tests/vectors/rows.json`` where it has a case):
 
 - ``nonfinite`` counts mask- and length-valid tokens whose delta is NaN or +-inf, under every NaN
   policy and before the clamp (``nonfinite_skip`` row 2, ``nonfinite_zero`` row 2, ``clamp20``
@@ -21,14 +21,14 @@ Decisions where SPEC is silent (each confirmed by ``Tests/vectors/rows.json`` wh
 - Empty rows (``count == 0``) report statistic 0, pass every criterion and are never counted in
   ``rejected``; ``reject_empty`` clears their ``keep_row`` without attributing them to a criterion
   (``reject_empty`` row 0).
-- LN-TRM (SPEC §4.4): a token whose weight ``w_t`` is 0 (always the last one) contributes 0 to
+- LN-TRM (docs/semantics.md §4.4): a token whose weight ``w_t`` is 0 (always the last one) contributes 0 to
   ``W`` even when its ``tv`` is ``+inf``, so an infinite last token does not turn the statistic
   into NaN. A row with ``Z(T) = 0`` reports statistic 0 and passes (``"kept_z0"`` in the vectors).
-- ``ser`` is ``mean`` of ``tv``; ``ser`` and ``ln_trm`` are defined on ``tv`` only (SPEC §4.4), so
+- ``ser`` is ``mean`` of ``tv``; ``ser`` and ``ln_trm`` are defined on ``tv`` only (docs/semantics.md §4.4), so
   another estimator for them is an invalid argument.
 - ``values`` input (a per-token divergence) only makes sense with estimator ``value``; any other
   estimator on it is an invalid argument. ``value`` on a log-ratio input is the identity.
-- Threshold checks (SPEC §4.6): NaN bounds, ``lo > hi``, ``hi < 0`` for a non-negative estimator,
+- Threshold checks (docs/semantics.md §4.6): NaN bounds, ``lo > hi``, ``hi < 0`` for a non-negative estimator,
   and a finite negative bound for ``ratio`` raise ``ValueError``. Infinite bounds disable a side.
 """
 
@@ -58,7 +58,7 @@ STATS = ("sum", "mean", "max", "min")
 
 @dataclass(frozen=True)
 class Criterion:
-    """One criterion of SPEC §4.1 / §4.4 after validation: keep iff ``lo <= stat <= hi``."""
+    """One criterion of docs/semantics.md §4.1 / §4.4 after validation: keep iff ``lo <= stat <= hi``."""
 
     agg: str
     est: str
@@ -75,7 +75,7 @@ class Criterion:
 def _bound(name: str, index: int, value, default: float) -> float:
     x = default if value is None else float(value)
     if math.isnan(x):
-        raise ValueError(f"criterion {index}: `{name}` is NaN; expected a number (SPEC §4.6)")
+        raise ValueError(f"criterion {index}: `{name}` is NaN; expected a number (docs/semantics.md §4.6)")
     return x
 
 
@@ -105,7 +105,7 @@ def _parse_one(spec, index: int) -> Criterion:
     if agg in ("ser", "ln_trm"):
         if est not in (None, "tv"):
             raise ValueError(
-                f"criterion {index}: `{agg}` is defined on `tv` (SPEC §4.4), not {est!r}"
+                f"criterion {index}: `{agg}` is defined on `tv` (docs/semantics.md §4.4), not {est!r}"
             )
         est = "tv"
     if est not in ESTIMATORS:
@@ -113,16 +113,16 @@ def _parse_one(spec, index: int) -> Criterion:
     lo = _bound("lo", index, lo, -math.inf)
     hi = _bound("hi", index, hi, math.inf)
     if lo > hi:
-        raise ValueError(f"criterion {index}: `lo` = {lo!r} > `hi` = {hi!r} (SPEC §4.6)")
+        raise ValueError(f"criterion {index}: `lo` = {lo!r} > `hi` = {hi!r} (docs/semantics.md §4.6)")
     if est in NONNEGATIVE_ESTIMATORS and hi < 0.0:
         raise ValueError(
-            f"criterion {index}: `hi` = {hi!r} < 0 for non-negative `{est}` (SPEC §4.6)"
+            f"criterion {index}: `hi` = {hi!r} < 0 for non-negative `{est}` (docs/semantics.md §4.6)"
         )
     if est == "ratio" and (math.isfinite(lo) and lo < 0.0):
-        raise ValueError(f"criterion {index}: ratio bound `lo` = {lo!r} must be >= 0 (SPEC §4.6)")
+        raise ValueError(f"criterion {index}: ratio bound `lo` = {lo!r} must be >= 0 (docs/semantics.md §4.6)")
     if agg == "ln_trm":
         if kl_max is None:
-            raise ValueError(f"criterion {index}: `ln_trm` needs `kl_max` (SPEC §4.4)")
+            raise ValueError(f"criterion {index}: `ln_trm` needs `kl_max` (docs/semantics.md §4.4)")
         kl_max = _positive("kl_max", index, kl_max)
         eps = None if eps is None else _positive("eps", index, eps)
     elif kl_max is not None or eps is not None:
@@ -152,7 +152,7 @@ def exact_sum(v: np.ndarray) -> float:
 
 
 def _ln_trm_stat(tv: np.ndarray, kl_max: float, eps: float | None) -> float:
-    """``W / Z(T)`` of SPEC §4.4 over one row's counted tokens, or 0 when ``Z(T) = 0``."""
+    """``W / Z(T)`` of docs/semantics.md §4.4 over one row's counted tokens, or 0 when ``Z(T) = 0``."""
     n = tv.size
     remaining = n - np.arange(1, n + 1, dtype=np.float64)  # T - t for t = 1..T
     w = np.minimum(1.0, np.sqrt(remaining * kl_max / 2.0))
@@ -167,7 +167,7 @@ def _ln_trm_stat(tv: np.ndarray, kl_max: float, eps: float | None) -> float:
 
 
 def row_stats(batch: Batch, est: str, clamp) -> dict:
-    """``sum, mean, max, min`` of ``est`` per row (SPEC §3): 0 for empty rows, NaN for NaN rows."""
+    """``sum, mean, max, min`` of ``est`` per row (docs/semantics.md §3): 0 for empty rows, NaN for NaN rows."""
     values = estimator_values(est, batch.x, clamp)
     out = {k: np.zeros(batch.n_rows) for k in STATS}
     for i in range(batch.n_rows):
@@ -186,7 +186,7 @@ def row_stats(batch: Batch, est: str, clamp) -> dict:
 
 
 def _row_stat(batch: Batch, c: Criterion, clamp) -> np.ndarray:
-    """The statistic a row criterion tests, per row (SPEC §4.1, §4.4)."""
+    """The statistic a row criterion tests, per row (docs/semantics.md §4.1, §4.4)."""
     if c.agg == "ln_trm":
         tv = estimator_values("tv", batch.x, clamp)
         stat = np.zeros(batch.n_rows)
@@ -213,7 +213,7 @@ def _check_estimators(estimators, batch: Batch) -> tuple:
 
 
 def evaluate_mask(batch: Batch, criteria: list[Criterion], clamp, reject_empty: bool) -> dict:
-    """SPEC §4 on a prepared batch; see `reference_mask` for the result."""
+    """docs/semantics.md §4 on a prepared batch; see `reference_mask` for the result."""
     _check_estimators([c.est for c in criteria], batch)
     empty = batch.count == 0
     keep_row = ~empty if reject_empty else np.ones(batch.n_rows, dtype=bool)
@@ -263,7 +263,7 @@ def reference_mask(
     clamp=None,
     reject_empty=False,
 ) -> dict:
-    """Row and token masks with their statistics (SPEC §3, §4, §10), in float64.
+    """Row and token masks with their statistics (docs/semantics.md §3, §4, §10), in float64.
 
     Args:
         logp_train, logp_roll: training and rollout log-probabilities of the sampled tokens;
@@ -275,16 +275,16 @@ def reference_mask(
             ``[B, T]``. Packed lengths count from each row's start.
         criteria: sequence of ``(agg, est, lo, hi)`` tuples or dicts (see `parse_criteria`),
             AND-combined; ``agg`` in ``max, min, sum, mean, token, ser, ln_trm``.
-        nan_policy: ``reject`` (default), ``skip`` or ``zero`` (SPEC §4.5).
-        clamp: optional ``c > 0`` applied to delta before every estimator (SPEC §2).
-        reject_empty: clear ``keep_row`` of rows with no counted token (SPEC §3).
+        nan_policy: ``reject`` (default), ``skip`` or ``zero`` (docs/semantics.md §4.5).
+        clamp: optional ``c > 0`` applied to delta before every estimator (docs/semantics.md §2).
+        reject_empty: clear ``keep_row`` of rows with no counted token (docs/semantics.md §3).
 
     Returns:
         A dict: ``count`` and ``nonfinite`` (int64 ``[B]``); ``row_stat``, one float64 ``[B]``
         per row criterion in order (the statistic it tested); ``keep_row`` (bool ``[B]``);
         ``keep_token`` (bool, the token grid; False outside every row); ``rejected`` (one int per
         criterion in order: rows, or tokens for token criteria, that it rejected before the AND).
-        The module docstring lists the decisions taken where SPEC is silent.
+        The module docstring lists the decisions taken where the contract is silent.
     """
     batch = prepare_batch(
         logp_train, logp_roll, log_ratio, values, mask, lengths, offsets, nan_policy
@@ -305,7 +305,7 @@ def reference_stats(
     nan_policy="reject",
     clamp=None,
 ) -> dict:
-    """Per-row ``count``, ``nonfinite`` and ``stats[est] = {sum, mean, max, min}`` (SPEC §3).
+    """Per-row ``count``, ``nonfinite`` and ``stats[est] = {sum, mean, max, min}`` (docs/semantics.md §3).
 
     Inputs as in `reference_mask`. Sums are correctly rounded (``math.fsum``); empty rows give 0
     everywhere; under ``reject`` a row with a NaN token has NaN for every statistic.
@@ -334,7 +334,7 @@ def reference_partials(
     nan_policy="reject",
     clamp=None,
 ) -> dict:
-    """Per-shard partials ``(count, sum, max, min)`` of each row (SPEC §3, partial rows).
+    """Per-shard partials ``(count, sum, max, min)`` of each row (docs/semantics.md §3, partial rows).
 
     Call it once per context-parallel shard, each with the same ``B`` rows holding that shard's
     tokens, then combine with `reference_merge`. Returns ``count`` and ``nonfinite`` (int64
@@ -362,7 +362,7 @@ def reference_partials(
 
 
 def reference_merge(partials_a: dict, partials_b: dict) -> dict:
-    """Merge two partials of the same rows (SPEC §3): counts and sums add, max/min combine.
+    """Merge two partials of the same rows (docs/semantics.md §3): counts and sums add, max/min combine.
 
     A side with ``count = 0`` is the identity; NaN propagates through ``max``/``min``. The mean
     of the merged row is ``sum / count`` (0 when ``count = 0``).

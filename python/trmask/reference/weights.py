@@ -1,9 +1,9 @@
-"""Float64 oracle for importance weights beside the mask (SPEC §5).
+"""Float64 oracle for importance weights beside the mask (docs/semantics.md §5).
 
-Decisions where SPEC is silent:
+Decisions where the contract is silent:
 
-- Weights use delta after the NaN policy and the clamp, like every estimator (SPEC §2, §4.5).
-- ``reject``: a row holding a NaN token gets weight 0 on every token (fail closed, SPEC §4.5:
+- Weights use delta after the NaN policy and the clamp, like every estimator (docs/semantics.md §2, §4.5).
+- ``reject``: a row holding a NaN token gets weight 0 on every token (fail closed, docs/semantics.md §4.5:
   the row fails, as it fails every row criterion). ``skip``: NaN tokens are invalid (weight 0),
   sequence and geometric weights use the remaining tokens. ``zero``: ``rho = 1`` there.
 - A weight that is still NaN (a sequence sum of ``+inf`` and ``-inf``) becomes 0 for the same
@@ -30,7 +30,7 @@ MODES = ("truncate", "clip", "mask")
 def _bounds(mode: str, lo, hi) -> tuple[float, float]:
     if mode == "truncate":
         if hi is None or lo is not None:
-            raise ValueError("`truncate` takes the cap as `hi` and no `lo` (SPEC §5: min(w, C))")
+            raise ValueError("`truncate` takes the cap as `hi` and no `lo` (docs/semantics.md §5: min(w, C))")
     lo_f = 0.0 if lo is None else float(lo)
     hi_f = math.inf if hi is None else float(hi)
     if math.isnan(lo_f) or math.isnan(hi_f) or lo_f < 0.0 or lo_f > hi_f:
@@ -54,7 +54,7 @@ def reference_weights(
     nan_policy="reject",
     clamp=None,
 ) -> np.ndarray:
-    """Rollout-correction importance weights (SPEC §5), float64, shaped like the token grid.
+    """Rollout-correction importance weights (docs/semantics.md §5), float64, shaped like the token grid.
 
     Args:
         logp_train, logp_roll, log_ratio, mask, lengths, offsets, nan_policy, clamp: as in
@@ -67,7 +67,7 @@ def reference_weights(
 
     Returns:
         Weights, 0 on tokens that are not counted (invalid, skipped NaN, outside every row) and on
-        rejected rows. Normalisation is the caller's (SPEC §5: report both row counts).
+        rejected rows. Normalisation is the caller's (docs/semantics.md §5: report both row counts).
     """
     if level not in LEVELS:
         raise ValueError(f"`level` is {level!r}; expected one of {LEVELS}")

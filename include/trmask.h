@@ -2,8 +2,8 @@
  * trmask.h: the C ABI of trmask, Trust Region Masking for LLM reinforcement learning.
  *
  * Hand-written; the Swift implementation is checked against every declaration here at compile
- * time (`@c @implementation`). Section references (SPEC §n) point to docs/semantics.md, which
- * restates the specification the library implements.
+ * time (`@c @implementation`). Section references (semantics §n) are the numbered sections of
+ * docs/semantics.md, the contract the library implements.
  *
  * Conventions shared by every function:
  * - Sizes, strides and offsets are int64_t. Strides count ELEMENTS, not bytes; they may be
@@ -18,6 +18,14 @@
  *   with the nesting rule: sorted by |stride|, each |stride| exceeds the extent of the smaller).
  * - Functions are thread-safe: they keep no global state. Results are bit-identical for every
  *   `threads` value (rows are never split across threads; sums use an order fixed in source).
+ *   `threads` = 0 picks the count (one thread for small inputs, else one per online core); a
+ *   positive value starts min(threads, n_rows, 256) threads, even above the number of cores
+ *   (not clamped to it: oversubscribed threads take turns, the results stay the same).
+ * - Zero-initialised structs (`= {0}` or memset) are valid defaults, as in zlib-style APIs: set
+ *   `struct_size` and what you need. A zero field means: absent array (a view's dtype
+ *   TRM_DTYPE_NONE, an output's NULL data), padded layout, TRM_NAN_REJECT, no clamp, automatic
+ *   threads, temperature 1, no weight cap, reward range 1. The fields a zero cannot default,
+ *   which you must set, are listed with each struct ("must be set").
  * - Nothing here traps or aborts on bad input: a status is always returned.
  *
  * The header includes only <stdint.h> and <stddef.h> and compiles as C99 and C++.
@@ -40,7 +48,7 @@ extern "C" {
 #define TRM_VERSION_MINOR 1
 #define TRM_VERSION_PATCH 0
 #define TRM_VERSION_STRING "0.1.0"
-#define TRM_ABI_VERSION 2
+#define TRM_ABI_VERSION 3
 
 /* The ABI version the loaded library implements (compare with TRM_ABI_VERSION). */
 uint32_t trm_abi_version(void);
@@ -69,10 +77,10 @@ typedef int32_t trm_status_t;
 #define TRM_E_BAD_AGGREGATION 11 /* unknown aggregation */
 #define TRM_E_BAD_NAN_POLICY 12 /* unknown NaN policy */
 #define TRM_E_BAD_THRESHOLD 13  /* NaN bound, lo > hi, or a bound no value of a non-negative
-                                   estimator can meet (SPEC §4.6) */
+                                   estimator can meet (semantics §4.6) */
 #define TRM_E_BAD_OFFSETS 14    /* packed offsets decrease, start below 0 or end past n_cols */
 #define TRM_E_BAD_LENGTHS 15    /* a length is negative or longer than its row */
-#define TRM_E_BAD_OPTION 16     /* clamp not > 0, threads < 0, a flag not 0/1, a reserved
+#define TRM_E_BAD_OPTION 16     /* clamp negative or NaN, threads < 0, a flag not 0/1, a reserved
                                    field not 0 */
 #define TRM_E_INTERNAL 17       /* a bug in trmask; please report it */
 #define TRM_E_BAD_TEMPERATURE 18 /* temperature not finite and > 0 */
@@ -103,9 +111,9 @@ const char *trm_status_name(trm_status_t status);
  * ------------------------------------------------------------------------------------------ */
 /* Element types (docs/dtypes.md). Log-probs, log-ratios and values: F32, F64, F16 or BF16, and
    logp_train and logp_roll may differ (a BF16 trainer against an F32 rollout). Narrow types are
-   widened exactly to float32; every computation is in float32 or float64 (SPEC §10). Masks: any
-   of these dtypes, nonzero = valid (a NaN element is nonzero; -0.0 is zero); U8 and BOOL masks
-   are read fastest. Offsets and lengths: I32 or I64. */
+   widened exactly to float32; every computation is in float32 or float64 (semantics §10).
+   trm_batch_t masks: any of these dtypes, nonzero = valid (a NaN element is nonzero; -0.0 is
+   zero); U8 and BOOL masks are read fastest. Offsets and lengths: I32 or I64. */
 #define TRM_DTYPE_NONE 0 /* the array is absent */
 #define TRM_DTYPE_F32 1
 #define TRM_DTYPE_F64 2
@@ -115,12 +123,17 @@ const char *trm_status_name(trm_status_t status);
 #define TRM_DTYPE_BOOL 6
 #define TRM_DTYPE_I32 7
 #define TRM_DTYPE_I64 8
+#define TRM_DTYPE_I8 9   /* masks only (ABI 3) */
+#define TRM_DTYPE_I16 10 /* masks only (ABI 3) */
+#define TRM_DTYPE_U16 11 /* masks only (ABI 3) */
+#define TRM_DTYPE_U32 12 /* masks only (ABI 3) */
+#define TRM_DTYPE_U64 13 /* masks only (ABI 3) */
 
-/* Batch layouts (SPEC §10). */
+/* Batch layouts (semantics §10). */
 #define TRM_LAYOUT_PADDED 0 /* [n_rows, n_cols] arrays, each with its own two strides */
 #define TRM_LAYOUT_PACKED 1 /* 1-D arrays of n_cols tokens; row i is offsets[i] ..< offsets[i+1] */
 
-/* Per-token estimators of delta = logp_train - logp_roll (SPEC §2). */
+/* Per-token estimators of delta = logp_train - logp_roll (semantics §2). */
 #define TRM_EST_DELTA 0 /* delta */
 #define TRM_EST_K1 1    /* -delta */
 #define TRM_EST_K2 2    /* delta^2 / 2 */
@@ -130,23 +143,23 @@ const char *trm_status_name(trm_status_t status);
 #define TRM_EST_TV 6    /* |exp(delta) - 1| */
 #define TRM_EST_VALUE 7 /* the `values` input itself (a precomputed per-token divergence) */
 
-/* Aggregations of a criterion (SPEC §4.1). */
+/* Aggregations of a criterion (semantics §4.1). */
 #define TRM_AGG_MAX 0   /* row maximum over valid tokens */
 #define TRM_AGG_MIN 1   /* row minimum */
 #define TRM_AGG_SUM 2   /* row sum */
 #define TRM_AGG_MEAN 3  /* row sum / row count */
 #define TRM_AGG_TOKEN 4 /* per token: masks single tokens, never rejects a row */
-#define TRM_AGG_SER 5   /* SER (SPEC §4.4): row mean of tv; estimator must be TRM_EST_TV */
-#define TRM_AGG_LN_TRM 6 /* LN-TRM (SPEC §4.4): sum_t w_t tv_t / sum_t w_t over the row's counted
+#define TRM_AGG_SER 5   /* SER (semantics §4.4): row mean of tv; estimator must be TRM_EST_TV */
+#define TRM_AGG_LN_TRM 6 /* LN-TRM (semantics §4.4): sum_t w_t tv_t / sum_t w_t over the row's counted
                             tokens t = 1..T, w_t = min(1, (T-t) eps, sqrt((T-t) kl_max / 2));
                             0 when T <= 1; estimator must be TRM_EST_TV */
 
-/* Importance weight levels (SPEC §5). */
+/* Importance weight levels (semantics §5). */
 #define TRM_WEIGHT_TOKEN 0     /* w_t = rho_t = exp(delta_t) */
 #define TRM_WEIGHT_SEQUENCE 1  /* w_i = exp(sum_t delta_t), float64, on each counted token */
 #define TRM_WEIGHT_GEOMETRIC 2 /* w_i = exp(mean_t delta_t), float64, on each counted token */
 
-/* Importance weight modes (SPEC §5). */
+/* Importance weight modes (semantics §5). */
 #define TRM_WEIGHT_MODE_TRUNCATE 0 /* TIS: min(w, hi) */
 #define TRM_WEIGHT_MODE_CLIP 1     /* min(max(w, lo), hi) */
 #define TRM_WEIGHT_MODE_MASK 2     /* IcePop / MIS: w if lo <= w <= hi, else 0 */
@@ -154,7 +167,7 @@ const char *trm_status_name(trm_status_t status);
 /* Most criteria one call takes; the per-criterion arrays of trm_metrics_t have this length. */
 #define TRM_MAX_CRITERIA 64
 
-/* What a NaN delta on a valid token does (SPEC §4.5). */
+/* What a NaN delta on a valid token does (semantics §4.5). */
 #define TRM_NAN_REJECT 0 /* the row fails every row criterion and its stats are NaN (default) */
 #define TRM_NAN_SKIP 1   /* the token is treated as invalid */
 #define TRM_NAN_ZERO 2   /* delta := 0 (rho = 1) */
@@ -190,7 +203,8 @@ typedef struct trm_out_t {
    divergence, for estimator TRM_EST_VALUE; F64 is rounded to float32). Unused views have dtype
    TRM_DTYPE_NONE.
    Validity: a token counts iff its mask element is nonzero (no mask: all) and its position in
-   the row is below the row's length (no lengths: all). */
+   the row is below the row's length (no lengths: all).
+   Must be set: struct_size, n_rows, n_cols and the source views (zero = padded, no mask). */
 typedef struct trm_batch_t {
     uint32_t struct_size; /* sizeof(trm_batch_t) */
     int32_t layout;       /* TRM_LAYOUT_PADDED or TRM_LAYOUT_PACKED */
@@ -209,20 +223,25 @@ typedef struct trm_batch_t {
                               only when n_rows == 0 */
 } trm_batch_t;
 
-/* Options shared by the reductions. */
+/* Options shared by the reductions. Must be set: struct_size only (a zeroed struct is the
+   defaults). */
 typedef struct trm_options_t {
     uint32_t struct_size; /* sizeof(trm_options_t) */
-    int32_t nan_policy;   /* TRM_NAN_* */
+    int32_t nan_policy;   /* TRM_NAN_*; 0 = TRM_NAN_REJECT (the default) */
     double clamp;         /* delta <- clamp(delta, -clamp, clamp) before every estimator; > 0;
-                             INFINITY = no clamp (the default); verl uses 20 */
+                             0 or INFINITY = no clamp (the default); verl uses 20 */
     int32_t reject_empty; /* 1: rows without valid tokens are rejected; 0: kept (default) */
-    int32_t threads;      /* >= 0; 0 = automatic (one thread below 2^18 positions) */
+    int32_t threads;      /* >= 0; 0 = automatic (one thread below 2^18 positions, else one per
+                             online core); n > 0 = min(n, n_rows, 256) threads, not clamped to
+                             the core count */
 } trm_options_t;
 
 /* One criterion: a row passes iff lo <= aggregation(estimator) <= hi (inclusive); a token
    criterion passes a token iff lo <= estimator(token) <= hi. An infinite bound disables its
    side. NaN bounds, lo > hi, hi < 0 for the non-negative estimators (k2, k3, abs, ratio, tv) and
-   a finite lo < 0 for ratio are refused (TRM_E_BAD_THRESHOLD). */
+   a finite lo < 0 for ratio are refused (TRM_E_BAD_THRESHOLD).
+   Must be set: every field but kl_max and eps. 0 is a real bound, so a zeroed criterion means
+   TRM_AGG_MAX of TRM_EST_DELTA in [0, 0]: set lo = -INFINITY for "no lower bound". */
 typedef struct trm_criterion_t {
     int32_t aggregation; /* TRM_AGG_* */
     int32_t estimator;   /* TRM_EST_* */
@@ -234,20 +253,22 @@ typedef struct trm_criterion_t {
                             INFINITY = none; must be 0 for other aggregations */
 } trm_criterion_t;
 
-/* An importance weight rule (SPEC §5). The bounds apply to the float32 weight written, with lo
+/* An importance weight rule (semantics §5). The bounds apply to the float32 weight written, with lo
    and hi rounded inward to float32: a written weight always satisfies lo <= w <= hi (clip),
    w <= hi (truncate). Requires 0 <= lo <= hi, hi > 0 (a zero cap would zero every weight) and a
-   float32 value between lo and hi (lo = hi = 0.1 has none). */
+   float32 value between lo and hi (lo = hi = 0.1 has none). A zeroed rule is token weights
+   truncated at no cap (hi 0 = INFINITY). */
 typedef struct trm_weight_rule_t {
     int32_t level;    /* TRM_WEIGHT_TOKEN, _SEQUENCE or _GEOMETRIC */
     int32_t mode;     /* TRM_WEIGHT_MODE_* */
     double lo;        /* CLIP, MASK: lower bound, 0 = none; TRUNCATE: must be 0 */
-    double hi;        /* the cap (TRUNCATE) or upper bound; INFINITY = none */
+    double hi;        /* the cap (TRUNCATE) or upper bound; 0 or INFINITY = none */
 } trm_weight_rule_t;
 
-/* Batch metrics of one trm_mask call (SPEC §9; formulas in docs/metrics.md). Means and extrema
+/* Batch metrics of one trm_mask call (semantics §9; formulas in docs/metrics.md). Means and extrema
    over an empty set are 0. NaN marks a metric the inputs cannot define; under TRM_NAN_REJECT a
-   NaN delta on a counted token makes every mean and extremum NaN (counts stay exact). */
+   NaN delta on a counted token makes every mean and extremum NaN (counts stay exact).
+   Must be set: struct_size (reserved must be 0); the rest is output. */
 typedef struct trm_metrics_t {
     uint32_t struct_size;         /* sizeof(trm_metrics_t) */
     int32_t reserved;             /* must be 0 */
@@ -276,7 +297,8 @@ typedef struct trm_metrics_t {
     double row_min[TRM_MAX_CRITERIA];  /* likewise, minimum */
 } trm_metrics_t;
 
-/* Outputs of trm_mask; each may be absent (data NULL). */
+/* Outputs of trm_mask; each may be absent (data NULL). Must be set: struct_size (a zeroed struct
+   asks for nothing). */
 typedef struct trm_mask_out_t {
     uint32_t struct_size; /* sizeof(trm_mask_out_t) */
     int32_t reserved;     /* must be 0 */
@@ -290,7 +312,7 @@ typedef struct trm_mask_out_t {
                              outside every row are 0 */
     int64_t *rejected;    /* int64_t [n_criteria], contiguous: rows (row criteria) or tokens
                              (token criteria) each criterion rejects, counted before the AND */
-    trm_out_t weights;    /* float token grid: importance weights under weight_rule (SPEC §5);
+    trm_out_t weights;    /* float token grid: importance weights under weight_rule (semantics §5);
                              0 on tokens not counted, on rejected rows, and under TRM_NAN_REJECT
                              on rows with a NaN; token criteria do not zero weights. Needs
                              log-probs or a log-ratio (a values input: TRM_E_BAD_INPUTS) */
@@ -302,7 +324,7 @@ typedef struct trm_mask_out_t {
  * Functions.
  * ------------------------------------------------------------------------------------------ */
 
-/* Trust region mask and per-row statistics in one pass over the batch (SPEC §3, §4).
+/* Trust region mask and per-row statistics in one pass over the batch (semantics §3, §4).
  *
  * For each row: counts its valid tokens and non-finite deltas, reduces each row criterion's
  * estimator (max, min, sum, mean, SER; float64 sums in a fixed order), and keeps the row iff
@@ -342,7 +364,7 @@ trm_status_t trm_token_keep(const trm_batch_t *batch, const trm_criterion_t *cri
  * [n_cols]), valid or not: out = estimator(clamp(delta)). The batch must have no mask and no
  * lengths (every position is written); the NaN policy and reject_empty are not used.
  *
- * Accuracy (SPEC §2): delta, k1, k2, abs correctly rounded; k3, ratio, tv within 4e-6
+ * Accuracy (semantics §2): delta, k1, k2, abs correctly rounded; k3, ratio, tv within 4e-6
  * relative of float64 (measured worst: see docs/accuracy.md); k3 >= 0 and k3, tv monotone in
  * |delta| on each side of 0.
  *
@@ -351,7 +373,7 @@ trm_status_t trm_token_keep(const trm_batch_t *batch, const trm_criterion_t *cri
 trm_status_t trm_token_values(const trm_batch_t *batch, int32_t estimator,
                               const trm_options_t *options, trm_out_t out_values);
 
-/* Importance weights (SPEC §5) for a given row decision, without criteria: out_weights gets the
+/* Importance weights (semantics §5) for a given row decision, without criteria: out_weights gets the
  * weights of `rule` at every position of the token grid (padded [n_rows, n_cols], packed
  * [n_cols]): 0 where the token is not counted, on rows whose keep_row is 0, and under
  * TRM_NAN_REJECT on rows with a NaN. Equal to the weights trm_mask writes for the same keep_row.
@@ -364,13 +386,15 @@ trm_status_t trm_importance_weights(const trm_batch_t *batch, const trm_options_
                                     trm_out_t out_weights);
 
 /* ---------------------------------------------------------------------------------------------
- * Error bounds (SPEC §7): the paper's bounds on the surrogate-objective error, as a calculator.
+ * Error bounds (semantics §7): the paper's bounds on the surrogate-objective error, as a calculator.
  * ------------------------------------------------------------------------------------------ */
 
 /* Inputs of trm_bounds_compute. Divergences are in nats; sums in the bounds run over t = 1..T.
    kl_max is delta = D_KL^{tok,max}, the maximum token KL over ALL reachable contexts: a maximum
    taken over a training batch is only a plug-in estimate of it, and bounds computed from it are
-   estimates, not guarantees. */
+   estimates, not guarantees.
+   Must be set: struct_size, T, kl_max, kl_seq, and eps and tv_seq (0 is a real divergence; NaN
+   asks for the Pinsker value). A zero reward_range means 1; dbar NULL means eps everywhere. */
 typedef struct trm_bound_inputs_t {
     uint32_t struct_size; /* sizeof(trm_bound_inputs_t) */
     int32_t reserved;     /* must be 0 */
@@ -379,13 +403,14 @@ typedef struct trm_bound_inputs_t {
     double kl_seq;        /* D_KL^{seq}, finite and >= 0 */
     double eps;           /* D_TV^{tok,max}, finite and >= 0; NaN = derive sqrt(kl_max / 2) */
     double tv_seq;        /* D_TV^{seq}, finite and >= 0; NaN = derive sqrt(kl_seq / 2) */
-    double reward_range;  /* r_max - r_min, finite and > 0; every bound is multiplied by it */
+    double reward_range;  /* r_max - r_min, finite and > 0 (0 = 1); every bound is multiplied by
+                             it */
     const double *dbar;   /* per-position mean TV Dbar_1..Dbar_T (dbar_count == T, each finite
                              and >= 0), read only during the call; NULL = eps at every position */
     int64_t dbar_count;   /* elements of dbar; must be 0 when dbar is NULL */
 } trm_bound_inputs_t;
 
-/* Every bound of SPEC §7, each multiplied by reward_range; field order and names follow
+/* Every bound of semantics §7, each multiplied by reward_range; field order and names follow
    Tests/vectors/bounds.json. Values are >= 0 and never NaN; the classical bounds (order T^2)
    can overflow to +inf for extreme inputs. */
 typedef struct trm_bounds_t {
@@ -405,7 +430,7 @@ typedef struct trm_bounds_t {
     double unified;       /* B* = min(pm_kl, pm_tv, mixed_kl, mixed_tv, coupling, adaptive) */
 } trm_bounds_t;
 
-/* Every error bound of SPEC §7 for one set of inputs.
+/* Every error bound of semantics §7 for one set of inputs.
  *
  * The sums are the exact finite sums (not the paper's closed-form upper bounds such as
  * (4/3) T^1.5 delta). Without dbar the work is O(log T) plus at most 1024 terms, so T = 10^9
@@ -425,7 +450,7 @@ typedef struct trm_bounds_t {
 trm_status_t trm_bounds_compute(const trm_bound_inputs_t *inputs, trm_bounds_t *out);
 
 /* ---------------------------------------------------------------------------------------------
- * Exact per-position divergence from logits (SPEC §6), and the exact TRM.
+ * Exact per-position divergence from logits (semantics §6), and the exact TRM.
  *
  * Positions form a [n_rows, n_cols] grid ([B, T]; a flat [N, V] tensor is n_rows = N,
  * n_cols = 1). Each position has a vector along a third axis: the vocabulary (V entries) or the
@@ -435,7 +460,7 @@ trm_status_t trm_bounds_compute(const trm_bound_inputs_t *inputs, trm_bounds_t *
  * Exact TRM is two calls: trm_exact_kl writes the per-position KL into a float [B, T] array, then
  * trm_mask takes that array as `values` (estimator TRM_EST_VALUE) with the same validity mask and
  * the criteria {TRM_AGG_MAX, TRM_EST_VALUE, -INFINITY, 0.1} and {TRM_AGG_MEAN, TRM_EST_VALUE,
- * -INFINITY, 0.002} (the paper's TRM-Max&Avg on the exact KL, SPEC §4.2).
+ * -INFINITY, 0.002} (the paper's TRM-Max&Avg on the exact KL, semantics §4.2).
  * ------------------------------------------------------------------------------------------ */
 
 /* A strided 3-D input [n_rows, n_cols, depth]: element [i, t, v] is at
@@ -449,7 +474,10 @@ typedef struct trm_view3_t {
     int64_t stride_depth; /* elements between vocabulary (or top-k) entries */
 } trm_view3_t;
 
-/* Rollout and training logits of the same positions, with optional mask and sampled tokens. */
+/* Rollout and training logits of the same positions, with optional mask and sampled tokens. The
+   fields name their side (`rollout` is pi_roll, `train` is pi_theta); the Python and Swift APIs
+   take the training side first, as everywhere else. Must be set: struct_size, n_rows, n_cols,
+   vocab, rollout and train (zero mask and token_ids = absent). */
 typedef struct trm_logit_pair_t {
     uint32_t struct_size;  /* sizeof(trm_logit_pair_t) */
     int32_t reserved;      /* must be 0 */
@@ -469,11 +497,13 @@ typedef struct trm_logit_pair_t {
 /* Options of the logit functions. */
 typedef struct trm_logit_options_t {
     uint32_t struct_size; /* sizeof(trm_logit_options_t) */
-    int32_t threads;      /* >= 0; 0 = automatic (one thread below 2^18 logits) */
-    double temperature;   /* tau: finite, > 0, with 1/tau a normal float32 */
+    int32_t threads;      /* >= 0; 0 = automatic (one thread below 2^18 logits); n > 0 = min(n,
+                             n_rows * n_cols, 256) threads, not clamped to the core count */
+    double temperature;   /* tau: finite, > 0, with 1/tau a normal float32; 0 = 1 (the default) */
 } trm_logit_options_t;
 
-/* Outputs of trm_exact_kl: float [n_rows, n_cols] arrays, each may be absent (data NULL). */
+/* Outputs of trm_exact_kl: float [n_rows, n_cols] arrays, each may be absent (data NULL). Must be
+   set: struct_size. */
 typedef struct trm_exact_kl_out_t {
     uint32_t struct_size;       /* sizeof(trm_exact_kl_out_t) */
     int32_t reserved;           /* must be 0 */
@@ -485,14 +515,14 @@ typedef struct trm_exact_kl_out_t {
 
 /* Exact KL(pi_roll || pi_theta) per position from full logits, with optional TV and the sampled
  * tokens' log-probabilities, in one streaming pass over the two logit tensors (TV: two passes);
- * no temporaries beyond O(threads) (SPEC §6).
+ * no temporaries beyond O(threads) (semantics §6).
  *
  * -inf logits are masked vocabulary: p_v = 0 contributes nothing (0 log 0 = 0); p_v > 0 with
  * q_v = 0 gives KL = +inf. A position whose logits include NaN or +inf, or whose a (or b) is
  * -inf everywhere, has NaN outputs.
  *
  * Accuracy against float64 on the same (float32/bfloat16/float16) logits:
- * |KL - ref| <= 1e-4 * ref + 1e-8 for V <= 262144 and |logits / tau| <= 60 (SPEC §6); the KL of
+ * |KL - ref| <= 1e-4 * ref + 1e-8 for V <= 262144 and |logits / tau| <= 60 (semantics §6); the KL of
  * two identical or shifted logit vectors is 0 within 1e-8. TV: within 1e-5 relative plus 1e-8;
  * token log-probabilities: within 1e-6 relative plus 2e-7. Measured worst cases: docs/exact-kl.md.
  * Asking for TV or token log-probabilities makes the KL pass form a - b in float64 on every entry
@@ -509,7 +539,8 @@ typedef struct trm_exact_kl_out_t {
 trm_status_t trm_exact_kl(const trm_logit_pair_t *pair, const trm_logit_options_t *options,
                           const trm_exact_kl_out_t *out);
 
-/* The rollout's top-k log-probabilities (vLLM `logprobs=k`) and the training logits. */
+/* The rollout's top-k log-probabilities (vLLM `logprobs=k`) and the training logits. Must be set:
+   every field but mask (zero = absent). */
 typedef struct trm_topk_batch_t {
     uint32_t struct_size; /* sizeof(trm_topk_batch_t) */
     int32_t reserved;     /* must be 0 */
@@ -524,7 +555,7 @@ typedef struct trm_topk_batch_t {
     trm_view_t mask;              /* U8/BOOL [n_rows, n_cols]; optional, as in trm_logit_pair_t */
 } trm_topk_batch_t;
 
-/* Lower bound on KL(pi_roll || pi_theta) per position from the rollout's top-k (SPEC §6):
+/* Lower bound on KL(pi_roll || pi_theta) per position from the rollout's top-k (semantics §6):
  * KL_lb = sum_k p_k log(p_k / q_k) + (1 - P) log((1 - P) / (1 - Q)), P = sum_k p_k,
  * Q = sum_k q_k (the log-sum inequality over the listed tokens and the rest). Terms with zero
  * mass are 0; P >= 1 (rounding) drops the remainder term; q_k = 0 < p_k or 1 - Q <= 0 < 1 - P
@@ -538,12 +569,12 @@ trm_status_t trm_topk_kl_lower_bound(const trm_topk_batch_t *batch, const trm_lo
                                      trm_out_t out_kl_lb);
 
 /* ---------------------------------------------------------------------------------------------
- * Sharded rows (SPEC §3, partial rows): a row split across context-parallel ranks.
+ * Sharded rows (semantics §3, partial rows): a row split across context-parallel ranks.
  *
  * Each rank reduces its shard of every row into partials (trm_partials_compute), the partials of
  * the shards are merged (trm_partials_merge, in any order and grouping), and the keep decision is
  * taken from the merged partials (trm_partials_decide). Max, min, counts and the decision are
- * those of trm_mask on the whole row; sums and means are within SPEC §3's tolerance of it (each
+ * those of trm_mask on the whole row; sums and means are within semantics §3's tolerance of it (each
  * shard's float64 sum is within 2e-6 * sum|term| of its exact value, and float64 addition adds
  * at most a few float64 ulps), so a row whose sum or mean lies within that tolerance of a bound
  * may be decided either way. Token criteria (and anything positional) cannot be decided from
@@ -554,7 +585,8 @@ trm_status_t trm_topk_kl_lower_bound(const trm_topk_batch_t *batch, const trm_lo
 /* Per-row partials of some estimators over one shard (or merged shards). The same struct
    describes outputs (trm_partials_compute, the merge's result) and inputs (the merge's operands,
    trm_partials_decide); inputs are only read. Every array is required: its data may be NULL only
-   when it has no elements. 1-D arrays use stride_row (stride_col must be 0). */
+   when it has no elements. 1-D arrays use stride_row (stride_col must be 0). Must be set: every
+   field (reserved = 0). */
 typedef struct trm_partials_t {
     uint32_t struct_size;      /* sizeof(trm_partials_t) */
     int32_t reserved;          /* must be 0 */

@@ -1,6 +1,6 @@
 import TRMaskKernels
 
-/// What `trustRegionMask` returns (SPEC §3-§4).
+/// What `trustRegionMask` returns (semantics §3-§4).
 public struct MaskResult: Equatable, Sendable {
     /// Rows that pass every row criterion.
     public var keepRow: [Bool]
@@ -18,7 +18,7 @@ public struct MaskResult: Equatable, Sendable {
     public var nonfinite: [Int]
     /// Importance weights on the token grid (layout as `keepToken`); empty unless asked for.
     public var weights: [Float] = []
-    /// The batch metrics (SPEC §9, docs/metrics.md); nil unless asked for.
+    /// The batch metrics (semantics §9, docs/metrics.md); nil unless asked for.
     public var metrics: MaskMetrics? = nil
 }
 
@@ -27,8 +27,8 @@ public struct MaskResult: Equatable, Sendable {
 /// every row criterion holds (inclusive bounds). Empty rows are kept unless
 /// `options.rejectEmpty`. Results do not depend on `options.threads`.
 ///
-/// `weights`: importance weights under this rule in the same call (SPEC §5, see
-/// `importanceWeights`). `metrics`: the batch metrics of SPEC §9 from the same pass.
+/// `weights`: importance weights under this rule in the same call (semantics §5, see
+/// `importanceWeights`). `metrics`: the batch metrics of semantics §9 from the same pass.
 public func trustRegionMask(_ batch: TokenBatch, criteria: [Criterion] = Criterion.trmDefault,
                             options: ReductionOptions = ReductionOptions(), keepToken: Bool = false,
                             weights rule: WeightRule? = nil, metrics: Bool = false) throws(TRMaskError) -> MaskResult {
@@ -76,7 +76,7 @@ public func trustRegionMask(_ batch: TokenBatch, criteria: [Criterion] = Criteri
                       metrics: metrics ? batchMetrics : nil)
 }
 
-/// Importance weights (SPEC §5) on the token grid (padded row-major `rows * cols`, packed
+/// Importance weights (semantics §5) on the token grid (padded row-major `rows * cols`, packed
 /// `cols`): 0 on tokens that are not counted, on rows whose `keepRow` entry is false (nil: every
 /// row kept), and under `.reject` on rows with a NaN log-ratio.
 public func importanceWeights(_ batch: TokenBatch, rule: WeightRule, keepRow: [Bool]? = nil,
@@ -96,7 +96,7 @@ public func importanceWeights(_ batch: TokenBatch, rule: WeightRule, keepRow: [B
     return weights
 }
 
-/// Per-row `sum, mean, max, min` of one estimator over valid tokens (SPEC §3).
+/// Per-row `sum, mean, max, min` of one estimator over valid tokens (semantics §3).
 public struct RowStatistics: Equatable, Sendable {
     public var sum: [Float]
     public var mean: [Float]
@@ -128,7 +128,7 @@ public func sequenceStats(_ batch: TokenBatch, estimators: [Estimator] = [.k2, .
 }
 
 /// `estimator(clamp(delta))` at every position of the token grid (padded row-major `rows * cols`,
-/// packed `cols`), valid or not (SPEC §2). The batch must have no mask and no lengths.
+/// packed `cols`), valid or not (semantics §2). The batch must have no mask and no lengths.
 public func tokenValues(_ batch: TokenBatch, estimator: Estimator, options: ReductionOptions = ReductionOptions()) throws(TRMaskError) -> [Float] {
     var values = [Float](repeating: 0, count: batch.gridCount)
     let status = values.withUnsafeMutableBufferPointer { out in
@@ -142,9 +142,9 @@ public func tokenValues(_ batch: TokenBatch, estimator: Estimator, options: Redu
 /// Array conveniences: row-major `[rows * cols]` Swift arrays.
 public extension TokenBatch {
     /// Runs `body` with a padded batch over row-major arrays of any log-prob element types
-    /// (`mask`: nonzero = valid).
+    /// (`mask`: an array of any `TokenScalar`, `[Bool]`, `[UInt8]`, `[Int32]`, ...; nonzero = valid).
     static func withPadded<Train: LogProbScalar, Roll: LogProbScalar, R>(
-        logpTrain: [Train], logpRoll: [Roll], rows: Int, cols: Int, mask: [UInt8]? = nil,
+        logpTrain: [Train], logpRoll: [Roll], rows: Int, cols: Int, mask: (any MaskArray)? = nil,
         lengths: [Int64]? = nil, _ body: (TokenBatch) throws(TRMaskError) -> R) throws(TRMaskError) -> R {
         let count = try checkedPositions(rows: rows, cols: cols, argument: "rows, cols")
         guard logpTrain.count == count else { throw TRMaskError(.badSize, argument: "logpTrain") }
@@ -152,16 +152,36 @@ public extension TokenBatch {
         if let mask, mask.count != count { throw TRMaskError(.badSize, argument: "mask") }
         return try logpTrain.withUnsafeBufferPointer { (train) throws(TRMaskError) -> R in
             try logpRoll.withUnsafeBufferPointer { (roll) throws(TRMaskError) -> R in
-                try withOptionalBuffer(mask) { (mask) throws(TRMaskError) -> R in
+                try withOptionalMask(mask, rows: rows, cols: cols) { (mask) throws(TRMaskError) -> R in
                     try withOptionalBuffer(lengths) { (lengths) throws(TRMaskError) -> R in
                         try body(padded(logpTrain: StridedMatrix(train, rows: rows, cols: cols),
-                                        logpRoll: StridedMatrix(roll, rows: rows, cols: cols),
-                                        mask: mask.map { StridedMatrix($0, rows: rows, cols: cols) }, lengths: lengths))
+                                        logpRoll: StridedMatrix(roll, rows: rows, cols: cols), mask: mask,
+                                        lengths: lengths))
                     }
                 }
             }
         }
     }
+}
+
+/// A row-major Swift array that `TokenBatch.withPadded` takes as a mask: `[Bool]`, `[UInt8]`, any
+/// other fixed-width integer array, or a float array (the element types of the C ABI's masks).
+public protocol MaskArray {
+    var count: Int { get }
+    /// Runs `body` with this array viewed as a `[rows, cols]` row-major mask.
+    func withMaskMatrix<R>(rows: Int, cols: Int, _ body: (any MaskMatrix) throws(TRMaskError) -> R) throws(TRMaskError) -> R
+}
+
+extension Array: MaskArray where Element: TokenScalar {
+    public func withMaskMatrix<R>(rows: Int, cols: Int, _ body: (any MaskMatrix) throws(TRMaskError) -> R) throws(TRMaskError) -> R {
+        try withUnsafeBufferPointer { (buffer) throws(TRMaskError) -> R in try body(StridedMatrix(buffer, rows: rows, cols: cols)) }
+    }
+}
+
+private func withOptionalMask<R>(_ mask: (any MaskArray)?, rows: Int, cols: Int,
+                                 _ body: ((any MaskMatrix)?) throws(TRMaskError) -> R) throws(TRMaskError) -> R {
+    guard let mask else { return try body(nil) }
+    return try mask.withMaskMatrix(rows: rows, cols: cols) { (matrix) throws(TRMaskError) -> R in try body(matrix) }
 }
 
 /// `rows * cols`, or a `.badSize` error naming `argument` when a size is negative or the product

@@ -33,8 +33,13 @@ extension UInt8: TokenScalar { public static var dtype: DType { .u8 } }
 extension Bool: TokenScalar { public static var dtype: DType { .bool } }
 extension Int32: TokenScalar { public static var dtype: DType { .i32 } }
 extension Int64: TokenScalar { public static var dtype: DType { .i64 } }
+extension Int8: TokenScalar { public static var dtype: DType { .i8 } }
+extension Int16: TokenScalar { public static var dtype: DType { .i16 } }
+extension UInt16: TokenScalar { public static var dtype: DType { .u16 } }
+extension UInt32: TokenScalar { public static var dtype: DType { .u32 } }
+extension UInt64: TokenScalar { public static var dtype: DType { .u64 } }
 
-/// Element types of log-probs, log-ratios and values (SPEC §10): float32, float64, float16 and
+/// Element types of log-probs, log-ratios and values (semantics §10): float32, float64, float16 and
 /// bfloat16. Narrow types are widened exactly to float32; delta is one rounding to float32 of
 /// `logpTrain - logpRoll` (taken in float64 when either side is float64), so the two sides may
 /// differ (a bfloat16 trainer against a float32 rollout). docs/dtypes.md has the details.
@@ -69,7 +74,7 @@ public struct BFloat16: Equatable, Sendable {
 }
 
 /// A validity mask over the token grid of a padded batch: a `StridedMatrix` of any `TokenScalar`
-/// (bool, uint8, int32, int64, float; nonzero = valid).
+/// (Bool, any fixed-width integer, the float types; nonzero = valid).
 public protocol MaskMatrix {
     var rows: Int { get }
     var cols: Int { get }
@@ -96,7 +101,7 @@ extension UnsafeBufferPointer: MaskBuffer where Element: TokenScalar {
     public var elementDType: DType { Element.dtype }
 }
 
-/// A batch of rows over caller memory (SPEC §1, §10): where the per-token log-ratios come from and
+/// A batch of rows over caller memory (semantics §1, §10): where the per-token log-ratios come from and
 /// which tokens are valid (mask: nonzero = valid; lengths: the first `lengths[i]` tokens of row
 /// `i`). The memory must stay valid and unchanged during each call.
 public struct TokenBatch {

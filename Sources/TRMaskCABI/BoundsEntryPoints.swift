@@ -13,10 +13,11 @@ public func trm_bounds_compute(_ inputs: UnsafePointer<trm_bound_inputs_t>!, _ o
         var result = try readStruct(UnsafePointer(out))
         guard result.reserved == 0, request.reserved == 0 else { throw .badOption }
         let dbar = try dbarBuffer(request.dbar, count: request.dbar_count)
+        let rewardRange = request.reward_range == 0 ? 1 : request.reward_range  // a zeroed field: the default, 1
         let bounds: Bounds
         switch errorBounds(BoundInputs(T: request.T, klMax: request.kl_max, klSeq: request.kl_seq,
                                        eps: derivedIfNaN(request.eps), tvSeq: derivedIfNaN(request.tv_seq),
-                                       dbar: dbar, rewardRange: request.reward_range)) {
+                                       dbar: dbar, rewardRange: rewardRange)) {
         case .success(let value): bounds = value
         case .failure: throw .badBoundInput
         }

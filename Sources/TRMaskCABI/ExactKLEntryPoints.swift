@@ -46,5 +46,6 @@ private func view3(_ view: trm_view3_t) throws(Status) -> GridView3 {
 private func logitOptions(_ pointer: UnsafePointer<trm_logit_options_t>?) throws(Status) -> LogitOptions {
     let options = try readStruct(pointer)
     guard options.threads >= 0 else { throw .badOption }
-    return LogitOptions(temperature: options.temperature, threads: Int(options.threads))
+    // A zeroed struct is the default options (the header's rule): temperature 0 = 1.
+    return LogitOptions(temperature: options.temperature == 0 ? 1 : options.temperature, threads: Int(options.threads))
 }

@@ -63,7 +63,9 @@ func options(_ pointer: UnsafePointer<trm_options_t>?) throws(Status) -> Reducti
     let options = try readStruct(pointer)
     guard let policy = NaNPolicy(rawValue: options.nan_policy) else { throw .badNaNPolicy }
     guard options.reject_empty == 0 || options.reject_empty == 1, options.threads >= 0 else { throw .badOption }
-    return ReductionOptions(nanPolicy: policy, clamp: options.clamp, rejectEmpty: options.reject_empty == 1, threads: Int(options.threads))
+    // A zeroed struct is the default options (the header's rule): clamp 0 = no clamp.
+    return ReductionOptions(nanPolicy: policy, clamp: options.clamp == 0 ? .infinity : options.clamp,
+                            rejectEmpty: options.reject_empty == 1, threads: Int(options.threads))
 }
 
 func maskOutputs(_ out: trm_mask_out_t) throws(Status) -> MaskOutputs {
@@ -81,7 +83,7 @@ func maskOutputs(_ out: trm_mask_out_t) throws(Status) -> MaskOutputs {
 
 func weightRule(_ rule: trm_weight_rule_t) throws(Status) -> WeightRule {
     guard let level = WeightLevel(rawValue: rule.level), let mode = WeightMode(rawValue: rule.mode) else { throw .badWeightRule }
-    return WeightRule(level: level, mode: mode, lo: rule.lo, hi: rule.hi)
+    return WeightRule(level: level, mode: mode, lo: rule.lo, hi: rule.hi == 0 ? .infinity : rule.hi)  // 0 = no cap
 }
 
 /// Runs `body` with a place for the kernel's metrics when `target` is given, and copies them

@@ -1,13 +1,15 @@
 /// Element types of the arrays the kernels read (`TRM_DTYPE_*` in the header).
 public enum DType: Int32, Sendable, CaseIterable {
     case f32 = 1, f64 = 2, f16 = 3, bf16 = 4, u8 = 5, bool = 6, i32 = 7, i64 = 8
+    /// Further integer types, for masks only (nonzero = valid).
+    case i8 = 9, i16 = 10, u16 = 11, u32 = 12, u64 = 13
 
     public var size: Int {
         switch self {
-        case .f32, .i32: 4
-        case .f64, .i64: 8
-        case .f16, .bf16: 2
-        case .u8, .bool: 1
+        case .f32, .i32, .u32: 4
+        case .f64, .i64, .u64: 8
+        case .f16, .bf16, .i16, .u16: 2
+        case .u8, .bool, .i8: 1
         }
     }
 
@@ -63,6 +65,12 @@ func loadFloat(_ address: UnsafeRawPointer, _ dtype: DType) -> Float {
     case .u8, .bool: return address.load(as: UInt8.self) == 0 ? 0 : 1
     case .i32: return Float(address.loadUnaligned(as: Int32.self))
     case .i64: return Float(address.loadUnaligned(as: Int64.self))
+    // A nonzero integer never rounds to 0 as a Float: masks keep their validity.
+    case .i8: return Float(address.load(as: Int8.self))
+    case .i16: return Float(address.loadUnaligned(as: Int16.self))
+    case .u16: return Float(address.loadUnaligned(as: UInt16.self))
+    case .u32: return Float(address.loadUnaligned(as: UInt32.self))
+    case .u64: return Float(address.loadUnaligned(as: UInt64.self))
     }
 }
 

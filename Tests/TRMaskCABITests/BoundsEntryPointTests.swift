@@ -129,7 +129,7 @@ final class BoundsEntryPointTests: XCTestCase {
         expect(TRM_E_BAD_BOUND_INPUT) { request, _ in request.kl_max = .nan }
         expect(TRM_E_BAD_BOUND_INPUT) { request, _ in request.kl_seq = .nan }
         expect(TRM_E_BAD_BOUND_INPUT) { request, _ in request.reward_range = .nan }
-        expect(TRM_E_BAD_BOUND_INPUT) { request, _ in request.reward_range = 0 }
+        // reward_range = 0 is the zeroed default, 1 (python/tests/test_zero_defaults.py).
         expect(TRM_E_BAD_BOUND_INPUT) { request, _ in request.T = 0 }
         expect(TRM_E_BAD_BOUND_INPUT) { request, _ in request.T = .min }
         // dbar of the wrong length, and with a bad element.

@@ -44,7 +44,8 @@ final class ExactKLCABITests: XCTestCase {
         XCTAssertEqual(callExactKL { _, _, out in out.reserved = 1 }.0, Int32(TRM_E_BAD_OPTION))
         XCTAssertEqual(callExactKL { pair, _, _ in pair.train.dtype = Int32(TRM_DTYPE_NONE) }.0, Int32(TRM_E_BAD_DTYPE))
         XCTAssertEqual(callExactKL { pair, _, _ in pair.train.dtype = 99 }.0, Int32(TRM_E_BAD_DTYPE))
-        XCTAssertEqual(callExactKL { _, options, _ in options.temperature = 0 }.0, Int32(TRM_E_BAD_TEMPERATURE))
+        XCTAssertEqual(callExactKL { _, options, _ in options.temperature = -1 }.0, Int32(TRM_E_BAD_TEMPERATURE))
+        XCTAssertEqual(callExactKL { _, options, _ in options.temperature = 0 }.0, Int32(TRM_OK))  // 0 = 1, the default
         XCTAssertEqual(callExactKL { _, options, _ in options.threads = -1 }.0, Int32(TRM_E_BAD_OPTION))
         XCTAssertEqual(trm_exact_kl(nil, nil, nil), Int32(TRM_E_NULL_POINTER))
         XCTAssertEqual(String(cString: trm_status_name(Int32(TRM_E_BAD_TOKEN_ID))), "TRM_E_BAD_TOKEN_ID")

@@ -109,6 +109,44 @@ final class DTypeAPITests: XCTestCase {
                        want, "Int32 mask")
         assertSameBits(try doubles.withUnsafeBufferPointer { try run(f32Train, f32Roll, mask: StridedMatrix($0, rows: rows, cols: cols)) },
                        want, "Double mask")
+        // The integer types of ABI 3, with values whose low byte is 0 (a byte read would see 0).
+        let int8s = bytes.map { Int8($0) * -1 }
+        let int16s = bytes.map { Int16($0) << 8 }
+        let uint16s = bytes.map { UInt16($0) << 8 }
+        let uint32s = bytes.map { UInt32($0) << 24 }
+        let uint64s = bytes.map { UInt64($0) << 56 }
+        func matrix<E: TokenScalar>(_ values: [E]) throws -> MaskResult {
+            try values.withUnsafeBufferPointer { try run(f32Train, f32Roll, mask: StridedMatrix($0, rows: rows, cols: cols)) }
+        }
+        assertSameBits(try matrix(int8s), want, "Int8 mask")
+        assertSameBits(try matrix(int16s), want, "Int16 mask")
+        assertSameBits(try matrix(uint16s), want, "UInt16 mask")
+        assertSameBits(try matrix(uint32s), want, "UInt32 mask")
+        assertSameBits(try matrix(uint64s), want, "UInt64 mask")
+    }
+
+    /// `TokenBatch.withPadded` takes a Swift array mask of any element type (README's snippet uses
+    /// `[Bool]`).
+    func testWithPaddedTakesArrayMasksOfEveryType() throws {
+        let (train, roll) = logProbs()
+        let f32Train = train.map { Float($0) }, f32Roll = roll.map { Float($0) }
+        let bytes = mask()
+        let rows = rows, cols = cols, criteria = criteria
+        func padded(_ mask: (any MaskArray)?) throws -> MaskResult {
+            try TokenBatch.withPadded(logpTrain: f32Train, logpRoll: f32Roll, rows: rows, cols: cols, mask: mask) {
+                (batch) throws(TRMaskError) in try trustRegionMask(batch, criteria: criteria, keepToken: true)
+            }
+        }
+        let want = try bytes.withUnsafeBufferPointer { try run(f32Train, f32Roll, mask: StridedMatrix($0, rows: rows, cols: cols)) }
+        assertSameBits(try padded(bytes), want, "[UInt8]")
+        assertSameBits(try padded(bytes.map { $0 != 0 }), want, "[Bool]")
+        assertSameBits(try padded(bytes.map { Int32($0) }), want, "[Int32]")
+        assertSameBits(try padded(bytes.map { UInt16($0) << 8 }), want, "[UInt16]")
+        assertSameBits(try padded(bytes.map { Float($0) }), want, "[Float]")
+        XCTAssertNotEqual(try padded(nil).count, want.count)  // the mask was read
+        XCTAssertThrowsError(try padded([true])) { error in
+            XCTAssertEqual(error as? TRMaskError, TRMaskError(.badSize, argument: "mask"))
+        }
     }
 
     func testPackedDTypesAndMasks() throws {

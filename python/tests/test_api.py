@@ -165,7 +165,8 @@ def test_inputs_are_not_copied():
     trmask.trust_region_mask(lt, lr, mask)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    assert peak < 1 << 20, f"peak Python allocation {peak} bytes for 80 MiB of inputs"
+    keep_token = rows * cols  # the bool token grid is an output, written by the call
+    assert peak < (1 << 20) + keep_token, f"peak Python allocation {peak} bytes for 80 MiB of inputs"
 
 
 def test_reads_stay_inside_the_buffers():
@@ -236,3 +237,193 @@ def test_torch_tensor_requiring_grad_is_read_not_detached():
     assert result.keep_row.shape == (4,)
     with pytest.raises(TrmaskError, match="requires grad"):
         trmask.token_values(lt, lr, "k3", out=torch.zeros(4, 33, requires_grad=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# Results hold outputs only (issue 14): computed during the call, no reference to the inputs.
+
+
+def _fields(result) -> dict:
+    """Every public field of a result, copied (arrays as numpy)."""
+    names = ("keep_row", "keep_token", "count", "nonfinite", "rejected", "row_stats", "weights", "metrics", "kl")
+    out = {}
+    for name in names:
+        if hasattr(result, name):
+            value = getattr(result, name)
+            out[name] = [np.array(v) for v in value] if name == "row_stats" else (
+                dict(value) if isinstance(value, dict) else (np.array(value) if value is not None else None))
+    return out
+
+
+def _assert_same_fields(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        if name == "row_stats":
+            assert all(np.array_equal(x, y, equal_nan=True) for x, y in zip(a[name], b[name])), name
+        elif isinstance(a[name], dict):
+            assert a[name].keys() == b[name].keys() and all(
+                a[name][k] == b[name][k] or (math.isnan(a[name][k]) and math.isnan(b[name][k])) for k in a[name]), name
+        elif a[name] is None:
+            assert b[name] is None, name
+        else:
+            assert np.array_equal(a[name], b[name], equal_nan=a[name].dtype.kind == "f"), name
+
+
+RESULT_CALLS = {
+    "fast path": lambda d: trmask.trust_region_mask(d["lt"], d["lr"], d["mask"]),
+    "general path": lambda d: trmask.trust_region_mask(
+        d["lt"], d["lr"], d["mask"], lengths=d["lengths"], criteria="max:k2<=0.1,mean:k3<=0.002,0.5<=token:ratio<=2",
+        weights=trmask.WeightRule("sequence", "truncate", hi=2.0), metrics=True),
+    "packed": lambda d: trmask.trust_region_mask(d["lt"].reshape(-1), d["lr"].reshape(-1),
+                                                 d["mask"].reshape(-1), offsets=d["offsets"]),
+    "sequence_stats": lambda d: trmask.sequence_stats(d["lt"], d["lr"], d["mask"]),
+    "importance_weights": lambda d: trmask.importance_weights(d["lt"], d["lr"], d["mask"], level="sequence", hi=2.0),
+    "row_partials": lambda d: trmask.row_partials(d["lt"], d["lr"], d["mask"]),
+    "keep_from_partials": lambda d: trmask.keep_from_partials(trmask.merge_partials(
+        trmask.row_partials(d["lt"][:, :10], d["lr"][:, :10], d["mask"][:, :10]),
+        trmask.row_partials(d["lt"][:, 10:], d["lr"][:, 10:], d["mask"][:, 10:]))),
+    "exact_trust_region_mask": lambda d: trmask.exact_trust_region_mask(d["train_logits"], d["roll_logits"], d["mask"]),
+    "exact_kl": lambda d: trmask.exact_kl(d["train_logits"], d["roll_logits"], mask=d["mask"], tv=True),
+}
+
+
+def _inputs(torch_module=None) -> dict:
+    lt, lr, mask = batch(rows=6, cols=33, seed=3)
+    lt[2, 4] = 1.0  # a spike: row 2 is rejected
+    rng = np.random.default_rng(4)
+    roll_logits = rng.normal(0, 2, (6, 33, 20)).astype(np.float32)
+    train_logits = (roll_logits + rng.normal(0, 0.05, roll_logits.shape)).astype(np.float32)
+    train_logits[2] += rng.normal(0, 3, train_logits[2].shape).astype(np.float32)  # row 2 is rejected
+    d = dict(lt=lt, lr=lr, mask=mask, lengths=np.array([33, 0, 20, 33, 5, 31]), offsets=np.arange(7) * 33,
+             roll_logits=roll_logits, train_logits=train_logits)
+    if torch_module is not None:
+        d = {k: torch_module.from_numpy(v) for k, v in d.items()}
+    return d
+
+
+def _plain(result):
+    """What to snapshot of a result: the object, or the arrays a function returns directly."""
+    if isinstance(result, trmask.RowPartials):
+        return {"count": result.count, "nonfinite": result.nonfinite, "sum": result.sum, "max": result.max, "min": result.min}
+    if isinstance(result, trmask.SequenceStats):
+        return {"count": result.count, **{f"{e}_{a}": v for e, s in result.stats.items() for a, v in s.items()}}
+    if isinstance(result, trmask.ExactKLResult):
+        return {"kl": result.kl, "tv": result.tv}
+    if not hasattr(result, "keep_row"):
+        return {"weights": result}
+    return result
+
+
+def _snapshot(result) -> dict:
+    plain = _plain(result)
+    if isinstance(plain, dict):
+        return {k: np.array(v) for k, v in plain.items()}
+    return _fields(plain)
+
+
+@pytest.mark.parametrize("call", list(RESULT_CALLS), ids=list(RESULT_CALLS))
+def test_results_do_not_change_when_the_inputs_are_reused(call):
+    """Trainers overwrite their buffers after a call: a result must not see that."""
+    d = _inputs()
+    result = RESULT_CALLS[call](d)
+    before = _snapshot(result)
+    for name, array in d.items():  # reuse every buffer for the next batch
+        array[...] = np.nan if array.dtype.kind == "f" else 0
+    after = _snapshot(result)
+    if "keep_row" in before:
+        _assert_same_fields(before, after)
+        keep = before["keep_row"]
+        assert keep.any() and not keep.all()
+        if "keep_token" in before:
+            grid = before["keep_token"].reshape(len(keep), -1)  # packed rows here are equally long
+            assert not grid[~keep].any() and grid[keep].any()
+    else:
+        for key in before:
+            assert np.array_equal(before[key], after[key], equal_nan=True), key
+
+
+@pytest.mark.parametrize("use_torch", [False, True], ids=["numpy", "torch"])
+@pytest.mark.parametrize("call", list(RESULT_CALLS), ids=list(RESULT_CALLS))
+def test_results_keep_no_reference_to_the_inputs(call, use_torch):
+    import gc
+    import weakref
+
+    torch = pytest.importorskip("torch") if use_torch else None
+    d = _inputs(torch)
+    refs = {name: weakref.ref(array) for name, array in d.items()}
+    result = RESULT_CALLS[call](d)
+    del d
+    gc.collect()
+    alive = [name for name, ref in refs.items() if ref() is not None]
+    assert not alive, f"the result of {call} keeps {alive} alive"
+    assert result is not None
+
+
+def test_keep_token_agrees_with_keep_row_after_the_inputs_change():
+    """The report that opened issue 14: keep_row said rows were kept while keep_token, read after
+    the mask buffer was cleared, had no token."""
+    lt, lr, mask = batch()
+    result = trmask.trust_region_mask(lt, lr, mask)
+    mask[...] = False
+    assert result.keep_row.any()
+    np.testing.assert_array_equal(result.keep_token.any(axis=1), result.keep_row & result.keep_token.any(axis=1))
+    assert result.keep_token.sum() > 0
+    assert type(result.rejected[0]) is int
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs that cannot be read in place are refused with TrmaskError (issue 14).
+
+
+def test_big_endian_arrays_are_refused_with_the_fix():
+    lt, lr, _ = batch()
+    with pytest.raises(TrmaskError, match=r"`logp_roll` is big-endian \(>f4\); use \.astype\('<f4'\)"):
+        trmask.trust_region_mask(lt, lr.astype(">f4"))
+    with pytest.raises(TrmaskError, match=r"`mask` is big-endian \(>i4\); use \.astype\('<i4'\)"):
+        trmask.trust_region_mask(lt, lr, np.ones(lt.shape, ">i4"))
+
+
+def test_torch_sparse_and_negated_views_are_refused():
+    torch = pytest.importorskip("torch")
+    lt, lr, mask = (torch.from_numpy(x) for x in batch())
+    with pytest.raises(TrmaskError, match=r"`logp_train` is a sparse_coo tensor; .*logp_train\.to_dense\(\)"):
+        trmask.trust_region_mask(lt.to_sparse(), lr)
+    with pytest.raises(TrmaskError, match=r"`logp_roll` is a lazily negated view .*logp_roll\.resolve_neg\(\)"):
+        trmask.trust_region_mask(lt, (-lr)._neg_view())
+    imag = torch.complex(lr, lt).conj().imag  # a real tensor whose memory holds -lt
+    assert imag.is_neg()
+    with pytest.raises(TrmaskError, match="lazily negated"):
+        trmask.trust_region_mask(imag, lr)
+    with pytest.raises(TrmaskError, match="lazily negated"):
+        trmask.exact_kl(torch.zeros(2, 5)._neg_view(), torch.zeros(2, 5))
+    resolved = trmask.trust_region_mask(imag.resolve_neg(), lr, mask)  # the fix the message gives
+    np.testing.assert_array_equal(resolved.keep_row.numpy(),
+                                  trmask.trust_region_mask(-lt.numpy(), lr.numpy(), mask.numpy()).keep_row)
+
+
+@pytest.mark.parametrize("dtype", ["int8", "int16", "uint16", "int32", "uint32", "int64", "uint64"])
+def test_every_integer_mask_type_means_nonzero(dtype):
+    lt, lr, mask = batch(seed=5)
+    want = trmask.trust_region_mask(lt, lr, mask, criteria="max:k2<=0.001,0.99<=token:ratio<=1.01")
+    high = np.iinfo(dtype).max  # a nonzero value whose low byte may be 0xff or 0: read as a whole
+    wide = np.where(mask, high if dtype.startswith("u") else np.iinfo(dtype).min, 0).astype(dtype)
+    got = trmask.trust_region_mask(lt, lr, wide, criteria="max:k2<=0.001,0.99<=token:ratio<=1.01")
+    np.testing.assert_array_equal(got.keep_token, want.keep_token)
+    np.testing.assert_array_equal(got.count, want.count)
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, dtype):
+        tgot = trmask.trust_region_mask(lt, lr, torch.from_numpy(wide), criteria="max:k2<=0.001")
+        np.testing.assert_array_equal(tgot.count, want.count)
+
+
+def test_ragged_lists_are_refused_with_trmask_error():
+    with pytest.raises(TrmaskError, match="`logp_train` is a list that is not an array"):
+        trmask.trust_region_mask([[0.0, 1.0], [0.0]], [[0.0, 1.0], [0.0, 0.0]])
+
+
+def test_lists_are_read_through_one_documented_copy():
+    lt, lr, mask = batch(rows=3, cols=5)
+    from_lists = trmask.trust_region_mask(lt.tolist(), lr.tolist(), mask.tolist())
+    from_arrays = trmask.trust_region_mask(lt.astype(np.float64), lr.astype(np.float64), mask)
+    np.testing.assert_array_equal(from_lists.keep_token, from_arrays.keep_token)
+    np.testing.assert_array_equal(from_lists.row_stats[0], from_arrays.row_stats[0])

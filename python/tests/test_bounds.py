@@ -136,7 +136,7 @@ def _call(request, out=None):
 
 @pytest.mark.parametrize("fields", [
     {"T": 0}, {"T": -5}, {"kl_max": -1.0}, {"kl_max": math.nan}, {"kl_seq": math.inf}, {"eps": -1.0},
-    {"eps": math.inf}, {"tv_seq": -math.inf}, {"reward_range": 0.0}, {"reward_range": math.nan},
+    {"eps": math.inf}, {"tv_seq": -math.inf}, {"reward_range": -1.0}, {"reward_range": math.nan},
 ])
 def test_status_20_from_the_c_abi(fields):
     status, out = _call(_request(**fields))

@@ -374,7 +374,8 @@ def test_ml_dtypes_bfloat16_is_not_copied():
     trmask.trust_region_mask(log_ratio=lt[:, ::2], mask=mask[:, ::2])
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    assert peak < 1 << 20, f"peak Python allocation {peak} bytes for 64 MiB of inputs"
+    keep_token = rows * cols + rows * cols // 2  # the two calls' bool token grids are outputs
+    assert peak < (1 << 20) + keep_token, f"peak Python allocation {peak} bytes for 64 MiB of inputs"
     assert result.count[0] == cols
 
 

@@ -198,7 +198,7 @@ BREAKS = {
         lambda c: (c.lengths.__setitem__(2, -1), setattr(c.batch, "lengths", c.view(c.lengths, _ffi.DTYPE_I64))),
     ],
     "TRM_E_BAD_OPTION": [
-        lambda c: setattr(c.options, "clamp", 0.0),
+        lambda c: setattr(c.options, "clamp", -1.0),
         lambda c: setattr(c.options, "clamp", math.nan),
         lambda c: setattr(c.options, "threads", -1),
         lambda c: setattr(c.options, "reject_empty", 2),
@@ -216,7 +216,7 @@ BREAKS = {
         lambda c: c.ln_trm(eps=math.nan),
     ],
     "TRM_E_BAD_WEIGHT_RULE": [
-        lambda c: c.want_weights((0, 0, 0.0, 0.0)),  # a zero-initialised rule: cap 0
+        lambda c: c.want_weights((0, 0, 0.0, -1.0)),  # a negative cap (0 is the zeroed default: no cap)
         lambda c: c.want_weights((3, 0, 0.0, 2.0)),
         lambda c: c.want_weights((0, -1, 0.0, 2.0)),
         lambda c: c.want_weights((0, 0, 0.5, 2.0)),  # truncate takes no lo
@@ -289,7 +289,7 @@ def test_importance_weights_entry_point_validates():
                                           keep_view, out)
 
     assert run(out=_ffi.Out(None, 5, 1)) == HEADER_STATUS["TRM_E_NULL_POINTER"]
-    assert run(rule=(0, 0, 0.0, 0.0)) == HEADER_STATUS["TRM_E_BAD_WEIGHT_RULE"]
+    assert run(rule=(0, 0, 0.0, -1.0)) == HEADER_STATUS["TRM_E_BAD_WEIGHT_RULE"]
     assert run(keep_view=_ffi.View(keep.ctypes.data, _ffi.DTYPE_F32, 0, 0, 1)) == HEADER_STATUS["TRM_E_BAD_DTYPE"]
     assert run(keep_view=_ffi.View(keep.ctypes.data, _ffi.DTYPE_U8, 0, 1, 1)) == HEADER_STATUS["TRM_E_BAD_STRIDE"]
     assert run(keep_view=_ffi.View(None, _ffi.DTYPE_U8, 0, 0, 1)) == HEADER_STATUS["TRM_E_NULL_POINTER"]

@@ -216,43 +216,37 @@ def _plan(criteria, nan_policy, clamp, reject_empty, threads) -> _Plan:
 
 
 class MaskResult:
-    """What `trust_region_mask` returns.
+    """What `trust_region_mask` returns. Every field is an output of the call, written before it
+    returned: a result does not change when the caller later reuses or mutates the input arrays,
+    and it keeps no reference to them.
 
     - ``keep_row``: bool ``[B]``, the rows that pass every row criterion;
     - ``keep_token``: bool token grid (``[B, T]``, or ``[N]`` packed): valid, in a kept row, and
-      passing every token criterion. Computed on first access, from the inputs as they are then:
-      keep them unchanged until you read it;
-    - ``rejected``: one int per criterion, in order: rows (row criteria) or tokens (token
+      passing every token criterion;
+    - ``rejected``: one Python int per criterion, in order: rows (row criteria) or tokens (token
       criteria) it rejects, counted before the AND;
     - ``row_stats``: one float32 ``[B]`` array per row criterion, in order: the statistic tested;
     - ``count``, ``nonfinite``: int64 ``[B]``: valid tokens, and valid tokens whose log-ratio is NaN
       or infinite;
     - ``weights``: float32 token grid of importance weights when the call had ``weights=``, else
       None;
-    - ``metrics``: the dict of SPEC §9 when the call had ``metrics=True`` (docs/metrics.md),
-      else None;
+    - ``metrics``: the batch metrics (docs/metrics.md) when the call had ``metrics=True``, else
+      None;
     - ``criteria``: the criteria used.
     Arrays are numpy arrays, or torch tensors when the log-probs were tensors.
     """
 
-    def __init__(self, keep_row, ints, stats, criteria, token_keep, weights=None, metrics=None):
+    def __init__(self, keep_row, keep_token, ints, stats, criteria, weights=None, metrics=None):
         # `ints` holds count, nonfinite and rejected back to back, `stats` one row per row
-        # criterion: the attributes below are views of them, made on first access (a tiny batch's
-        # call is a few microseconds, and most callers read only keep_row or keep_token).
+        # criterion: the properties below are views of these outputs (no input is read after
+        # the call).
         self.keep_row = keep_row
+        self.keep_token = keep_token
         self.criteria = criteria
         self.weights = weights
         self.metrics = metrics
         self._ints = ints
         self._stats = stats
-        self._token_keep = token_keep
-        self._keep_token = None
-
-    @property
-    def keep_token(self):
-        if self._keep_token is None:
-            self._keep_token = self._token_keep(self.keep_row)
-        return self._keep_token
 
     @property
     def count(self):
@@ -271,7 +265,6 @@ class MaskResult:
     def row_stats(self) -> tuple:
         return tuple(self._stats)
 
-
     def __repr__(self) -> str:
         kept = int(self.keep_row.sum())
         rows = len(self.keep_row)
@@ -283,7 +276,7 @@ def trust_region_mask(logp_train: Any = None, logp_roll: Any = None, mask: Any =
                       offsets: Any = None, log_ratio: Any = None, values: Any = None, criteria: CriteriaLike = None,
                       nan_policy: str = "reject", clamp: Optional[float] = None, reject_empty: bool = False,
                       threads: int = 0, weights: WeightsLike = None, metrics: bool = False) -> MaskResult:
-    """Trust Region Masking (SPEC §3-§4): which rows (and tokens) stay in the gradient.
+    """Trust Region Masking (docs/semantics.md §3-§4): which rows (and tokens) stay in the gradient.
 
     ``delta = logp_train - logp_roll`` is the log importance ratio ``log(pi_theta / pi_roll)``
     (training minus rollout). Pass the two log-prob arrays ``[B, T]`` of the sampled tokens, or
@@ -300,12 +293,14 @@ def trust_region_mask(logp_train: Any = None, logp_roll: Any = None, mask: Any =
 
     ``nan_policy``: ``reject`` (a NaN log-ratio on a valid token rejects its row), ``skip`` (the
     token is ignored) or ``zero`` (delta := 0). ``clamp``: clamp delta to ``[-clamp, clamp]``
-    before every estimator (verl uses 20). ``threads``: 0 = automatic; results are identical for
-    every value. No input is copied.
+    before every estimator (verl uses 20). ``threads``: 0 = automatic; ``n > 0`` starts
+    ``min(n, B, 256)`` threads, even above the core count (not clamped to it); results are
+    identical for every value. No input array is copied (a Python list is converted once with
+    ``np.asarray``; docs/python.md).
 
     ``weights``: a `WeightRule` (or a dict of its fields) to compute importance weights in the same
     call (``result.weights``; see `importance_weights`, with this call's ``keep_row``).
-    ``metrics=True``: the batch metrics of SPEC §9 in ``result.metrics``, from the same pass.
+    ``metrics=True``: the batch metrics of docs/semantics.md §9 in ``result.metrics``, from the same pass.
     """
     plan = _plan(criteria, nan_policy, clamp, reject_empty, threads)
     rule = normalize_weights(weights)
@@ -314,9 +309,12 @@ def trust_region_mask(logp_train: Any = None, logp_roll: Any = None, mask: Any =
     rows, n_criteria = batch.rows, len(plan.criteria)
     pointer = _arrays.pointer
     keep_row = batch.output((rows,), "bool")
+    keep_token = batch.output(batch.grid_shape, "bool")
     ints = batch.output((2 * rows + n_criteria,), "int64")  # count, nonfinite, rejected
     stats = batch.output((plan.n_row, rows), "float32")
     keep_pointer, ints_pointer, stats_pointer = pointer(keep_row), pointer(ints), pointer(stats)
+    # Padded grids are [rows, cols] C-contiguous; a packed grid is 1-D (stride_row 0).
+    token_fields = (pointer(keep_token), 0 if batch.packed else batch.cols, 1)
     weight_fields = (0, 0, 0, 0, 0, 0.0, 0.0)
     weight_grid = None
     if rule is not None:
@@ -332,7 +330,7 @@ def trust_region_mask(logp_train: Any = None, logp_roll: Any = None, mask: Any =
     out = _ffi.MaskOut()
     _ffi.MASK_OUT_PACKER.pack_into(
         out, 0, _MASK_OUT_SIZE, 0, keep_pointer, 1, 0, ints_pointer, 1, 0,
-        ints_pointer and ints_pointer + 8 * rows, 1, 0, stats_pointer, 1, rows, 0, 0, 0,
+        ints_pointer and ints_pointer + 8 * rows, 1, 0, stats_pointer, 1, rows, *token_fields,
         ints_pointer and ints_pointer + 16 * rows, *weight_fields,
         0 if metric_struct is None else _addressof(metric_struct))
     status = _lib.trm_mask(_addressof(batch.struct), plan.criteria_address, n_criteria, plan.options_address,
@@ -340,16 +338,8 @@ def trust_region_mask(logp_train: Any = None, logp_roll: Any = None, mask: Any =
     if status:
         raise_for_status(status, "trust_region_mask")
 
-    def token_keep(keep):
-        grid = batch.output(batch.grid_shape, "bool")
-        keep_view = _ffi.View(pointer(keep), _ffi.DTYPE_BOOL, 0, 0, 1)
-        status = _lib.trm_token_keep(ctypes.byref(batch.struct), plan.c_criteria, n_criteria, ctypes.byref(plan.options),
-                                     keep_view, _arrays.output_struct(grid, two_d=not batch.packed, grid_packed=batch.packed))
-        raise_for_status(status, "trust_region_mask (keep_token)")
-        return grid
-
     metrics_out = None if metric_struct is None else metrics_dict(metric_struct, plan.criteria, ints[2 * rows:].tolist())
-    return MaskResult(keep_row, ints, stats, plan.criteria, token_keep, weight_grid, metrics_out)
+    return MaskResult(keep_row, keep_token, ints, stats, plan.criteria, weight_grid, metrics_out)
 
 
 class SequenceStats:
@@ -371,7 +361,7 @@ _REDUCTIONS = ("sum", "mean", "max", "min")
 def sequence_stats(logp_train: Any = None, logp_roll: Any = None, mask: Any = None, *, lengths: Any = None,
                    offsets: Any = None, log_ratio: Any = None, values: Any = None, estimators: Sequence[str] = ("k2", "k3"),
                    nan_policy: str = "reject", clamp: Optional[float] = None, threads: int = 0) -> SequenceStats:
-    """Per-row count, sum, mean, max and min of each estimator over valid tokens (SPEC §3), in
+    """Per-row count, sum, mean, max and min of each estimator over valid tokens (docs/semantics.md §3), in
     one pass. Inputs and options as in `trust_region_mask`. Empty rows give 0; under
     ``nan_policy="reject"`` a row with a NaN log-ratio gives NaN statistics."""
     if isinstance(estimators, str):
@@ -387,7 +377,7 @@ def sequence_stats(logp_train: Any = None, logp_roll: Any = None, mask: Any = No
 
 def token_values(logp_train: Any = None, logp_roll: Any = None, estimator: str = "k3", *, log_ratio: Any = None,
                  values: Any = None, clamp: Optional[float] = None, out: Any = None, threads: int = 0):
-    """``estimator(clamp(delta))`` at every position, valid or not (SPEC §2), as float32 of the
+    """``estimator(clamp(delta))`` at every position, valid or not (docs/semantics.md §2), as float32 of the
     inputs' shape (``[B, T]``, or 1-D). Written into ``out`` when given (float32, same shape,
     writable, not overlapping the inputs)."""
     if estimator not in _ffi.ESTIMATORS:

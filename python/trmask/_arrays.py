@@ -18,20 +18,23 @@ from .errors import TrmaskError
 
 FLOAT_DTYPES = (_ffi.DTYPE_F32, _ffi.DTYPE_F64, _ffi.DTYPE_F16, _ffi.DTYPE_BF16)
 # Any numeric mask: nonzero = valid (bool and uint8 are read with vector loads, others per element).
-MASK_DTYPES = (_ffi.DTYPE_BOOL, _ffi.DTYPE_U8, _ffi.DTYPE_I32, _ffi.DTYPE_I64) + FLOAT_DTYPES
+MASK_DTYPES = (_ffi.DTYPE_BOOL, _ffi.DTYPE_U8, _ffi.DTYPE_I8, _ffi.DTYPE_I16, _ffi.DTYPE_U16, _ffi.DTYPE_I32,
+               _ffi.DTYPE_U32, _ffi.DTYPE_I64, _ffi.DTYPE_U64) + FLOAT_DTYPES
 INDEX_DTYPES = (_ffi.DTYPE_I32, _ffi.DTYPE_I64)
 ANY_DTYPES = MASK_DTYPES
 
 _DTYPE_NAMES = {
     _ffi.DTYPE_F32: "float32", _ffi.DTYPE_F64: "float64", _ffi.DTYPE_F16: "float16",
     _ffi.DTYPE_BF16: "bfloat16", _ffi.DTYPE_U8: "uint8", _ffi.DTYPE_BOOL: "bool",
-    _ffi.DTYPE_I32: "int32", _ffi.DTYPE_I64: "int64",
+    _ffi.DTYPE_I32: "int32", _ffi.DTYPE_I64: "int64", _ffi.DTYPE_I8: "int8", _ffi.DTYPE_I16: "int16",
+    _ffi.DTYPE_U16: "uint16", _ffi.DTYPE_U32: "uint32", _ffi.DTYPE_U64: "uint64",
 }
 _NUMPY_DTYPES = {
     np.dtype(np.float32): _ffi.DTYPE_F32, np.dtype(np.float64): _ffi.DTYPE_F64,
     np.dtype(np.float16): _ffi.DTYPE_F16, np.dtype(np.uint8): _ffi.DTYPE_U8,
     np.dtype(np.bool_): _ffi.DTYPE_BOOL, np.dtype(np.int32): _ffi.DTYPE_I32,
-    np.dtype(np.int64): _ffi.DTYPE_I64,
+    np.dtype(np.int64): _ffi.DTYPE_I64, np.dtype(np.int8): _ffi.DTYPE_I8, np.dtype(np.int16): _ffi.DTYPE_I16,
+    np.dtype(np.uint16): _ffi.DTYPE_U16, np.dtype(np.uint32): _ffi.DTYPE_U32, np.dtype(np.uint64): _ffi.DTYPE_U64,
 }
 
 
@@ -47,11 +50,17 @@ def is_torch(x: Any) -> bool:
 
 def _torch_dtype_code(dtype) -> Optional[int]:
     torch = _torch()
-    return {
+    codes = {
         torch.float32: _ffi.DTYPE_F32, torch.float64: _ffi.DTYPE_F64, torch.float16: _ffi.DTYPE_F16,
         torch.bfloat16: _ffi.DTYPE_BF16, torch.uint8: _ffi.DTYPE_U8, torch.bool: _ffi.DTYPE_BOOL,
-        torch.int32: _ffi.DTYPE_I32, torch.int64: _ffi.DTYPE_I64,
-    }.get(dtype)
+        torch.int32: _ffi.DTYPE_I32, torch.int64: _ffi.DTYPE_I64, torch.int8: _ffi.DTYPE_I8,
+        torch.int16: _ffi.DTYPE_I16,
+    }
+    # torch 2.3 added the wide unsigned types.
+    for name, code in (("uint16", _ffi.DTYPE_U16), ("uint32", _ffi.DTYPE_U32), ("uint64", _ffi.DTYPE_U64)):
+        if hasattr(torch, name):
+            codes[getattr(torch, name)] = code
+    return codes.get(dtype)
 
 
 def _numpy_dtype_code(dtype: np.dtype) -> Optional[int]:
@@ -80,6 +89,15 @@ def _expected(codes: Sequence[int]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
 
 
+def _refuse_raw_dtype(name: str, dtype: np.dtype) -> None:
+    """Names the two numpy dtypes that look like accepted ones but are not readable in place."""
+    if not dtype.isnative:
+        raise TrmaskError(f"`{name}` is big-endian ({dtype.str}); use .astype('{dtype.newbyteorder('<').str}')")
+    if dtype.kind == "V" and dtype.itemsize == 2 and dtype.names is None:
+        raise TrmaskError(f"`{name}` has dtype {dtype.str} (raw 2-byte records, as numpy.load returns a bfloat16 "
+                          f"array saved by numpy.savez): view it as bfloat16 with {name}.view(ml_dtypes.bfloat16)")
+
+
 class Operand:
     """One array argument: the object, its data pointer, dtype code, shape and element strides."""
 
@@ -90,17 +108,30 @@ class Operand:
         if type(obj) is not np.ndarray and is_torch(obj):
             if obj.device.type != "cpu":
                 raise TrmaskError(f"`{name}` is on device {obj.device}; trmask runs on CPU tensors (use .cpu())")
+            if obj.layout is not _torch().strided:
+                raise TrmaskError(f"`{name}` is a {str(obj.layout).replace('torch.', '')} tensor; trmask reads dense "
+                                  f"(strided) tensors: pass {name}.to_dense()")
             code = _torch_dtype_code(obj.dtype)
             dtype_name = str(obj.dtype).replace("torch.", "")
+            if code is not None and (obj.is_neg() or obj.is_conj()):
+                # A lazy negation (`x._neg_view()`, `x.conj().imag`): memory holds -x.
+                raise TrmaskError(f"`{name}` is a lazily negated view (is_neg() is True, e.g. from x.conj().imag): "
+                                  f"its memory holds the values with the opposite sign; pass {name}.resolve_neg()")
             self.ptr = obj.data_ptr()
             self.shape = tuple(obj.shape)
             self.strides = tuple(obj.stride())
         else:
             if not isinstance(obj, np.ndarray):
-                obj = np.asarray(obj)
+                try:
+                    obj = np.asarray(obj)  # a list has no memory to read in place: this copies (docs/python.md)
+                except (TypeError, ValueError) as error:  # ragged lists, objects numpy cannot convert
+                    raise TrmaskError(f"`{name}` is a {type(obj).__name__} that is not an array ({error}); pass a numpy "
+                                      "array or a torch tensor") from None
             dtype = obj.dtype
             code = _numpy_dtype_code(dtype)
             dtype_name = None if code in dtypes else dtype.name
+            if code is None:
+                _refuse_raw_dtype(name, dtype)
             itemsize = dtype.itemsize
             strides = obj.strides
             if any(s % itemsize for s in strides):
@@ -195,8 +226,9 @@ def check_output(name: str, out: Any, shape: tuple, dtype_code: int, inputs: Seq
 def _byte_span(operand: Operand) -> tuple:
     if operand.ptr == 0 or 0 in operand.shape:
         return (0, 0)
-    itemsize = {_ffi.DTYPE_F64: 8, _ffi.DTYPE_I64: 8, _ffi.DTYPE_F32: 4, _ffi.DTYPE_I32: 4,
-                _ffi.DTYPE_F16: 2, _ffi.DTYPE_BF16: 2}.get(operand.dtype, 1)
+    itemsize = {_ffi.DTYPE_F64: 8, _ffi.DTYPE_I64: 8, _ffi.DTYPE_U64: 8, _ffi.DTYPE_F32: 4, _ffi.DTYPE_I32: 4,
+                _ffi.DTYPE_U32: 4, _ffi.DTYPE_F16: 2, _ffi.DTYPE_BF16: 2, _ffi.DTYPE_I16: 2,
+                _ffi.DTYPE_U16: 2}.get(operand.dtype, 1)
     low = sum((n - 1) * s for n, s in zip(operand.shape, operand.strides) if s < 0)
     high = sum((n - 1) * s for n, s in zip(operand.shape, operand.strides) if s > 0)
     return operand.ptr + low * itemsize, operand.ptr + (high + 1) * itemsize

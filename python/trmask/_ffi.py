@@ -11,6 +11,7 @@ from . import _loader
 
 # Element types (TRM_DTYPE_*).
 DTYPE_NONE, DTYPE_F32, DTYPE_F64, DTYPE_F16, DTYPE_BF16, DTYPE_U8, DTYPE_BOOL, DTYPE_I32, DTYPE_I64 = range(9)
+DTYPE_I8, DTYPE_I16, DTYPE_U16, DTYPE_U32, DTYPE_U64 = range(9, 14)
 # Layouts (TRM_LAYOUT_*).
 LAYOUT_PADDED, LAYOUT_PACKED = 0, 1
 # Estimators (TRM_EST_*), aggregations (TRM_AGG_*) and NaN policies (TRM_NAN_*), by name.
@@ -95,14 +96,14 @@ ABSENT_VIEW = (0, DTYPE_NONE, 0, 0, 0)
 
 
 class Partials(ctypes.Structure):
-    """trm_partials_t: per-row partials of some estimators (SPEC §3, partial rows)."""
+    """trm_partials_t: per-row partials of some estimators (docs/semantics.md §3, partial rows)."""
     _fields_ = [("struct_size", c_uint32), ("reserved", c_int32), ("n_rows", c_int64), ("n_estimators", c_int64),
                 ("estimators", POINTER(c_int32)), ("count", Out), ("nonfinite", Out), ("sum", Out), ("max", Out),
                 ("min", Out)]
 
 
 class BoundInputs(ctypes.Structure):
-    """trm_bound_inputs_t: NaN in ``eps`` / ``tv_seq`` = derive them (SPEC §7)."""
+    """trm_bound_inputs_t: NaN in ``eps`` / ``tv_seq`` = derive them (docs/semantics.md §7)."""
     _fields_ = [("struct_size", c_uint32), ("reserved", c_int32), ("T", c_int64), ("kl_max", c_double),
                 ("kl_seq", c_double), ("eps", c_double), ("tv_seq", c_double), ("reward_range", c_double),
                 ("dbar", POINTER(c_double)), ("dbar_count", c_int64)]
@@ -155,12 +156,12 @@ _FUNCTIONS = [
     ("trm_token_keep", [_pointer, _pointer, c_int64, _pointer, View, Out], _status),
     ("trm_token_values", [_pointer, c_int32, _pointer, Out], _status),
     ("trm_importance_weights", [_pointer, _pointer, WeightRule, View, Out], _status),
-    # Error bounds (SPEC §7).
+    # Error bounds (docs/semantics.md §7).
     ("trm_bounds_compute", [_pointer, _pointer], _status),
-    # Exact per-position divergence from logits (SPEC §6).
+    # Exact per-position divergence from logits (docs/semantics.md §6).
     ("trm_exact_kl", [_pointer, _pointer, _pointer], _status),
     ("trm_topk_kl_lower_bound", [_pointer, _pointer, Out], _status),
-    # Sharded rows (SPEC §3, partial rows).
+    # Sharded rows (docs/semantics.md §3, partial rows).
     ("trm_partials_compute", [_pointer, _pointer, _pointer], _status),
     ("trm_partials_merge", [_pointer, _pointer, _pointer], _status),
     ("trm_partials_decide", [_pointer, _pointer, c_int64, _pointer, _pointer], _status),

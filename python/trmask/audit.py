@@ -384,7 +384,7 @@ def audit(batch: LoadedBatch, criteria: Any = None, *, nan_policy: str = "reject
     rejected = tuple(int(sum(p[0].rejected[i] for p in parts)) for i in range(len(criteria)))
     # The statistics under STATS_CRITERIA with the keep decision of the audited criteria.
     ints = np.concatenate([count, np.zeros(len(count) + len(STATS_CRITERIA), np.int64)])  # count, nonfinite, rejected
-    combined = MaskResult(keep_row, ints, np.stack(stats), STATS_CRITERIA, None)
+    combined = MaskResult(keep_row, None, ints, np.stack(stats), STATS_CRITERIA)
     plugin_all, plugin_error = _plugin(combined, reward_range, kept_only=False)
     plugin_kept, plugin_kept_error = _plugin(combined, reward_range, kept_only=True)
     return AuditResult(

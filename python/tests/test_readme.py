@@ -1,0 +1,40 @@
+"""README.md's code is true: its C snippet compiles as C99 with warnings as errors and runs against
+the library; its Swift snippet is the start of examples/swift (which `make test` builds and runs)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import ROOT
+
+README = (ROOT / "README.md").read_text()
+LIBRARY = ROOT / "python" / "trmask" / "_lib" / "libtrmask.so"
+SWIFT_EXAMPLE = ROOT / "examples" / "swift" / "Sources" / "TRMaskExample" / "main.swift"
+
+
+def _block(language: str) -> str:
+    blocks = re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
+    assert len(blocks) == 1, f"README.md has {len(blocks)} {language} blocks; expected one"
+    return blocks[0]
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="cc is not installed")
+def test_c_snippet_compiles_with_warnings_as_errors_and_runs(tmp_path):
+    source = tmp_path / "readme.c"
+    source.write_text(_block("c"))
+    binary = tmp_path / "readme"
+    build = subprocess.run(["cc", "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror", f"-I{ROOT / 'include'}",
+                            str(source), f"-L{LIBRARY.parent}", "-ltrmask", f"-Wl,-rpath,{LIBRARY.parent}", "-lm",
+                            "-o", str(binary)], capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    run = subprocess.run([str(binary)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "keep rows: 1 0"
+
+
+def test_swift_snippet_is_the_start_of_the_swift_example():
+    assert SWIFT_EXAMPLE.read_text().startswith(_block("swift"))

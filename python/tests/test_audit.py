@@ -84,7 +84,6 @@ def test_summary_numbers():
     assert got.batch_max_max_k2 == max_k2[np.isfinite(max_k2)].max()
     assert got.mean_mean_k3 == mean_k3[np.isfinite(mean_k3)].mean()
     assert (got.rows_nonfinite, got.tokens_nonfinite) == (2, 2)
-    assert got.max_k2_threshold == 0.1
     kept = trmask.plugin_bounds(
         trmask.trust_region_mask(arrays["logp_train"], arrays["logp_roll"], arrays["mask"],
                                  criteria="max:k2<=0.1,mean:k3<=0.002,max:k2,sum:k3"), kept_only=True)
@@ -132,7 +131,9 @@ def test_load_npz_converts_and_notes(tmp_path):
     path = tmp_path / "b.npz"
     np.savez(path, logp_train=arrays["logp_train"].astype(np.float64), logp_roll=arrays["logp_roll"],
              mask=arrays["mask"].astype(np.int64), extra=np.arange(3))
-    batch = load_batch(path)
+    with pytest.raises(trmask.TrmaskError, match="unknown keys extra;.*--ignore-unknown-keys"):
+        load_batch(path)
+    batch = load_batch(path, ignore_unknown=True)
     assert batch.logp_train.dtype == np.float32 and batch.mask.dtype == bool
     np.testing.assert_array_equal(batch.mask, arrays["mask"])
     assert any("logp_train float64 rounded to float32" in n for n in batch.notes)
@@ -141,7 +142,15 @@ def test_load_npz_converts_and_notes(tmp_path):
 
 
 @pytest.mark.parametrize("arrays,message", [
-    ({"foo": np.zeros((2, 2))}, "arrays found: foo; expected `logp_train` and `logp_roll`"),
+    ({"foo": np.zeros((2, 2))}, "unknown keys foo; the audit reads logp_train: logp_train, old_log_probs"),
+    ({"mask": np.ones((2, 2), bool)}, "arrays found: mask; expected `logp_train` and `logp_roll`"),
+    ({"old_log_probs": np.zeros((2, 2), np.float32)}, r"has `old_log_probs` \(logp_train\) but not `logp_roll`"),
+    ({"logp_train": np.zeros((2, 2), np.float32), "old_log_probs": np.zeros((2, 2), np.float32),
+      "logp_roll": np.zeros((2, 2), np.float32)}, "has `logp_train` and `old_log_probs`, two names for logp_train"),
+    ({"log_ratio": np.zeros((2, 3), np.float32), "attention_mask": np.ones((2, 5), bool)},
+     r"`attention_mask` has shape \(2, 5\); expected \(2, 3\) like the data \(attention_mask covers prompt"),
+    ({"log_ratio": np.zeros((2, 3), np.float32), "lengths": np.array([1, 4])}, "`lengths` must lie in 0..3"),
+    ({"log_ratio": np.zeros((2, 3), np.float32), "lengths": np.array([1.0, 2.0])}, "`lengths` has shape"),
     ({"logp_train": np.zeros((2, 2), np.float32)}, "has `logp_train` but not `logp_roll`"),
     ({"log_ratio": np.zeros((2, 2), np.float32), "logp_roll": np.zeros((2, 2), np.float32)}, "has both `log_ratio`"),
     ({"log_ratio": np.zeros(4, np.float32)}, r"`log_ratio` has shape \(4,\); expected 2-D"),
@@ -190,3 +199,56 @@ def test_load_pt(tmp_path):
 def test_bad_chunk_rows():
     with pytest.raises(trmask.TrmaskError, match="`chunk_rows`"):
         audit(_loaded(make_batch(6, rows=6, cols=4)), chunk_rows=0)
+
+
+def _trainer_batch(arrays: dict, names: dict, **extra) -> dict:
+    return {names[k]: v for k, v in arrays.items()} | extra
+
+
+@pytest.mark.parametrize("names", [
+    {"logp_train": "old_log_probs", "logp_roll": "rollout_log_probs", "mask": "response_mask"},  # verl
+    {"logp_train": "old_per_token_logps", "logp_roll": "sampling_per_token_logps", "mask": "completion_mask"},  # TRL
+    {"logp_train": "logp_train", "logp_roll": "logp_roll", "mask": "attention_mask"},
+])
+def test_trainers_key_names_give_the_same_audit(tmp_path, names):
+    arrays = make_batch(5, rows=9, cols=40)
+    np.savez(tmp_path / "ours.npz", **arrays)
+    # verl also saves the full-sequence attention mask, wider than the response: not the mask.
+    extra = {"attention_mask": np.ones((9, 70), bool)} if names["mask"] == "response_mask" else {}
+    np.savez(tmp_path / "theirs.npz", **_trainer_batch(arrays, names, **extra))
+    ours, theirs = audit(load_batch(tmp_path / "ours.npz")), audit(load_batch(tmp_path / "theirs.npz"))
+    assert theirs.rows_kept == ours.rows_kept and theirs.tokens == ours.tokens == int(arrays["mask"].sum())
+    assert theirs.rejected == ours.rejected
+    if names["mask"] != "mask":
+        assert f"mask from {names['mask']}" in theirs.notes
+    if extra:
+        assert "attention_mask not used (response_mask is the mask)" in theirs.notes
+
+
+def test_lengths_count_like_the_equivalent_mask(tmp_path):
+    arrays = make_batch(6, rows=8, cols=30)
+    lengths = np.array([0, 3, 30, 7, 12, 29, 1, 15])
+    mask = np.arange(30)[None, :] < lengths[:, None]
+    np.savez(tmp_path / "lengths.npz", logp_train=arrays["logp_train"], logp_roll=arrays["logp_roll"], lengths=lengths)
+    np.savez(tmp_path / "mask.npz", logp_train=arrays["logp_train"], logp_roll=arrays["logp_roll"], mask=mask)
+    by_lengths = audit(load_batch(tmp_path / "lengths.npz"), chunk_rows=3)
+    by_mask = audit(load_batch(tmp_path / "mask.npz"))
+    assert by_lengths.tokens == int(lengths.sum())
+    np.testing.assert_array_equal(by_lengths.keep_row, by_mask.keep_row)
+    np.testing.assert_array_equal(by_lengths.count, by_mask.count)
+
+
+def test_bfloat16_saved_by_numpy_reads_back(tmp_path):
+    """numpy.savez stores an ml_dtypes bfloat16 array as raw 2-byte records (|V2)."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    arrays = make_batch(7, rows=6, cols=25)
+    train16 = arrays["logp_train"].astype(ml_dtypes.bfloat16)
+    np.savez(tmp_path / "bf16.npz", logp_train=train16, logp_roll=arrays["logp_roll"], mask=arrays["mask"])
+    with np.load(tmp_path / "bf16.npz") as raw:
+        assert raw["logp_train"].dtype.str == "|V2"  # what the audit has to undo
+    batch = load_batch(tmp_path / "bf16.npz")
+    np.testing.assert_array_equal(batch.logp_train, train16.astype(np.float32))
+    assert "logp_train |V2 read as bfloat16" in batch.notes
+    # The API itself names the raw records and the fix.
+    with np.load(tmp_path / "bf16.npz") as raw, pytest.raises(trmask.TrmaskError, match=r"\|V2.*ml_dtypes.bfloat16"):
+        trmask.trust_region_mask(raw["logp_train"], arrays["logp_roll"])

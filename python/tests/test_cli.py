@@ -1,5 +1,5 @@
 """The `trmask` command line, run as a subprocess (`python -m trmask ...`) the way users run it:
-exit codes, `--help` of every command, the SPEC §7 table in `trmask bounds`, `trmask audit`
+exit codes, `--help` of every command, the semantics §7 table in `trmask bounds`, `trmask audit`
 numbers equal to the Python API's on the same saved batch, clear errors for bad files, and PNG
 plots that decode.
 """
@@ -247,7 +247,9 @@ def test_audit_plot(saved, tmp_path):
 
 
 @pytest.mark.parametrize("name,arrays,message", [
-    ("missing.npz", {"foo": np.zeros((2, 2))}, "expected `logp_train` and `logp_roll`"),
+    ("missing.npz", {"mask": np.zeros((2, 2))}, "expected `logp_train` and `logp_roll`"),
+    ("unknown.npz", {"log_ratio": np.zeros((2, 2), np.float32), "foo": np.zeros(2)},
+     "unknown keys foo; the audit reads"),
     ("half.npz", {"logp_roll": np.zeros((2, 2), np.float32)}, "has `logp_roll` but not `logp_train`"),
     ("flat.npz", {"log_ratio": np.zeros(5, np.float32)}, "expected 2-D [rows, tokens]"),
     ("shapes.npz", {"logp_train": np.zeros((2, 3), np.float32), "logp_roll": np.zeros((3, 2), np.float32)},
@@ -304,3 +306,96 @@ def test_pt_without_torch_exit_3(without, tmp_path):
     (tmp_path / "batch.pt").write_bytes(b"anything")
     done = run("audit", tmp_path / "batch.pt", extra_path=blocked)
     assert done.returncode == 3 and "reading .pt files needs torch" in done.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# what a new user hit (issue 14)
+# ---------------------------------------------------------------------------------------------
+
+def test_audit_reads_trainers_names_and_refuses_unknown_keys(tmp_path, saved):
+    _, arrays = saved
+    verl = {"old_log_probs": arrays["logp_train"], "rollout_log_probs": arrays["logp_roll"],
+            "response_mask": arrays["mask"], "responses": np.zeros((40, 500), np.int64)}
+    np.savez(tmp_path / "verl.npz", **verl)
+    refused = run("audit", tmp_path / "verl.npz")
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert "unknown keys responses" in refused.stderr and "--ignore-unknown-keys" in refused.stderr
+    report = audit_json(tmp_path / "verl.npz", "--ignore-unknown-keys")
+    assert "ignored: responses" in report["notes"] and "mask from response_mask" in report["notes"]
+    ours = audit_json(saved[0] / "batch.npz")
+    for key in ("rows_kept", "tokens", "rejected_per_criterion", "plugin_bounds"):
+        assert report[key] == ours[key], key
+
+
+def _closed_pipe_run(*args):
+    """`python -m trmask *args` writing into a pipe whose reader is already gone (`| head -0`)."""
+    read, write = os.pipe()
+    os.close(read)
+    paths = os.pathsep.join([str(PACKAGE_DIR), os.environ.get("PYTHONPATH", "")])
+    try:
+        return subprocess.run([sys.executable, "-m", "trmask", *map(str, args)], stdout=write, stderr=subprocess.PIPE,
+                              text=True, env=dict(os.environ, PYTHONPATH=paths), timeout=120)
+    finally:
+        os.close(write)
+
+
+@pytest.mark.parametrize("command", [("bounds", "--T", 4096, "--kl-max", 1e-4, "--kl-seq", 0.01), ("audit", None)])
+def test_output_into_a_closed_pipe_stops_quietly(command, saved):
+    args = [saved[0] / "batch.npz" if a is None else a for a in command]
+    done = _closed_pipe_run(*args)
+    assert done.returncode == 141, done.stderr
+    assert done.stderr == ""  # no BrokenPipeError traceback
+
+
+def test_bounds_say_when_they_certify_nothing():
+    vacuous = run("bounds", "--T", 4096, "--kl-max", 1e-4, "--kl-seq", 0.01)  # B* = 8.192 > reward range 1
+    assert vacuous.returncode == 0
+    assert "B* = 8.192 is not below the reward range 1: it certifies nothing" in vacuous.stdout
+    useful = run("bounds", "--T", 16, "--kl-max", 1e-6, "--kl-seq", 1e-5)
+    assert useful.returncode == 0 and "certifies nothing" not in useful.stdout
+    assert json.loads(run("bounds", "--T", 4096, "--kl-max", 1e-4, "--kl-seq", 0.01, "--json").stdout)["certifies_nothing"]
+    wide = run("bounds", "--T", 4096, "--kl-max", 1e-4, "--kl-seq", 0.01, "--reward-range", 10, "--json")
+    assert json.loads(wide.stdout)["certifies_nothing"]  # every bound scales with the range too
+
+
+def test_audit_plug_in_bounds_say_when_they_certify_nothing(saved):
+    done = run("audit", saved[0] / "batch.npz")
+    assert done.returncode == 0
+    report = audit_json(saved[0] / "batch.npz")["plugin_bounds"]
+    for column in ("all_rows", "kept_rows"):
+        vacuous = report[column]["bounds"]["unified"] >= 1
+        assert report[column]["certifies_nothing"] == vacuous
+    if report["all_rows"]["certifies_nothing"]:
+        assert "all rows: B* = " in done.stdout and "it certifies nothing here" in done.stdout
+
+
+def test_audit_histograms_show_the_criteria_used(saved):
+    pytest.importorskip("matplotlib")
+    from trmask.audit import audit, load_batch
+    from trmask.plots import audit_figure
+
+    result = audit(load_batch(saved[0] / "batch.npz"), "-0.001<=mean:delta<=0.001,token:ratio<=2,max:abs<=0.3")
+    figure = audit_figure(result)
+    titles = [axes.get_title() for axes in figure.axes]
+    assert titles[:2] == ["per-row mean-delta (criterion -0.001<=mean:delta<=0.001)",
+                          "per-row max-abs (criterion max:abs<=0.3)"]
+    assert len(titles) == 3 and titles[2].startswith("kept fraction by row length")
+    bounds_lines = [line.get_xdata()[0] for line in figure.axes[0].get_lines()]
+    assert bounds_lines == [-0.001, 0.001]  # the criterion's two bounds, drawn where they are
+    import matplotlib.pyplot as plt
+    plt.close(figure)
+
+
+def test_bounds_figure_has_readable_panels():
+    pytest.importorskip("matplotlib")
+    from trmask.plots import bounds_figure
+
+    figure = bounds_figure(T=4096, kl_max=1e-4, kl_seq=0.01, eps=5e-3, tv_seq=0.05)
+    panels = [axes for axes in figure.axes if axes.get_title()]
+    assert len(panels) == 4
+    for axes in panels:
+        labels = [text.get_text() for text in axes.get_legend().get_texts()]
+        assert labels[0] == "unified B* (tightest)" and len(labels) <= 5  # B*, at most three bounds, the range
+    assert "docs/semantics.md §7" in figure._suptitle.get_text()
+    import matplotlib.pyplot as plt
+    plt.close(figure)

@@ -1,6 +1,6 @@
-"""The paper's error bounds (SPEC §7) as a calculator, and their plug-in from a batch.
+"""The paper's error bounds (docs/semantics.md §7) as a calculator, and their plug-in from a batch.
 
-`bounds` evaluates every bound of SPEC §7 through the C ABI (`trm_bounds_compute`): exact finite
+`bounds` evaluates every bound of docs/semantics.md §7 through the C ABI (`trm_bounds_compute`): exact finite
 sums, O(log T) without ``dbar``, a few ulps of accuracy. `plugin_bounds` estimates the inputs from
 a batch (the result of `trust_region_mask` or `sequence_stats`) and evaluates the bounds there.
 
@@ -25,9 +25,15 @@ from .errors import TrmaskError
 
 BOUND_KEYS = _ffi.BOUND_KEYS
 
-#: What every output built on batch estimates says (SPEC §7).
+#: What every output built on batch estimates says (docs/semantics.md §7).
+def certifies_nothing(values: dict, reward_range: float) -> bool:
+    """Whether the unified bound B* (already times the reward range) is at or above the reward
+    range: no change of the expected reward exceeds that, so B* then certifies nothing."""
+    return not values["unified"] < reward_range
+
+
 PLUGIN_CAVEAT = ("plug-in estimate: kl_max is a batch maximum, not the maximum token KL over all reachable "
-                 "contexts that the theorems need (SPEC §7); these bounds are estimates, not guarantees")
+                 "contexts that the theorems need (docs/semantics.md §7); these bounds are estimates, not guarantees")
 
 
 def _real(name: str, value: Any, *, positive: bool = False) -> float:
@@ -65,7 +71,7 @@ def _dbar(value: Any, T: int) -> np.ndarray:
 
 def bounds(T: int, kl_max: float, kl_seq: float, *, eps: Optional[float] = None, tv_seq: Optional[float] = None,
            dbar: Any = None, reward_range: float = 1.0) -> dict:
-    """Every error bound of SPEC §7 on the surrogate-objective error, as a dict of floats.
+    """Every error bound of docs/semantics.md §7 on the surrogate-objective error, as a dict of floats.
 
     - ``T``: sequence length (tokens), an integer >= 1.
     - ``kl_max``: ``delta = D_KL^{tok,max}`` in nats, the maximum token KL(pi_roll || pi_theta)
@@ -104,7 +110,7 @@ def bounds(T: int, kl_max: float, kl_seq: float, *, eps: Optional[float] = None,
 
 @dataclass(frozen=True, repr=False)
 class PluginBounds:
-    """The error bounds of SPEC §7 at batch estimates of their inputs (what `plugin_bounds`
+    """The error bounds of docs/semantics.md §7 at batch estimates of their inputs (what `plugin_bounds`
     returns). **A plug-in estimate**: ``kl_max`` is a batch maximum, not the maximum token KL over
     all reachable contexts that the theorems need, so these bounds are estimates, not guarantees.
 
@@ -137,7 +143,8 @@ class PluginBounds:
         return {"T": self.T, "kl_max": self.kl_max, "kl_seq": self.kl_seq, "rows": self.rows,
                 "excluded_rows": self.excluded_rows, "estimators": list(self.estimators),
                 "rows_used": self.rows_used, "source": self.source, "reward_range": self.reward_range,
-                "bounds": dict(self.bounds), "caveat": self.caveat}
+                "bounds": dict(self.bounds), "certifies_nothing": certifies_nothing(self.bounds, self.reward_range),
+                "caveat": self.caveat}
 
     def __repr__(self) -> str:
         return (f"PluginBounds(T={self.T}, kl_max={self.kl_max:.6g}, kl_seq={self.kl_seq:.6g}, rows={self.rows}, "
@@ -179,16 +186,16 @@ def _from_rows(max_stat, seq_sum, count, keep, estimators, rows_used, source, re
 
 
 def plugin_bounds(result: Any, *, reward_range: float = 1.0, kept_only: bool = False) -> PluginBounds:
-    """The error bounds of SPEC §7 at batch estimates of ``T``, ``kl_max`` and ``kl_seq``.
+    """The error bounds of docs/semantics.md §7 at batch estimates of ``T``, ``kl_max`` and ``kl_seq``.
 
     **A plug-in estimate, not a certificate of the theorems**: ``kl_max`` here is a batch
-    maximum, while the theorems need the maximum token KL over all reachable contexts (SPEC §7).
+    maximum, while the theorems need the maximum token KL over all reachable contexts (docs/semantics.md §7).
 
     ``result`` is what `sequence_stats` returns (with estimators ``k2`` and ``k3``, or ``value``),
     or what `trust_region_mask` returns. From a `MaskResult` the estimates come from its row
     statistics: a ``max:k2`` criterion gives the per-row maximum, a ``sum:k3`` criterion (or
     ``mean:k3``, times the row count) the per-row sum; for ``values=`` input, ``max:value`` and
-    ``sum:value`` / ``mean:value``. Without them, a ``metrics`` dict with the SPEC §9 keys
+    ``sum:value`` / ``mean:value``. Without them, a ``metrics`` dict with the docs/semantics.md §9 keys
     ``plugin_kl_max``, ``plugin_kl_seq`` and ``plugin_max_len`` is used when the result has one.
 
     Estimates: ``T`` = longest row, ``kl_max`` = batch maximum of the per-row maximum,

@@ -2,8 +2,12 @@
 
 A batch file is a ``.npz`` (numpy) or ``.pt`` (torch, a dict of tensors) holding ``logp_train``
 and ``logp_roll`` (float ``[rows, tokens]``, the log-probs of the sampled tokens under the training
-and the rollout engine), or ``log_ratio`` (``logp_train - logp_roll``), and optionally ``mask``
-(``[rows, tokens]``, nonzero = a token that counts).
+and the rollout engine), or ``log_ratio`` (``logp_train - logp_roll``), and optionally a mask
+(``[rows, tokens]``, nonzero = a token that counts) and ``lengths`` (``[rows]``: the first
+``lengths[i]`` tokens of row ``i`` count). The names trainers save under are accepted too
+(`KEY_NAMES`: verl's ``old_log_probs``, ``rollout_log_probs``, ``response_mask``; TRL's
+``old_per_token_logps``, ``sampling_per_token_logps``, ``completion_mask``, ``attention_mask``).
+Any other key is refused unless the caller asks to ignore unknown keys.
 
 The batch is processed in chunks of rows; every per-row result (counts, statistics, keep
 decisions) depends on its row alone, so the chunked results equal one call on the whole batch.
@@ -29,8 +33,21 @@ STATS_CRITERIA = (Criterion("max", "k2"), Criterion("mean", "k3"), Criterion("su
 #: Tokens per chunk when the chunk size is automatic.
 CHUNK_TOKENS = 1 << 22
 _DATA_NAMES = ("logp_train", "logp_roll", "log_ratio")
+#: Every key a batch file may hold, by the role it plays, in order of preference: the first name
+#: present is used. verl saves old_log_probs (the training engine's log-probs of the rollout's
+#: tokens), rollout_log_probs (vLLM/SGLang's) and response_mask; TRL old_per_token_logps,
+#: sampling_per_token_logps and completion_mask. A full-sequence attention_mask (prompt and
+#: response) is used only when its shape matches the log-probs and no response mask is there.
+KEY_NAMES = {
+    "logp_train": ("logp_train", "old_log_probs", "old_log_prob", "old_per_token_logps"),
+    "logp_roll": ("logp_roll", "rollout_log_probs", "rollout_log_prob", "sampling_per_token_logps"),
+    "log_ratio": ("log_ratio",),
+    "mask": ("mask", "response_mask", "completion_mask", "attention_mask"),
+    "lengths": ("lengths",),
+}
 _EXPECTED = ("expected `logp_train` and `logp_roll` (float [rows, tokens]), or `log_ratio` (float [rows, tokens]), "
-             "and optionally `mask` ([rows, tokens], nonzero = valid)")
+             "and optionally `mask` ([rows, tokens], nonzero = valid) and `lengths` ([rows]); trainers' names are "
+             "accepted too (docs/bounds-and-audit.md)")
 
 
 @dataclass
@@ -43,6 +60,7 @@ class LoadedBatch:
     logp_roll: Optional[np.ndarray] = None
     log_ratio: Optional[np.ndarray] = None
     mask: Optional[np.ndarray] = None
+    lengths: Optional[np.ndarray] = None
     notes: list = field(default_factory=list)
 
     @property
@@ -86,11 +104,29 @@ def _read_pt(path: Path) -> dict:
     return arrays
 
 
+def _bfloat16_from_void(name: str, array: np.ndarray, path: str, notes: list) -> np.ndarray:
+    """numpy.savez stores an ml_dtypes bfloat16 array as raw 2-byte records (``|V2``): read them
+    back as bfloat16 when ml_dtypes is installed."""
+    try:
+        import ml_dtypes
+    except ImportError:
+        raise TrmaskError(f"{path}: `{name}` has dtype {array.dtype.str} (raw 2-byte records: numpy.savez stores "
+                          "bfloat16 arrays this way); install ml_dtypes (pip install ml_dtypes) to read it as "
+                          "bfloat16, or save it as float32 (x.astype(np.float32), or tensor.float().numpy())") from None
+    notes.append(f"{name} {array.dtype.str} read as bfloat16")
+    return array.view(ml_dtypes.bfloat16)
+
+
 def _float32(name: str, array: Any, path: str, notes: list) -> np.ndarray:
     if not isinstance(array, np.ndarray):
         raise TrmaskError(f"{path}: `{name}` is a {type(array).__name__}; expected a float array [rows, tokens]")
     if array.ndim != 2:
         raise TrmaskError(f"{path}: `{name}` has shape {array.shape}; expected 2-D [rows, tokens]")
+    if array.dtype.kind == "V" and array.dtype.itemsize == 2 and array.dtype.names is None:
+        array = _bfloat16_from_void(name, array, path, notes)
+    if array.dtype.name == "bfloat16":
+        notes.append(f"{name} bfloat16 widened to float32 (exact)")
+        return array.astype(np.float32)
     if array.dtype.kind != "f":
         raise TrmaskError(f"{path}: `{name}` has dtype {array.dtype}; expected floating point (float32 preferred)")
     if array.dtype != np.float32:
@@ -99,10 +135,61 @@ def _float32(name: str, array: Any, path: str, notes: list) -> np.ndarray:
     return array
 
 
-def load_batch(path: Any) -> LoadedBatch:
+def _pick_names(arrays: dict, path: Path, ignore_unknown: bool) -> tuple:
+    """``{role: key}`` for the keys this file uses, and notes on the keys it holds but does not use.
+    Refuses two names for one role (except masks: the first in `KEY_NAMES` order wins) and, unless
+    `ignore_unknown`, any key no role knows."""
+    known = {name for names in KEY_NAMES.values() for name in names}
+    unknown = sorted(set(arrays) - known)
+    if unknown and not ignore_unknown:
+        recognised = "; ".join(f"{role}: {', '.join(names)}" for role, names in KEY_NAMES.items())
+        raise TrmaskError(f"{path}: unknown keys {', '.join(unknown)}; the audit reads {recognised}. "
+                          "Rename them, or pass --ignore-unknown-keys to audit without them")
+    picked, notes = {}, []
+    for role, names in KEY_NAMES.items():
+        present = [name for name in names if name in arrays]
+        if len(present) > 1 and role != "mask":
+            raise TrmaskError(f"{path}: has {' and '.join(f'`{n}`' for n in present)}, two names for {role}; keep one")
+        if present:
+            picked[role] = present[0]
+            notes += [f"{name} not used ({present[0]} is the mask)" for name in present[1:]]
+    if unknown:
+        notes.append(f"ignored: {', '.join(unknown)}")
+    return picked, notes
+
+
+def _mask(arrays: dict, key: str, shape: tuple, path: Path, notes: list) -> np.ndarray:
+    mask = arrays[key]
+    if not isinstance(mask, np.ndarray) or mask.shape != shape:
+        got = getattr(mask, "shape", type(mask).__name__)
+        hint = (" (attention_mask covers prompt and response; save the response mask as response_mask)"
+                if key == "attention_mask" else "")
+        raise TrmaskError(f"{path}: `{key}` has shape {got}; expected {shape} like the data{hint}")
+    if mask.dtype.kind not in "biuf":
+        raise TrmaskError(f"{path}: `{key}` has dtype {mask.dtype}; expected bool, integer or float (nonzero = valid)")
+    if key != "mask":
+        notes.append(f"mask from {key}")
+    if mask.dtype not in (np.bool_, np.uint8):
+        notes_binary = "" if np.isin(mask, (0, 1)).all() else ", non-binary values count as valid"
+        notes.append(f"{key} {mask.dtype} read as nonzero = valid{notes_binary}")
+        mask = mask != 0
+    return mask
+
+
+def _lengths(arrays: dict, rows: int, cols: int, path: Path) -> np.ndarray:
+    lengths = arrays["lengths"]
+    if not isinstance(lengths, np.ndarray) or lengths.shape != (rows,) or lengths.dtype.kind not in "iu":
+        got = f"shape {lengths.shape} and dtype {lengths.dtype}" if isinstance(lengths, np.ndarray) else type(lengths).__name__
+        raise TrmaskError(f"{path}: `lengths` has {got}; expected integers [{rows}], one per row")
+    if lengths.size and (lengths.min() < 0 or lengths.max() > cols):
+        raise TrmaskError(f"{path}: `lengths` must lie in 0..{cols} (tokens per row)")
+    return lengths.astype(np.int64)
+
+
+def load_batch(path: Any, *, ignore_unknown: bool = False) -> LoadedBatch:
     """Reads and checks a saved batch (see the module docstring). Raises `TrmaskError` with a
-    message naming the file and the array at fault, or `MissingDependencyError` for a ``.pt``
-    file without torch."""
+    message naming the file and the array at fault (an unknown key too, unless
+    ``ignore_unknown``), or `MissingDependencyError` for a ``.pt`` file without torch."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".npz", ".pt"):
@@ -111,38 +198,32 @@ def load_batch(path: Any) -> LoadedBatch:
         raise TrmaskError(f"{path}: no such file")
     arrays = _read_npz(path) if suffix == ".npz" else _read_pt(path)
     found = ", ".join(sorted(arrays)) or "none"
-    has = {name: name in arrays for name in _DATA_NAMES}
+    picked, notes = _pick_names(arrays, path, ignore_unknown)
+    has = {name: name in picked for name in _DATA_NAMES}
     if has["log_ratio"] and (has["logp_train"] or has["logp_roll"]):
         raise TrmaskError(f"{path}: has both `log_ratio` and log-probs; keep one source ({_EXPECTED})")
     if has["logp_train"] != has["logp_roll"]:
         present, absent = ("logp_train", "logp_roll") if has["logp_train"] else ("logp_roll", "logp_train")
-        raise TrmaskError(f"{path}: has `{present}` but not `{absent}` (arrays found: {found}); {_EXPECTED}")
+        key = picked[present]
+        raise TrmaskError(f"{path}: has `{key}`{'' if key == present else f' ({present})'} but not `{absent}` "
+                          f"(arrays found: {found}); {_EXPECTED}")
     if not any(has.values()):
         raise TrmaskError(f"{path}: arrays found: {found}; {_EXPECTED}")
     batch = LoadedBatch(str(path))
-    if has["log_ratio"]:
-        batch.log_ratio = _float32("log_ratio", arrays["log_ratio"], str(path), batch.notes)
-    else:
-        batch.logp_train = _float32("logp_train", arrays["logp_train"], str(path), batch.notes)
-        batch.logp_roll = _float32("logp_roll", arrays["logp_roll"], str(path), batch.notes)
-        if batch.logp_roll.shape != batch.logp_train.shape:
-            raise TrmaskError(f"{path}: `logp_roll` has shape {batch.logp_roll.shape} but `logp_train` has "
-                              f"{batch.logp_train.shape}; expected the same [rows, tokens]")
-    if "mask" in arrays:
-        mask = arrays["mask"]
-        if not isinstance(mask, np.ndarray) or mask.shape != batch.shape:
-            shape = getattr(mask, "shape", type(mask).__name__)
-            raise TrmaskError(f"{path}: `mask` has shape {shape}; expected {batch.shape} like the data")
-        if mask.dtype.kind not in "biuf":
-            raise TrmaskError(f"{path}: `mask` has dtype {mask.dtype}; expected bool, integer or float (nonzero = valid)")
-        if mask.dtype not in (np.bool_, np.uint8):
-            notes_binary = "" if np.isin(mask, (0, 1)).all() else ", non-binary values count as valid"
-            batch.notes.append(f"mask {mask.dtype} read as nonzero = valid{notes_binary}")
-            mask = mask != 0
-        batch.mask = mask
-    ignored = sorted(set(arrays) - set(_DATA_NAMES) - {"mask"})
-    if ignored:
-        batch.notes.append(f"ignored: {', '.join(ignored)}")
+    for role in _DATA_NAMES:
+        if has[role]:
+            key = picked[role]
+            if key != role:
+                batch.notes.append(f"{role} from {key}")
+            setattr(batch, role, _float32(key, arrays[key], str(path), batch.notes))
+    if has["logp_train"] and batch.logp_roll.shape != batch.logp_train.shape:
+        raise TrmaskError(f"{path}: `{picked['logp_roll']}` has shape {batch.logp_roll.shape} but "
+                          f"`{picked['logp_train']}` has {batch.logp_train.shape}; expected the same [rows, tokens]")
+    if "mask" in picked:
+        batch.mask = _mask(arrays, picked["mask"], batch.shape, path, batch.notes)
+    if "lengths" in picked:
+        batch.lengths = _lengths(arrays, *batch.shape, path)
+    batch.notes += notes
     return batch
 
 
@@ -185,7 +266,7 @@ class AuditResult:
     """What `audit` returns: per-row arrays over the whole batch and the summary the report
     prints (`to_dict` gives the summary as JSON-ready values). ``plugin_all`` and
     ``plugin_kept`` are plug-in estimates: their ``kl_max`` is a batch maximum, not the maximum
-    token KL over all reachable contexts that the theorems need (SPEC §7)."""
+    token KL over all reachable contexts that the theorems need (docs/semantics.md §7)."""
 
     path: str
     source: str
@@ -262,12 +343,6 @@ class AuditResult:
     def tokens_nonfinite(self) -> int:
         return int(self.nonfinite.sum())
 
-    @property
-    def max_k2_threshold(self) -> Optional[float]:
-        """The upper bound of the first ``max:k2`` criterion, if any (the TRM-Max threshold)."""
-        return next((c.hi for c in self.criteria if (c.agg, c.estimator) == ("max", "k2") and math.isfinite(c.hi)),
-                    None)
-
     def to_dict(self) -> dict:
         return _json_ready({
             "file": self.path, "source": self.source, "shape": [self.rows, self.cols], "notes": self.notes,
@@ -311,7 +386,7 @@ def _passes(criterion: Criterion, stat: np.ndarray) -> np.ndarray:
 
 def length_bias_table(count: np.ndarray, keep_row: np.ndarray, criteria: tuple, row_stats: tuple) -> list:
     """Kept fraction of non-empty rows by power-of-two row-length bucket ``[2^k, 2^(k+1) - 1]``,
-    and the fraction passing each row criterion alone (SPEC §4.4)."""
+    and the fraction passing each row criterion alone (docs/semantics.md §4.4)."""
     row_criteria = [c for c in criteria if c.is_row]
     nonempty = count > 0
     buckets = np.zeros(count.shape, dtype=np.int64)
@@ -340,7 +415,7 @@ def audit(batch: LoadedBatch, criteria: Any = None, *, nan_policy: str = "reject
           reward_range: float = 1.0) -> AuditResult:
     """Masks `batch` (`trust_region_mask` with these criteria and options, in chunks of rows) and
     summarises it: kept and rejected rows, statistics, length bias, and the plug-in error bounds
-    of SPEC §7 at the longest row, over all rows and over kept rows.
+    of docs/semantics.md §7 at the longest row, over all rows and over kept rows.
 
     **The bounds are plug-in estimates**: their ``kl_max`` is a batch maximum, not the maximum
     token KL over all reachable contexts that the theorems need.
@@ -363,7 +438,7 @@ def audit(batch: LoadedBatch, criteria: Any = None, *, nan_policy: str = "reject
     try:
         for start in starts:
             rows_slice = slice(start, start + chunk_rows)
-            data = {name: getattr(batch, name)[rows_slice] for name in (*_DATA_NAMES, "mask")
+            data = {name: getattr(batch, name)[rows_slice] for name in (*_DATA_NAMES, "mask", "lengths")
                     if getattr(batch, name) is not None}
             result, stats = (trust_region_mask(**data, criteria=c, **options) for c in (criteria, STATS_CRITERIA))
             parts.append((result, stats, int(result.keep_token.sum())))

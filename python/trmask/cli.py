@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import textwrap
 from typing import Optional, Sequence
@@ -58,6 +59,7 @@ def format_report(result, title: str) -> str:
 
 def _bounds(args: argparse.Namespace) -> int:
     import trmask
+    from ._bounds import certifies_nothing
     from .report import format_bounds, tightest
 
     if args.plot:
@@ -70,6 +72,7 @@ def _bounds(args: argparse.Namespace) -> int:
                            reward_range=args.reward_range)
     if args.json:
         print(json.dumps({"inputs": inputs, "bounds": values, "tightest": tightest(values),
+                          "certifies_nothing": certifies_nothing(values, args.reward_range),
                           "note": "the theorems need kl_max over all reachable contexts; a batch maximum gives "
                                   "plug-in estimates, not guarantees"}, indent=2))
     else:
@@ -89,7 +92,7 @@ def _audit(args: argparse.Namespace) -> int:
         from .plots import plot_audit, pyplot
 
         pyplot()
-    result = audit(load_batch(args.file), args.criteria, nan_policy=args.nan_policy, clamp=args.clamp,
+    result = audit(load_batch(args.file, ignore_unknown=args.ignore_unknown_keys), args.criteria, nan_policy=args.nan_policy, clamp=args.clamp,
                    threads=args.threads, chunk_rows=args.chunk_rows, progress=args.progress,
                    reward_range=args.reward_range)
     print(json.dumps(result.to_dict(), indent=2, allow_nan=False) if args.json else format_audit(result))
@@ -100,7 +103,10 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 EXIT_CODES = ("exit status: 0 success; 2 bad arguments or input (a message says which); 3 an optional "
-              "dependency is missing (matplotlib for --plot, torch for .pt files).")
+              "dependency is missing (matplotlib for --plot, torch for .pt files); 141 the reader closed the output "
+              "early (e.g. `| head`), as for a command stopped by SIGPIPE.")
+#: The exit status when stdout's reader goes away (128 + SIGPIPE, what a shell reports for `yes | head`).
+EXIT_BROKEN_PIPE = 141
 
 
 def _paragraphs(*texts: str) -> str:
@@ -126,9 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo)
 
     bounds = commands.add_parser(
-        "bounds", help="the paper's error bounds (SPEC §7) for a length and measured divergences",
+        "bounds", help="the paper's error bounds (docs/semantics.md §7) for a length and measured divergences",
         description=_paragraphs(
-            "Every error bound of the paper (SPEC §7) on the surrogate-objective error, for a sequence length T "
+            "Every error bound of the paper (docs/semantics.md §7) on the surrogate-objective error, for a sequence length T "
             "and measured divergences, with its order in T; the tightest (the unified bound B*) is marked.",
             "The theorems need kl_max over all reachable contexts: a batch maximum gives plug-in estimates, "
             "not guarantees."),
@@ -159,7 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
             "FILE is a .npz (numpy.savez) or a .pt (torch.save of a dict of tensors) holding logp_train and "
             "logp_roll (float [rows, tokens]: log-probs of the sampled tokens under the training and the rollout "
             "engine), or log_ratio (logp_train - logp_roll), and optionally mask ([rows, tokens], nonzero = a "
-            "token that counts). Other float dtypes are rounded to float32."),
+            "token that counts) and lengths ([rows]: the first lengths[i] tokens of row i count). Other float "
+            "dtypes are rounded to float32.",
+            "Trainers' names are read too: logp_train as old_log_probs (verl) or old_per_token_logps (TRL); "
+            "logp_roll as rollout_log_probs (verl) or sampling_per_token_logps (TRL); mask as response_mask "
+            "(verl), completion_mask or attention_mask (TRL). Any other key is an error unless "
+            "--ignore-unknown-keys (docs/bounds-and-audit.md)."),
         epilog=_paragraphs("The plug-in bounds use a batch maximum for kl_max, not the maximum over all reachable "
                            "contexts that the theorems need: they are estimates, not guarantees.", EXIT_CODES),
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -176,10 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                        help="show progress on stderr (default: when stderr is a terminal and there are several chunks)")
     audit.add_argument("--reward-range", type=float, default=1.0, help="r_max - r_min for the bounds (default 1)")
+    audit.add_argument("--ignore-unknown-keys", action="store_true",
+                       help="audit a file holding keys the audit does not read (default: refuse it, naming them)")
     audit.add_argument("--json", action="store_true", help="print the summary as JSON instead of the report")
     audit.add_argument("--plot", metavar="FILE.png", default=None,
-                       help="also draw the per-row max-k2 distribution with the threshold, and the kept fraction "
-                            "against row length (needs matplotlib)")
+                       help="also draw the distribution of each row criterion's statistic with its bounds, and the "
+                            "kept fraction against row length (needs matplotlib)")
     audit.set_defaults(run=_audit)
     return parser
 
@@ -189,7 +202,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        status = args.run(args)
+        sys.stdout.flush()  # a closed pipe surfaces here, not at interpreter exit
+        return status
+    except BrokenPipeError:
+        # The reader (`head`) has what it wanted: stop quietly. Point stdout at /dev/null so the
+        # interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except TrmaskError as error:
         print(f"trmask: error: {error}", file=sys.stderr)
         return 2

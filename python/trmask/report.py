@@ -1,13 +1,13 @@
-"""Plain-text reports of the error bounds (SPEC §7) and of audits, for the command line."""
+"""Plain-text reports of the error bounds (docs/semantics.md §7) and of audits, for the command line."""
 
 from __future__ import annotations
 
 import math
 from typing import Sequence
 
-from ._bounds import BOUND_KEYS, PLUGIN_CAVEAT
+from ._bounds import BOUND_KEYS, PLUGIN_CAVEAT, certifies_nothing
 
-#: How each bound is labelled and its order in T (SPEC §7).
+#: How each bound is labelled and its order in T (docs/semantics.md §7).
 BOUND_LABELS = {
     "classical_tv": ("classical (TV)", "T^2"),
     "classical_kl": ("classical (KL)", "T^2"),
@@ -38,6 +38,13 @@ def tightest(bounds: dict) -> list:
     return [key for key in TIGHT_KEYS if bounds[key] == bounds["unified"]]
 
 
+def vacuous_note(columns: Sequence[tuple], reward_range: float) -> list:
+    """One line per ``(title, bounds dict)`` column whose B* certifies nothing (docs/semantics.md §7)."""
+    return [f"  {title}: B* = {number(b['unified'])} is not below the reward range {reward_range:g}: it certifies "
+            "nothing here (the expected reward cannot change by more than the reward range, so no gain can exceed B*)"
+            for title, b in columns if certifies_nothing(b, reward_range)]
+
+
 def format_bounds_table(columns: Sequence[tuple], dbar_given: bool = False) -> list:
     """Rows of a table with one value column per ``(title, bounds dict)``; ``*`` marks the
     bounds that attain B* in each column."""
@@ -65,14 +72,16 @@ def format_bounds(inputs: dict, bounds: dict) -> str:
     eps_text = f"{eps:g}" if eps is not None else f"{math.sqrt(inputs['kl_max'] / 2):.6g} (derived: sqrt(kl_max/2))"
     tv_text = f"{tv_seq:g}" if tv_seq is not None else f"{math.sqrt(inputs['kl_seq'] / 2):.6g} (derived: sqrt(kl_seq/2))"
     names = ", ".join(BOUND_LABELS[k][0] for k in tightest(bounds))
-    lines = ["trmask bounds: the paper's error bounds on the surrogate objective (SPEC §7)",
+    lines = ["trmask bounds: the paper's error bounds on the surrogate objective (docs/semantics.md §7)",
              f"  T = {inputs['T']}, kl_max (delta) = {inputs['kl_max']:g}, kl_seq = {inputs['kl_seq']:g}, "
              f"reward range {inputs['reward_range']:g}",
              f"  eps = {eps_text}, tv_seq = {tv_text}",
              ""]
     lines += format_bounds_table([("value", bounds)])
     lines += ["",
-              f"tightest: {number(bounds['unified'])} ({names})",
+              f"tightest: {number(bounds['unified'])} ({names})"]
+    lines += [line.strip() for line in vacuous_note([("at these inputs", bounds)], inputs["reward_range"])]
+    lines += [
               "note: the theorems need kl_max over all reachable contexts; if it is a batch maximum, these bounds are "
               "plug-in estimates, not guarantees."]
     return "\n".join(lines)
@@ -84,7 +93,7 @@ def format_plugin_bounds(plugin, kept=None) -> str:
     if kept is not None:
         columns.append(("kept rows", kept.bounds))
     high, total = plugin.estimators
-    lines = [f"plug-in bounds (SPEC §7) at T = {plugin.T} (longest row), reward range {plugin.reward_range:g}",
+    lines = [f"plug-in bounds (docs/semantics.md §7) at T = {plugin.T} (longest row), reward range {plugin.reward_range:g}",
              f"  {plugin.rows_used} rows: kl_max = {plugin.kl_max:.6g} (batch max of per-row max {high}), "
              f"kl_seq = {plugin.kl_seq:.6g} (mean over {plugin.rows} rows of per-row sum {total})"]
     if kept is not None:
@@ -94,13 +103,14 @@ def format_plugin_bounds(plugin, kept=None) -> str:
                      "(with them every bound is infinite)")
     lines.append(f"  NOTE: {PLUGIN_CAVEAT}")
     lines += format_bounds_table(columns)
+    lines += vacuous_note(columns, plugin.reward_range)
     return "\n".join(lines)
 
 
 def format_length_bias(table: Sequence[dict], criteria: Sequence[str]) -> list:
-    """The kept fraction by row-length bucket (SPEC §4.4), with the pass fraction of each row
+    """The kept fraction by row-length bucket (docs/semantics.md §4.4), with the pass fraction of each row
     criterion alone."""
-    lines = ["length bias (SPEC §4.4): kept fraction by row length. A per-token rule such as max:k2 keeps "
+    lines = ["length bias (docs/semantics.md §4.4): kept fraction by row length. A per-token rule such as max:k2 keeps "
              "(1-p)^T of rows of length T",
              "  when tokens violate it independently with probability p: a column that falls with length is "
              "length bias."]

@@ -412,7 +412,8 @@ typedef struct trm_bound_inputs_t {
 
 /* Every bound of semantics §7, each multiplied by reward_range; field order and names follow
    Tests/vectors/bounds.json. Values are >= 0 and never NaN; the classical bounds (order T^2)
-   can overflow to +inf for extreme inputs. */
+   can overflow to +inf for extreme inputs. Must be set: struct_size (reserved must be 0); the
+   rest is output. */
 typedef struct trm_bounds_t {
     uint32_t struct_size; /* sizeof(trm_bounds_t) */
     int32_t reserved;     /* must be 0 */

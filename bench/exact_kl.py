@@ -1,4 +1,4 @@
-"""Benchmark of the exact per-position KL from logits (SPEC §6): `python bench/exact_kl.py [--quick]`.
+"""Benchmark of the exact per-position KL from logits (semantics §6): `python bench/exact_kl.py [--quick]`.
 
 Rows: variant, dtype, threads, ns per position, GB/s over the bytes the kernel must read
 (``N * V * (size(a) + size(b))``), the ratio to a read-bandwidth probe over the same bytes, and

@@ -1,4 +1,4 @@
-"""Worst error of `trmask.exact_kl` against the float64 reference on the hard cases of SPEC §6:
+"""Worst error of `trmask.exact_kl` against the float64 reference on the hard cases of semantics §6:
 `python bench/exact_kl_accuracy.py`. Prints, per case, the largest ``|KL - ref|`` (of both
 paths), the largest ``|KL - ref| / (1e-4 ref + 1e-8)`` (the contract holds when it is <= 1) with
 TV asked (exact float64 ``a - b``) and for the KL alone (float32 ``a - b`` where provably

@@ -1,4 +1,4 @@
-"""Exhaustive check of the exponential estimators over every float32 (SPEC §2): monotone in
+"""Exhaustive check of the exponential estimators over every float32 (semantics §2): monotone in
 |delta| on each side of 0 (k3, tv; ratio in delta), and the worst relative error against float64
 where the exact value is a normal float32. Minutes, not a test: `python bench/verify_estimators.py`.
 Results are recorded in docs/accuracy.md."""

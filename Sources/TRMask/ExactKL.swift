@@ -78,7 +78,7 @@ public struct ExactKLResult: Equatable, Sendable {
 /// With `tokenIDs`, also `log p_y` and `log q_y`; with `tv`, the total variation (a second pass).
 /// Accuracy: `|KL - ref| <= 1e-4 ref + 1e-8` against float64. Results do not depend on
 /// `options.threads`.
-public func exactKL(train: StridedTensor3, rollout: StridedTensor3, mask: StridedMatrix<UInt8>? = nil,
+public func exactKL(train: StridedTensor3, rollout: StridedTensor3, mask: (any PositionMask)? = nil,
                     tokenIDs: StridedMatrix<Int64>? = nil, tv: Bool = false,
                     options: LogitOptions = LogitOptions()) throws(TRMaskError) -> ExactKLResult {
     try checkSameGrid(rollout, like: train, name: "rollout")
@@ -90,7 +90,7 @@ public func exactKL(train: StridedTensor3, rollout: StridedTensor3, mask: Stride
     var logpRoll = [Float](repeating: 0, count: tokenIDs == nil ? 0 : count)
     var logpTrain = [Float](repeating: 0, count: tokenIDs == nil ? 0 : count)
     let input = LogitPair(rows: train.rows, cols: train.cols, vocab: train.depth, rollout: rollout.view,
-                          train: train.view, mask: mask.map(gridView), tokenIDs: tokenIDs.map(gridView))
+                          train: train.view, mask: mask.map(maskView), tokenIDs: tokenIDs.map(gridView))
     let cols = train.cols
     let status = kl.withUnsafeMutableBufferPointer { kl in
         tvValues.withUnsafeMutableBufferPointer { tvOut in
@@ -116,7 +116,7 @@ public func exactKL(train: StridedTensor3, rollout: StridedTensor3, mask: Stride
 /// against full training logits (semantics §6). Row-major `[rows * cols]`; 0 at masked positions.
 /// Training side first, as everywhere.
 public func topKKLLowerBound(train: StridedTensor3, rolloutLogprobs: StridedTensor3, rolloutIDs: StridedTensor3,
-                             mask: StridedMatrix<UInt8>? = nil,
+                             mask: (any PositionMask)? = nil,
                              options: LogitOptions = LogitOptions()) throws(TRMaskError) -> [Float] {
     try checkSameGrid(rolloutIDs, like: rolloutLogprobs, name: "rolloutIDs")
     guard rolloutIDs.depth == rolloutLogprobs.depth else { throw TRMaskError(.badSize, argument: "rolloutIDs") }
@@ -124,7 +124,7 @@ public func topKKLLowerBound(train: StridedTensor3, rolloutLogprobs: StridedTens
     if let mask { try checkGrid(mask.rows, mask.cols, like: rolloutLogprobs, name: "mask") }
     var bound = [Float](repeating: 0, count: try train.positions("train"))
     let input = TopKInputs(rows: train.rows, cols: train.cols, vocab: train.depth, k: rolloutLogprobs.depth,
-                           logprobs: rolloutLogprobs.view, ids: rolloutIDs.view, train: train.view, mask: mask.map(gridView))
+                           logprobs: rolloutLogprobs.view, ids: rolloutIDs.view, train: train.view, mask: mask.map(maskView))
     let cols = train.cols
     let status = bound.withUnsafeMutableBufferPointer { out in
         TRMaskKernels.topKKLLowerBound(input, options: options, out: OutView(base: out.baseAddress, rowStride: cols, colStride: 1))
@@ -148,7 +148,7 @@ public struct ExactMaskResult: Equatable, Sendable {
 /// Exact TRM: the criteria (default `Criterion.exactTRMDefault`) on the exact per-position KL of
 /// padded `[B, T, V]` logits, with `mask` `[B, T]` the response tokens. A NaN KL on a valid token
 /// rejects its row (`options.nanPolicy` of `maskOptions`). Training side first, as everywhere.
-public func exactTrustRegionMask(train: StridedTensor3, rollout: StridedTensor3, mask: StridedMatrix<UInt8>? = nil,
+public func exactTrustRegionMask(train: StridedTensor3, rollout: StridedTensor3, mask: (any PositionMask)? = nil,
                                  criteria: [Criterion] = Criterion.exactTRMDefault, options: LogitOptions = LogitOptions(),
                                  maskOptions: ReductionOptions = ReductionOptions(), keepToken: Bool = false) throws(TRMaskError) -> ExactMaskResult {
     let kl = try exactKL(train: train, rollout: rollout, mask: mask, options: options).kl
@@ -159,6 +159,20 @@ public func exactTrustRegionMask(train: StridedTensor3, rollout: StridedTensor3,
         return try trustRegionMask(batch, criteria: criteria, options: maskOptions, keepToken: keepToken)
     }
     return ExactMaskResult(mask: result, kl: kl)
+}
+
+/// The element types of the logit functions' masks, as the C ABI takes them (U8, BOOL).
+public protocol PositionMaskScalar: TokenScalar {}
+extension UInt8: PositionMaskScalar {}
+extension Bool: PositionMaskScalar {}
+
+/// A per-position mask of the logit functions: a `StridedMatrix<UInt8>` or `StridedMatrix<Bool>`
+/// over the position grid (nonzero = the position counts).
+public protocol PositionMask: MaskMatrix {}
+extension StridedMatrix: PositionMask where Element: PositionMaskScalar {}
+
+private func maskView(_ m: any PositionMask) -> StridedView {
+    StridedView(base: m.rawBaseAddress, dtype: m.elementDType, rowStride: m.rowStride, colStride: m.colStride)
 }
 
 private func gridView<E: TokenScalar>(_ m: StridedMatrix<E>) -> StridedView {

@@ -66,6 +66,23 @@ final class ExactKLAPITests: XCTestCase {
         XCTAssertEqual(result.mask.rowStats[0], result.kl)  // max over one token = that token's KL
     }
 
+    func testBoolAndByteMasksAgree() throws {
+        let bytes: [UInt8] = [0, 1], bools = [false, true]
+        func kl<M: PositionMaskScalar>(_ mask: [M]) throws -> [Float] {
+            try rollout.withUnsafeBufferPointer { a in
+                try train.withUnsafeBufferPointer { b in
+                    try mask.withUnsafeBufferPointer { m in
+                        try exactKL(train: StridedTensor3(b, positions: 2, depth: 5), rollout: StridedTensor3(a, positions: 2, depth: 5),
+                                    mask: StridedMatrix(m, rows: 2, cols: 1)).kl
+                    }
+                }
+            }
+        }
+        XCTAssertEqual(try kl(bools), try kl(bytes))
+        XCTAssertEqual(try kl(bools)[0], 0)  // masked: skipped
+        XCTAssertGreaterThan(try kl(bools)[1], 0)
+    }
+
     func testTopKBoundIsALowerBound() throws {
         let full = try rollout.withUnsafeBufferPointer { a in
             try train.withUnsafeBufferPointer { b in

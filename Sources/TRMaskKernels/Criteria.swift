@@ -75,7 +75,9 @@ public struct ReductionOptions: Sendable {
     /// `delta <- clamp(delta, -clamp, clamp)` before every estimator; `+inf` = none.
     public var clamp: Double
     public var rejectEmpty: Bool
-    /// 0 = automatic.
+    /// 0 = automatic (one thread below 2^18 positions, else one per online core); `n > 0` starts
+    /// `min(n, rows, 256)` threads, even above the core count (not clamped to it). Results are
+    /// identical for every value.
     public var threads: Int
 
     public init(nanPolicy: NaNPolicy = .reject, clamp: Double = .infinity, rejectEmpty: Bool = false, threads: Int = 0) {

@@ -399,3 +399,15 @@ def test_bounds_figure_has_readable_panels():
     assert "docs/semantics.md §7" in figure._suptitle.get_text()
     import matplotlib.pyplot as plt
     plt.close(figure)
+
+
+def test_bfloat16_npz_without_ml_dtypes_says_how_to_save_it(without, tmp_path):
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    lt = np.zeros((2, 3), ml_dtypes.bfloat16)
+    np.savez(tmp_path / "bf16.npz", logp_train=lt, logp_roll=np.zeros((2, 3), np.float32))
+    done = run("audit", tmp_path / "bf16.npz", extra_path=without("ml_dtypes"))
+    assert done.returncode == 2 and done.stdout == ""
+    assert "`logp_train` has dtype |V2" in done.stderr and "install ml_dtypes" in done.stderr
+    assert "x.astype(np.float32)" in done.stderr
+    with_it = run("audit", tmp_path / "bf16.npz", "--json")
+    assert with_it.returncode == 0 and "logp_train |V2 read as bfloat16" in json.loads(with_it.stdout)["notes"]

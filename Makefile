@@ -75,4 +75,73 @@ bench: install
 	$(PYTHON) bench/exact_kl.py
 
 clean:
-	rm -rf .build .build-test .build-example $(LIB)
+	rm -rf .build .build-test .build-example .build-debug .build-asan .build-tsan .build-fuzz $(LIB)
+
+# ---- Hardening (issue 13): sanitizers, fuzzing, the C-ABI regression cases. fuzz/README.md.
+#   make test-regressions  Tests/cabi/regressions.c (each case in a child process) against the
+#                          release library and a debug build
+#   make sanitize          sanitize-asan and sanitize-tsan
+#   make sanitize-asan     Swift tests and the C-ABI regression cases under AddressSanitizer
+#   make sanitize-tsan     the same under ThreadSanitizer
+#   make fuzz              the libFuzzer target (fuzz/fuzz_trmask.c over a debug ASan library
+#                          with coverage counters); run it with `make fuzz-run FUZZ_GROUP=mask`
+#   make fuzz-ci           a bounded run (~3 minutes) of every group from the committed corpus
+# swiftc 6.3 has no UndefinedBehaviorSanitizer on Linux (-sanitize=undefined is refused); Swift
+# traps on overflow and bad unwraps in debug builds, which the debug-build runs cover.
+SWIFT_BIN := $(dir $(realpath $(shell command -v $(SWIFT))))
+CLANG ?= $(SWIFT_BIN)clang
+SANITIZER_ENV := SWIFT_BACKTRACE=enable=no
+FUZZ_SWIFT_FLAGS := -Xswiftc -sanitize=fuzzer,address \
+	-Xswiftc -sanitize-coverage=edge,trace-cmp,inline-8bit-counters,pc-table
+FUZZ_BIN := .build-fuzz/fuzz_trmask
+FUZZ_GROUP ?= mask
+FUZZ_SECONDS ?= 3600
+FUZZ_ENV := $(SANITIZER_ENV) ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=0
+FUZZ_FLAGS := -timeout=10 -rss_limit_mb=2048 -max_len=512
+REGRESSIONS := Tests/cabi/regressions.c
+
+.PHONY: test-regressions sanitize sanitize-asan sanitize-tsan fuzz fuzz-run fuzz-ci
+
+# $(call regressions,<library dir>,<build dir>,<extra cc flags>): builds and runs the cases.
+define regressions
+	$(CLANG) -std=c99 -Wall -Wextra -Werror -Iinclude $(3) $(REGRESSIONS) -L$(1) -ltrmask \
+		-Wl,-rpath,$(CURDIR)/$(1) -lm -o $(2)/regressions
+	$(SANITIZER_ENV) $(2)/regressions
+endef
+
+test-regressions: $(LIB)
+	$(SWIFT) build --scratch-path .build-debug --product trmask
+	mkdir -p .build-debug
+	$(call regressions,$(dir $(LIB)),.build-debug,)
+	$(call regressions,.build-debug/debug,.build-debug,)
+
+sanitize: sanitize-asan sanitize-tsan
+
+sanitize-asan:
+	$(SANITIZER_ENV) $(SWIFT) test --sanitize=address --scratch-path .build-asan
+	$(SWIFT) build --sanitize=address --scratch-path .build-asan --product trmask
+	$(call regressions,.build-asan/debug,.build-asan,-fsanitize=address)
+
+sanitize-tsan:
+	$(SANITIZER_ENV) $(SWIFT) test --sanitize=thread --scratch-path .build-tsan
+	$(SWIFT) build --sanitize=thread --scratch-path .build-tsan --product trmask
+	$(call regressions,.build-tsan/debug,.build-tsan,-fsanitize=thread -L$(SWIFT_BIN)../lib/swift/linux -ldispatch -lBlocksRuntime)
+
+fuzz: $(FUZZ_BIN)
+
+$(FUZZ_BIN): $(SOURCES) fuzz/fuzz_trmask.c
+	$(SWIFT) build --scratch-path .build-fuzz --product trmask $(FUZZ_SWIFT_FLAGS)
+	$(CLANG) -fuse-ld=lld -std=c11 -g -O1 -Wall -Wextra -Werror -fsanitize=fuzzer,address -Iinclude \
+		fuzz/fuzz_trmask.c -L.build-fuzz/debug -ltrmask -Wl,-rpath,$(CURDIR)/.build-fuzz/debug -lm -o $@
+
+# One group for FUZZ_SECONDS; new inputs go to .build-fuzz/corpus/<group>, the committed seeds
+# are read from fuzz/corpus/<group>.
+fuzz-run: $(FUZZ_BIN)
+	mkdir -p .build-fuzz/corpus/$(FUZZ_GROUP) .build-fuzz/artifacts
+	$(FUZZ_ENV) TRM_FUZZ_GROUP=$(FUZZ_GROUP) $(FUZZ_BIN) $(FUZZ_FLAGS) -max_total_time=$(FUZZ_SECONDS) \
+		-artifact_prefix=.build-fuzz/artifacts/ .build-fuzz/corpus/$(FUZZ_GROUP) fuzz/corpus/$(FUZZ_GROUP)
+
+fuzz-ci: $(FUZZ_BIN)
+	for group in mask partials logits bounds; do \
+		$(MAKE) --no-print-directory fuzz-run FUZZ_GROUP=$$group FUZZ_SECONDS=40 || exit 1; \
+	done

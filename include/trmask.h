@@ -26,7 +26,23 @@
  *   TRM_DTYPE_NONE, an output's NULL data), padded layout, TRM_NAN_REJECT, no clamp, automatic
  *   threads, temperature 1, no weight cap, reward range 1. The fields a zero cannot default,
  *   which you must set, are listed with each struct ("must be set").
- * - Nothing here traps or aborts on bad input: a status is always returned.
+ * - The promise, for ANY argument values: every function returns a status. It never traps or
+ *   aborts, never reads or writes outside the caller's arrays and structs (a struct is read up to
+ *   this ABI's size only, whatever its struct_size says beyond that), and spends time in
+ *   proportion to the work it accepted: sizes are multiplied with overflow checks before anything
+ *   depends on them, and every O(1) check (sizes, pointers, struct sizes, enums, dtypes, strides,
+ *   extents, aliasing, options, criteria) comes before the checks that scan an array's contents
+ *   (packed offsets, lengths, token ids, partial counts), so a call refused for any other reason
+ *   returns after O(1) work whatever n_rows says. On error no output is written (trm_mask's
+ *   metrics included): every function validates everything, and allocates what it needs, before
+ *   its first write. Checked by fuzz/ (libFuzzer, AddressSanitizer, guard pages around every
+ *   array) and Tests/cabi/regressions.c.
+ * - Limits (TRM_E_TOO_LARGE): a valid request that needs more than 4 GiB of working memory is
+ *   refused, as is one whose allocation fails. Only two requests allocate per-call memory that
+ *   grows with an argument: trm_mask's metrics keep a 128-byte record per row plus 4 bytes per
+ *   row and row criterion (refused above about 33 million rows without row criteria, 11 million
+ *   with 64: split the batch), and trm_topk_kl_lower_bound sorts one position's k ids (k above
+ *   2^29 refused). Everything else uses O(threads) memory.
  *
  * The header includes only <stdint.h> and <stddef.h> and compiles as C99 and C++.
  */
@@ -98,6 +114,9 @@ typedef int32_t trm_status_t;
 #define TRM_E_BAD_PARTIALS 24   /* partials whose row count or estimator list differ from the
                                    other arguments', or that hold a negative count (or counts
                                    whose merge overflows int64) */
+#define TRM_E_TOO_LARGE 25      /* the request is valid but needs more working memory than
+                                   trmask allocates for it (limits: "Limits" below); nothing is
+                                   written */
 
 /* Static English text for a status, e.g. "output strides overlap". Never NULL; unknown codes
    give "unknown status". */
@@ -344,7 +363,8 @@ typedef struct trm_mask_out_t {
  * TRM_E_BAD_STRIDE, TRM_E_OUT_OF_RANGE, TRM_E_ALIASING, TRM_E_BAD_LAYOUT, TRM_E_BAD_INPUTS,
  * TRM_E_BAD_ESTIMATOR, TRM_E_BAD_AGGREGATION, TRM_E_BAD_NAN_POLICY, TRM_E_BAD_THRESHOLD,
  * TRM_E_BAD_OFFSETS, TRM_E_BAD_LENGTHS, TRM_E_BAD_OPTION, TRM_E_BAD_LENGTH_NEUTRAL,
- * TRM_E_BAD_WEIGHT_RULE (only when out->weights is wanted). On error no output is written. */
+ * TRM_E_BAD_WEIGHT_RULE (only when out->weights is wanted), TRM_E_TOO_LARGE (metrics asked for
+ * more rows than the limit above). On error no output is written. */
 trm_status_t trm_mask(const trm_batch_t *batch, const trm_criterion_t *criteria,
                       int64_t n_criteria, const trm_options_t *options,
                       const trm_mask_out_t *out);
@@ -565,7 +585,9 @@ typedef struct trm_topk_batch_t {
  *
  * batch, options: required. out_kl_lb: float [n_rows, n_cols], required unless the grid is
  * empty; 0 at masked positions. Returns the statuses of trm_exact_kl (TRM_E_BAD_TOKEN_ID also
- * for an id repeated within a position). On error no output is written. */
+ * for an id repeated within a position) and TRM_E_TOO_LARGE (k above 2^29 with a position to
+ * check). k = 0 is valid: the bound is 0, and rollout_logprobs and rollout_ids may be NULL. On
+ * error no output is written. */
 trm_status_t trm_topk_kl_lower_bound(const trm_topk_batch_t *batch, const trm_logit_options_t *options,
                                      trm_out_t out_kl_lb);
 

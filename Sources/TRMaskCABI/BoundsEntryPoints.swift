@@ -53,9 +53,7 @@ private func dbarBuffer(_ pointer: UnsafePointer<Double>?, count: Int64) throws(
         return nil
     }
     let elements = try int(count)
-    let (bytes, overflow) = elements.multipliedReportingOverflow(by: MemoryLayout<Double>.stride)
-    guard !overflow, UInt(bitPattern: pointer).addingReportingOverflow(UInt(bytes)).overflow == false else {
-        throw .outOfRange
-    }
+    guard let bytes = sizeProduct(elements, MemoryLayout<Double>.stride),
+          !UInt(bitPattern: pointer).addingReportingOverflow(UInt(bytes)).overflow else { throw .outOfRange }
     return UnsafeBufferPointer(start: pointer, count: elements)
 }

@@ -57,8 +57,9 @@ public struct Batch: @unchecked Sendable {
         self.offsets = offsets
     }
 
-    /// Number of positions of the token grid (`rows * cols` padded, `cols` packed).
-    var gridCount: Int { layout == .padded ? rows * cols : cols }
+    /// Number of positions of the token grid (`rows * cols` padded, `cols` packed) of a validated
+    /// batch (validation computes it with checks: `batchGridCount`).
+    var gridCount: Int { layout == .padded ? rows &* cols : cols }
 
     /// Row `i`'s first grid position and its number of positions (before lengths).
     @inline(__always)

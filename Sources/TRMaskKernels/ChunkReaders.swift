@@ -155,7 +155,8 @@ struct MaskCursor {
         (base, stride, dtype) = (cursor.base, cursor.stride, cursor.dtype)
     }
 
-    /// `vectorSafe`: a sixteen-byte load at stride 2 stays inside the row.
+    /// `vectorSafe`: a sixteen-byte load at stride 2 stays inside the row (it reads one byte
+    /// past the chunk's last element, so the chunk must not end the row).
     @inline(__always)
     func chunk(at p: Int, vectorSafe: Bool) -> LaneMask {
         switch mode {
@@ -199,6 +200,7 @@ enum Single: StreamKind { static var paired: Bool { false } }
 struct UnitReader<A: TokenElement, B: TokenElement, Kind: StreamKind>: RowReader {
     let first: UnsafeRawPointer
     let second: UnsafeRawPointer
+    let count: Int
     let mask: MaskCursor
 
     @inline(__always)
@@ -206,6 +208,7 @@ struct UnitReader<A: TokenElement, B: TokenElement, Kind: StreamKind>: RowReader
         first = RowCursor(batch.source.primary, row: row, start: start, layout: batch.layout).base
         // accepts() checked that a paired source has a second view.
         second = Kind.paired ? RowCursor(batch.source.secondary.unsafelyUnwrapped, row: row, start: start, layout: batch.layout).base : first
+        self.count = count
         mask = MaskCursor(batch, row: row, start: start)
     }
 
@@ -218,7 +221,9 @@ struct UnitReader<A: TokenElement, B: TokenElement, Kind: StreamKind>: RowReader
 
     @inline(__always)
     func chunk(at p: Int) -> (value: Lanes, valid: LaneMask) {
-        (values(at: p), mask.chunk(at: p, vectorSafe: true))
+        // A mask at stride 2 is read sixteen bytes at a time: the last byte is one past the
+        // chunk's last element, inside the row only while another position follows the chunk.
+        (values(at: p), mask.chunk(at: p, vectorSafe: p &+ chunkWidth < count))
     }
 
     var hasPlainChunks: Bool { mask.isPlain }

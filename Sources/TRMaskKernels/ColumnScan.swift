@@ -8,9 +8,10 @@
 
 /// Whether the column scan serves a batch: padded float32 streams and a byte mask (or none), all
 /// with row stride 1, at least one full group of eight rows, and positions countable exactly in
-/// float32 lanes.
+/// float32 lanes. Rows without positions never reach it: their arrays have no elements, so
+/// their data may be NULL.
 func columnScanServes(_ batch: Batch) -> Bool {
-    guard batch.layout == .padded, batch.rows >= chunkWidth, batch.cols < 1 << 24 else { return false }
+    guard batch.layout == .padded, batch.rows >= chunkWidth, batch.cols > 0, batch.cols < 1 << 24 else { return false }
     let views = [batch.source.primary, batch.source.secondary ?? batch.source.primary]
     guard views.allSatisfy({ $0.dtype == .f32 && $0.rowStride == 1 }) else { return false }
     guard let mask = batch.mask else { return true }

@@ -91,18 +91,20 @@ private func validateExactKL(_ input: LogitPair, outputs: ExactKLOutputs, taken:
     if let ids = input.tokenIDs {
         status = checkGridView(ids, rows: input.rows, cols: input.cols, dtypeOK: ids.dtype.isIndex, into: &taken)
         if status != .ok { return status }
-        for row in 0..<input.rows {
-            for col in 0..<input.cols where positionIsValid(input.mask, row: row, col: col) {
-                let id = loadIndex(ids.address(row: row, col: col), ids.dtype)
-                if id < 0 || id >= input.vocab { return .badTokenID }
-            }
-        }
     } else if wantsTokens {
         return .badInputs
     }
     for out in [outputs.kl, outputs.tv, outputs.logpRollToken, outputs.logpTrainToken] {
         status = checkOutput(out, Dims(outer: (input.rows, out.rowStride), inner: (input.cols, out.colStride)), taken: &taken)
         if status != .ok { return status }
+    }
+    // Token ids in range at every counted position: the O(n) scan, after every other check.
+    guard let ids = input.tokenIDs else { return .ok }
+    for row in 0..<input.rows {
+        for col in 0..<input.cols where positionIsValid(input.mask, row: row, col: col) {
+            let id = loadIndex(ids.address(row: row, col: col), ids.dtype)
+            if id < 0 || id >= input.vocab { return .badTokenID }
+        }
     }
     return .ok
 }
@@ -138,8 +140,7 @@ struct ExactKLKernel: PairRowConsumer {
     mutating func run<A: VectorRow, B: VectorRow>(_ a: A.Type, _ b: B.Type) {
         let positions = input.rows * input.cols
         guard positions > 0 else { return }
-        let work = positions.multipliedReportingOverflow(by: input.vocab)
-        let workers = workerCount(threads: options.threads, rows: positions, positions: work.overflow ? .max : work.partialValue)
+        let workers = workerCount(threads: options.threads, rows: positions, positions: sizeProduct(positions, input.vocab) ?? .max)
         let input = input
         let outputs = outputs
         let inverse = options.inverseTemperature

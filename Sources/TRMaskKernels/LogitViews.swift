@@ -62,10 +62,7 @@ func checkLogitOptions(_ options: LogitOptions) -> Status {
 
 /// Sizes of the position grid: no negative sizes, no overflowing products.
 func checkGrid(rows: Int, cols: Int, depth: Int) -> Status {
-    guard rows >= 0, cols >= 0, depth >= 0 else { return .badSize }
-    let (positions, o1) = rows.multipliedReportingOverflow(by: cols)
-    guard !o1, !positions.multipliedReportingOverflow(by: depth).overflow else { return .badSize }
-    return .ok
+    sizeProduct(rows, cols, depth) == nil ? .badSize : .ok
 }
 
 /// A 3-D input of one of `dtypes` over `[rows, cols, depth]`.

@@ -43,7 +43,11 @@ public struct MaskOutputs: @unchecked Sendable {
 public func trustRegionMask(_ batch: Batch, criteria: [Criterion], options: ReductionOptions, outputs: MaskOutputs) -> Status {
     let status = validateMask(batch, criteria: criteria, options: options, outputs: outputs)
     guard status == .ok else { return status }
-    let records = outputs.metrics.map { _ in MetricRecords(rows: batch.rows, criteria: criteria) }
+    var records: MetricRecords?
+    if outputs.metrics != nil {
+        guard let allocated = MetricRecords(rows: batch.rows, criteria: criteria) else { return .tooLarge }
+        records = allocated
+    }
     defer { records?.deallocate() }
     var scan = MaskScan(batch: batch, criteria: criteria, options: options, outputs: outputs, givenKeepRow: nil, records: records)
     dispatchReader(batch, to: &scan)

@@ -2,6 +2,12 @@
 /// decided, and the records are reduced in row order after the scan, so the metrics are the same
 /// numbers for any thread count. Names and formulas: docs/metrics.md.
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// The metrics of one mask call. A mean or extremum over an empty set is 0; NaN marks a metric
 /// the inputs cannot define, and every mean and extremum under the reject policy when a counted
 /// token is NaN.
@@ -51,8 +57,15 @@ struct RowRecord {
     var maxima = SIMD8<Float>()
 }
 
+/// Bytes of the per-row records of `rows` rows with `rowCriteria` row criteria, or nil when
+/// they exceed `maximumScratchBytes` (the call is then refused with `.tooLarge`).
+func metricRecordBytes(rows: Int, rowCriteria: Int) -> Int? {
+    guard let cells = sizeProduct(rows, rowCriteria), let statistics = scratchBytes(cells, of: Float.self) else { return nil }
+    return scratchBytes(rows, of: RowRecord.self, plus: statistics)
+}
+
 /// The per-row records of one call (row statistics in `[rows, rowCriteria]`), allocated only
-/// when metrics are asked for.
+/// when metrics are asked for, in one block.
 struct MetricRecords: @unchecked Sendable {
     let records: UnsafeMutableBufferPointer<RowRecord>
     let statistics: UnsafeMutableBufferPointer<Float>
@@ -60,11 +73,19 @@ struct MetricRecords: @unchecked Sendable {
     /// The estimators the criteria use.
     let estimators: [Estimator]
 
-    init(rows: Int, criteria: [Criterion]) {
+    /// nil when the memory is not available (`malloc` fails: the call returns `.tooLarge`
+    /// instead of aborting). Validation bounded the size (`metricRecordBytes`).
+    init?(rows: Int, criteria: [Criterion]) {
         rowCriteria = criteria.count(where: { $0.isRowCriterion })
-        records = .allocate(capacity: rows)
+        guard let bytes = metricRecordBytes(rows: rows, rowCriteria: rowCriteria) else { return nil }
+        var block: UnsafeMutableRawPointer?
+        let alignment = Swift.max(MemoryLayout<RowRecord>.alignment, MemoryLayout<Int>.size)
+        guard posix_memalign(&block, alignment, Swift.max(bytes, 1)) == 0, let block else { return nil }
+        records = UnsafeMutableBufferPointer(start: block.bindMemory(to: RowRecord.self, capacity: rows), count: rows)
         records.initialize(repeating: RowRecord())
-        statistics = .allocate(capacity: rows * rowCriteria)
+        let tail = block + rows &* MemoryLayout<RowRecord>.stride
+        statistics = UnsafeMutableBufferPointer(start: tail.bindMemory(to: Float.self, capacity: rows &* rowCriteria),
+                                                count: rows &* rowCriteria)
         statistics.initialize(repeating: 0)
         var estimators: [Estimator] = []
         for criterion in criteria where !estimators.contains(criterion.estimator) { estimators.append(criterion.estimator) }
@@ -72,8 +93,7 @@ struct MetricRecords: @unchecked Sendable {
     }
 
     func deallocate() {
-        records.deallocate()
-        statistics.deallocate()
+        free(UnsafeMutableRawPointer(records.baseAddress))
     }
 
     func record(row: Int, _ summary: RowSummary, keep: Bool, keptTokens: Int, nanPolicy: NaNPolicy) {

@@ -38,8 +38,9 @@ private final class RowBlocks: @unchecked Sendable {
     func drain(worker: Int) {
         while true {
             let start = next.wrappingAdd(blockLength, ordering: .relaxed).oldValue
-            if start >= rows { return }
-            body(worker, start..<Swift.min(rows, start + blockLength))
+            // Past the end (or wrapped, for rows near Int.max): this worker is done.
+            if start >= rows || start < 0 { return }
+            body(worker, start..<(rows - start <= blockLength ? rows : start + blockLength))
         }
     }
 }

@@ -216,7 +216,8 @@ func validateRowPartials(_ batch: Batch, options: ReductionOptions, out: RowPart
         status = checkEstimatorList(out.estimators)
         if status != .ok { return status }
         for estimator in out.estimators where (estimator == .value) != batch.source.givesValues { return .badEstimator }
-        return checkPartialOutputs(out, taken: &taken)
+        status = checkPartialOutputs(out, taken: &taken)
+        return status == .ok ? checkBatchContents(batch) : status
     }
 }
 
@@ -239,7 +240,10 @@ func validateMerge(_ a: RowPartials, _ b: RowPartials, out: RowPartials) -> Stat
             let status = checkPartialInputs(input, skip: skip, into: &taken)
             if status != .ok { return status }
         }
-        var status = checkCounts(a)
+        var status = checkPartialOutputs(out, taken: &taken)
+        if status != .ok { return status }
+        // The O(rows) checks of the counts, after every other check.
+        status = checkCounts(a)
         if status == .ok { status = checkCounts(b) }
         if status != .ok { return status }
         for row in 0..<a.rows {
@@ -248,7 +252,7 @@ func validateMerge(_ a: RowPartials, _ b: RowPartials, out: RowPartials) -> Stat
                 return .badPartials
             }
         }
-        return checkPartialOutputs(out, taken: &taken)
+        return .ok
     }
 }
 
@@ -259,8 +263,6 @@ func validateDecide(_ partials: RowPartials, criteria: [Criterion], options: Red
     if status != .ok { return status }
     return withExtentList { taken in
         status = checkPartialInputs(partials, into: &taken)
-        if status != .ok { return status }
-        status = checkCounts(partials)
         if status != .ok { return status }
         status = checkOptions(options)
         if status != .ok { return status }
@@ -282,6 +284,6 @@ func validateDecide(_ partials: RowPartials, criteria: [Criterion], options: Red
             status = checkOutput(outputs.rowStats, dims, taken: &taken)
         }
         if status == .ok { status = checkOutput(OutView<Int64>(base: outputs.rejected, rowStride: 1), .oneD(criteria.count, 1), taken: &taken) }
-        return status
+        return status == .ok ? checkCounts(partials) : status  // the O(rows) check, last
     }
 }

@@ -26,6 +26,7 @@ public enum Status: Int32, CaseIterable, Sendable {
     case badWeightRule = 22
     case needsTokens = 23
     case badPartials = 24
+    case tooLarge = 25
 
     /// The `TRM_*` macro name, as static text for the C ABI.
     public var name: StaticString {
@@ -55,6 +56,7 @@ public enum Status: Int32, CaseIterable, Sendable {
         case .badWeightRule: "TRM_E_BAD_WEIGHT_RULE"
         case .needsTokens: "TRM_E_NEEDS_TOKENS"
         case .badPartials: "TRM_E_BAD_PARTIALS"
+        case .tooLarge: "TRM_E_TOO_LARGE"
         }
     }
 
@@ -86,6 +88,7 @@ public enum Status: Int32, CaseIterable, Sendable {
         case .badWeightRule: "invalid weight rule: unknown level or mode, or bounds not 0 <= lo <= hi (truncate: lo = 0)"
         case .needsTokens: "a token criterion or keep_token needs every token: row partials cannot give it"
         case .badPartials: "partials do not match (row count, estimator list) or hold a negative or overflowing count"
+        case .tooLarge: "the request needs more working memory than trmask allocates (see the header's limits)"
         }
     }
 }

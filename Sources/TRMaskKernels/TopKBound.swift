@@ -44,6 +44,8 @@ func validateTopK(_ input: TopKInputs, options: LogitOptions, out: OutView<Float
     status = checkLogitOptions(options)
     if status != .ok { return status }
     guard out.base != nil || input.rows * input.cols == 0 else { return .nullPointer }
+    // The distinctness check sorts one position's k ids in scratch memory.
+    if input.k > 1 && input.rows * input.cols > 0 && scratchBytes(input.k, of: Int.self) == nil { return .tooLarge }
     return withExtentList { taken in validateTopK(input, out: out, taken: &taken) }
 }
 
@@ -60,8 +62,12 @@ private func validateTopK(_ input: TopKInputs, out: OutView<Float>, taken: inout
         status = checkGridView(mask, rows: input.rows, cols: input.cols, dtypeOK: mask.dtype.isByteMask, into: &taken)
         if status != .ok { return status }
     }
-    // Ids in range and distinct at every counted position.
-    var sorted = [Int](repeating: 0, count: input.k)
+    status = checkOutput(out, Dims(outer: (input.rows, out.rowStride), inner: (input.cols, out.colStride)), taken: &taken)
+    if status != .ok || input.k == 0 || input.rows * input.cols == 0 { return status }  // k = 0: no ids to read
+    // Ids in range and distinct at every counted position: the O(n) scan, after every other check.
+    guard let scratch = malloc(input.k &* MemoryLayout<Int>.stride) else { return .tooLarge }  // bounded above
+    defer { free(scratch) }
+    var sorted = UnsafeMutableBufferPointer(start: scratch.bindMemory(to: Int.self, capacity: input.k), count: input.k)
     for row in 0..<input.rows {
         for col in 0..<input.cols where positionIsValid(input.mask, row: row, col: col) {
             let origin = input.ids.origin(row: row, col: col)
@@ -74,7 +80,7 @@ private func validateTopK(_ input: TopKInputs, out: OutView<Float>, taken: inout
             for j in sorted.indices.dropFirst() where sorted[j] == sorted[j - 1] { return .badTokenID }
         }
     }
-    return checkOutput(out, Dims(outer: (input.rows, out.rowStride), inner: (input.cols, out.colStride)), taken: &taken)
+    return .ok
 }
 
 /// Validates, then writes `KL_lb = sum_k p_k log(p_k / q_k) + (1 - P) log((1 - P) / (1 - Q))` for
@@ -98,8 +104,7 @@ struct TopKKernel: SingleRowConsumer {
     mutating func run<R: VectorRow>(_ r: R.Type) {
         let positions = input.rows * input.cols
         guard positions > 0 else { return }
-        let work = positions.multipliedReportingOverflow(by: input.vocab)
-        let workers = workerCount(threads: options.threads, rows: positions, positions: work.overflow ? .max : work.partialValue)
+        let workers = workerCount(threads: options.threads, rows: positions, positions: sizeProduct(positions, input.vocab) ?? .max)
         let input = input
         let out = out
         // Exact 1/tau in float64 (not the float32 of the KL pass): the rollout's log-probs were
@@ -122,6 +127,8 @@ struct TopKKernel: SingleRowConsumer {
 
     func bound<R: VectorRow>(row: Int, col: Int, train: R, lse: Double, inverse: Double) -> Double {
         guard !lse.isNaN else { return .nan }
+        // No listed token: P = 0, the bound is KL(1 || 1) = 0 (and the k-arrays, empty, may be NULL).
+        guard input.k > 0 else { return 0 }
         let lpOrigin = input.logprobs.origin(row: row, col: col)
         let idOrigin = input.ids.origin(row: row, col: col)
         var h3 = 0.0     // sum_{p>0} p k3(log q - log p)

@@ -8,6 +8,48 @@ public let maximumCriteria = 64
 /// Threads beyond this are not started (results do not depend on the thread count).
 let maximumWorkers = 256
 
+/// The most working memory one call allocates (the metrics' per-row records, the top-k scratch
+/// of one position): a valid request that needs more is refused with `.tooLarge` (as is one
+/// whose allocation fails), never aborted. 4 GiB: 2^25 rows of metrics with 64 criteria.
+public let maximumScratchBytes = 1 << 32
+
+// MARK: - Sizes: the one place where products and sums of caller sizes are formed.
+
+/// `a * b` for counts: nil when either is negative or the product overflows. Public for the C
+/// shim (the byte count of `dbar`).
+@inline(__always)
+public func sizeProduct(_ a: Int, _ b: Int) -> Int? {
+    guard a >= 0, b >= 0 else { return nil }
+    let (product, overflow) = a.multipliedReportingOverflow(by: b)
+    return overflow ? nil : product
+}
+
+/// `a * b * c` for counts: nil when any is negative or a product overflows.
+@inline(__always)
+func sizeProduct(_ a: Int, _ b: Int, _ c: Int) -> Int? {
+    sizeProduct(a, b).flatMap { sizeProduct($0, c) }
+}
+
+/// Bytes of `count` elements of `Element` plus `extra` bytes, or nil past `maximumScratchBytes`.
+func scratchBytes<Element>(_ count: Int, of _: Element.Type, plus extra: Int = 0) -> Int? {
+    guard let bytes = sizeProduct(count, MemoryLayout<Element>.stride), extra >= 0 else { return nil }
+    let (total, overflow) = bytes.addingReportingOverflow(extra)
+    return overflow || total > maximumScratchBytes ? nil : total
+}
+
+/// The sizes of a batch, before anything that depends on them: rows and cols >= 0, the padded
+/// grid `rows * cols` and the packed offsets' `rows + 1` representable.
+func checkBatchSizes(_ batch: Batch) -> Status {
+    guard batchGridCount(batch) != nil, batch.rows < Int.max else { return .badSize }
+    return .ok
+}
+
+/// Positions of the token grid (`rows * cols` padded, `cols` packed), nil for bad sizes.
+func batchGridCount(_ batch: Batch) -> Int? {
+    guard let cells = sizeProduct(batch.rows, batch.cols) else { return nil }
+    return batch.layout == .padded ? cells : batch.cols
+}
+
 /// One dimension of an array: its length and its stride in elements.
 typealias Dimension = (count: Int, stride: Int)
 
@@ -21,12 +63,7 @@ struct Dims {
 
     static func oneD(_ count: Int, _ stride: Int) -> Dims { Dims(outer: (1, 0), inner: (count, stride)) }
 
-    var elements: Int? {
-        guard outer.count >= 0, inner.count >= 0, deep.count >= 0 else { return nil }
-        let (product, o1) = outer.count.multipliedReportingOverflow(by: inner.count)
-        let (elements, o2) = product.multipliedReportingOverflow(by: deep.count)
-        return o1 || o2 ? nil : elements
-    }
+    var elements: Int? { sizeProduct(outer.count, inner.count, deep.count) }
 }
 
 /// An array's address range for the aliasing checks.
@@ -87,12 +124,11 @@ private func gridDims(_ batch: Batch, rowStride: Int, colStride: Int) -> Dims {
     batch.layout == .padded ? Dims(outer: (batch.rows, rowStride), inner: (batch.cols, colStride)) : .oneD(batch.cols, colStride)
 }
 
-/// Input arrays: data, mask, lengths, offsets, and their contents where the kernels rely on
-/// them. Adds the extents of all inputs to `extents` for the aliasing checks.
+/// Input arrays: data, mask, lengths, offsets: sizes, dtypes, pointers, extents (O(1); their
+/// contents are `checkBatchContents`'s, last). Adds the extents of all inputs to `extents` for
+/// the aliasing checks.
 func checkBatch(_ batch: Batch, into extents: inout ExtentList) -> Status {
-    guard batch.rows >= 0, batch.cols >= 0, !batch.rows.multipliedReportingOverflow(by: batch.cols).overflow else {
-        return .badSize
-    }
+    if checkBatchSizes(batch) != .ok { return .badSize }
     func add(_ view: StridedView, _ dims: Dims) -> Status {
         if batch.layout == .packed && view.rowStride != 0 { return .badStride }
         return checkInput(base: view.base, dims: dims, elementSize: view.dtype.size, into: &extents)
@@ -121,27 +157,36 @@ func checkBatch(_ batch: Batch, into extents: inout ExtentList) -> Status {
         guard lengths.rowStride == 0 else { return .badStride }
         status = add(lengths, .oneD(batch.rows, lengths.colStride))
         if status != .ok { return status }
-        for row in 0..<batch.rows {
-            let length = lengths.index(row)
-            if length < 0 || length > batch.rowSpan(row).count { return .badLengths }
-        }
     }
     return .ok
 }
 
-/// Packed offsets: present (unless there are no rows), an index dtype, `rows + 1` entries,
-/// starting at or after 0, non-decreasing, ending at or before `cols`.
+/// Packed offsets: present (unless there are no rows), an index dtype, `rows + 1` entries
+/// (`checkBatchSizes` made that count representable).
 private func checkOffsets(_ batch: Batch, _ add: (StridedView, Dims) -> Status) -> Status {
     guard let offsets = batch.offsets else { return batch.rows == 0 ? .ok : .badOffsets }
     guard offsets.dtype.isIndex else { return .badDType }
     guard offsets.rowStride == 0 else { return .badStride }
-    let status = add(offsets, .oneD(batch.rows + 1, offsets.colStride))
-    if status != .ok { return status }
-    var previous = 0
-    for i in 0...batch.rows {
-        let offset = offsets.index(i)
-        if offset < previous || offset > batch.cols { return .badOffsets }
-        previous = offset
+    return add(offsets, .oneD(batch.rows &+ 1, offsets.colStride))
+}
+
+/// The O(rows) checks of a batch whose arrays `checkBatch` accepted, run after every O(1) check
+/// of the call: packed offsets start at or after 0, never decrease and end at or before `cols`;
+/// each length is in `0 ... its row's length`.
+func checkBatchContents(_ batch: Batch) -> Status {
+    if batch.layout == .packed, let offsets = batch.offsets {
+        var previous = 0
+        for i in 0...batch.rows {
+            let offset = offsets.index(i)
+            if offset < previous || offset > batch.cols { return .badOffsets }
+            previous = offset
+        }
+    }
+    if let lengths = batch.lengths {
+        for row in 0..<batch.rows {
+            let length = lengths.index(row)
+            if length < 0 || length > batch.rowSpan(row).count { return .badLengths }
+        }
     }
     return .ok
 }
@@ -239,7 +284,10 @@ private func validateMask(_ batch: Batch, criteria: [Criterion], options: Reduct
         let dims = gridDims(batch, rowStride: outputs.weights.rowStride, colStride: outputs.weights.colStride)
         status = checkOutput(outputs.weights, dims, taken: &taken)
     }
-    return status
+    if status == .ok && outputs.metrics != nil && metricRecordBytes(rows: batch.rows, rowCriteria: rowCriteria) == nil {
+        return .tooLarge
+    }
+    return status == .ok ? checkBatchContents(batch) : status
 }
 
 /// A `[rows]` byte view of row decisions, given as an input; its extent through `extent`.
@@ -249,8 +297,16 @@ private func checkKeepRow(_ keepRow: StridedView, rows: Int, extent: inout Exten
     return checkArray(base: keepRow.base, dims: .oneD(rows, keepRow.colStride), elementSize: 1, extent: &extent)
 }
 
+/// A required token-grid output: present unless the grid is empty (after the sizes are checked,
+/// so that bad sizes are reported as such).
+private func checkGridOutputPresent(_ batch: Batch, _ base: UnsafeMutableRawPointer?) -> Status {
+    guard let positions = batchGridCount(batch), batch.rows < Int.max else { return .badSize }
+    return base != nil || positions == 0 ? .ok : .nullPointer
+}
+
 func validateWeights(_ batch: Batch, options: ReductionOptions, keepRow: StridedView?, outputs: MaskOutputs) -> Status {
-    guard outputs.weights.base != nil || batch.gridCount == 0 else { return .nullPointer }
+    let present = checkGridOutputPresent(batch, UnsafeMutableRawPointer(outputs.weights.base))
+    if present != .ok { return present }
     var keepRowExtent: Extent?
     if let keepRow {
         let status = checkKeepRow(keepRow, rows: batch.rows, extent: &keepRowExtent)
@@ -262,15 +318,17 @@ func validateWeights(_ batch: Batch, options: ReductionOptions, keepRow: Strided
 }
 
 func validateTokenKeep(_ batch: Batch, criteria: [Criterion], options: ReductionOptions, keepRow: StridedView, outputs: MaskOutputs) -> Status {
-    guard outputs.keepToken.base != nil || batch.gridCount == 0 else { return .nullPointer }
+    var status = checkGridOutputPresent(batch, UnsafeMutableRawPointer(outputs.keepToken.base))
+    if status != .ok { return status }
     var keepRowExtent: Extent?
-    let status = checkKeepRow(keepRow, rows: batch.rows, extent: &keepRowExtent)
+    status = checkKeepRow(keepRow, rows: batch.rows, extent: &keepRowExtent)
     if status != .ok { return status }
     return validateMask(batch, criteria: criteria, options: options, outputs: outputs, extraInput: keepRowExtent)
 }
 
 func validateTokenValues(_ batch: Batch, estimator: Estimator, options: ReductionOptions, out: OutView<Float>) -> Status {
-    guard out.base != nil || batch.gridCount == 0 else { return .nullPointer }
+    let present = checkGridOutputPresent(batch, UnsafeMutableRawPointer(out.base))
+    if present != .ok { return present }
     guard batch.mask == nil, batch.lengths == nil else { return .badInputs }
     return withExtentList { taken in
         var status = checkBatch(batch, into: &taken)
@@ -279,6 +337,7 @@ func validateTokenValues(_ batch: Batch, estimator: Estimator, options: Reductio
         if status != .ok { return status }
         guard (estimator == .value) == batch.source.givesValues else { return .badEstimator }
         if batch.layout == .packed && out.base != nil && out.rowStride != 0 { return .badStride }
-        return checkOutput(out, gridDims(batch, rowStride: out.rowStride, colStride: out.colStride), taken: &taken)
+        status = checkOutput(out, gridDims(batch, rowStride: out.rowStride, colStride: out.colStride), taken: &taken)
+        return status == .ok ? checkBatchContents(batch) : status
     }
 }

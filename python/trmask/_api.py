@@ -24,6 +24,7 @@ _STATUS_HINTS = {
     "TRM_E_ALIASING": "an output shares memory with another array",
     "TRM_E_OUT_OF_RANGE": "an array's strides reach outside the address space",
     "TRM_E_BAD_PARTIALS": "partials must hold counts >= 0 for the same rows and estimators",
+    "TRM_E_TOO_LARGE": "the request needs more working memory than trmask allocates: split the batch",
 }
 
 

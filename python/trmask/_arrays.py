@@ -192,8 +192,8 @@ def new_output(like: Any, shape: tuple, dtype: str):
 
 def output_struct(array: Any, two_d: bool = False, grid_packed: bool = False) -> _ffi.Out:
     """The C output for an array this module allocated, or one the caller passed and
-    `check_output` accepted."""
-    if type(array) is np.ndarray:
+    `check_output` accepted (ndarray subclasses such as np.memmap included)."""
+    if isinstance(array, np.ndarray):
         ptr, strides = data_pointer(array), tuple(s // array.itemsize for s in array.strides)
     else:
         ptr, strides = array.data_ptr(), tuple(array.stride())
@@ -207,6 +207,9 @@ def output_struct(array: Any, two_d: bool = False, grid_packed: bool = False) ->
 def check_output(name: str, out: Any, shape: tuple, dtype_code: int, inputs: Sequence[Operand]) -> None:
     """Refuses an output the caller passed that trmask cannot write safely: wrong shape or
     dtype, read-only, zero strides on a dimension longer than 1, or memory shared with an input."""
+    if isinstance(out, np.ma.MaskedArray):
+        raise TrmaskError(f"`{name}` is a masked array; pass `{name}.data` (trmask writes every element and "
+                          "would leave the mask stale)")
     operand = Operand(name, out, (dtype_code,))
     if operand.shape != shape:
         raise TrmaskError(f"`{name}` has shape {operand.shape}; expected {shape}")
@@ -235,7 +238,8 @@ def _byte_span(operand: Operand) -> tuple:
 
 
 def pointer(array: Any) -> int:
-    """The data address of an array this module allocated (0 when it has no elements)."""
-    if type(array) is np.ndarray:
+    """The data address of an array this module allocated or `check_output` accepted (0 when it
+    has no elements)."""
+    if isinstance(array, np.ndarray):
         return data_pointer(array) if array.size else 0
     return array.data_ptr() if array.numel() else 0

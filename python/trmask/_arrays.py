@@ -1,4 +1,5 @@
-"""numpy arrays and torch CPU tensors as strided views for the C ABI, without copies.
+"""numpy arrays, torch CPU tensors and DLPack arrays (_dlpack.py) as strided views for the C ABI,
+without copies.
 
 Every check names the argument and says what was expected. Arrays stay referenced by the
 ``Operand`` objects (and those by the caller's frame) until the C call returns: a raw pointer
@@ -13,7 +14,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from . import _ffi
+from . import _dlpack, _ffi
 from .errors import TrmaskError
 
 FLOAT_DTYPES = (_ffi.DTYPE_F32, _ffi.DTYPE_F64, _ffi.DTYPE_F16, _ffi.DTYPE_BF16)
@@ -120,6 +121,9 @@ class Operand:
             self.ptr = obj.data_ptr()
             self.shape = tuple(obj.shape)
             self.strides = tuple(obj.stride())
+        elif not isinstance(obj, np.ndarray) and _dlpack.exports(obj):
+            obj = _dlpack.DLPackArray(name, obj)  # owned until this operand is freed, after the call
+            code, dtype_name, self.ptr, self.shape, self.strides = obj.dtype_code, obj.dtype_name, obj.ptr, obj.shape, obj.strides
         else:
             if not isinstance(obj, np.ndarray):
                 try:
@@ -211,6 +215,8 @@ def check_output(name: str, out: Any, shape: tuple, dtype_code: int, inputs: Seq
         raise TrmaskError(f"`{name}` is a masked array; pass `{name}.data` (trmask writes every element and "
                           "would leave the mask stale)")
     operand = Operand(name, out, (dtype_code,))
+    if isinstance(operand.obj, _dlpack.DLPackArray):
+        raise TrmaskError(f"`{name}` is a DLPack array; outputs are numpy arrays or torch tensors")
     if operand.shape != shape:
         raise TrmaskError(f"`{name}` has shape {operand.shape}; expected {shape}")
     if isinstance(out, np.ndarray) and not out.flags.writeable:

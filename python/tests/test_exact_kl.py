@@ -403,6 +403,8 @@ def test_bad_arguments_reach_every_new_status():
         trmask.exact_kl(a.astype(np.float64), a)
     with pytest.raises(TrmaskError, match="shape"):
         trmask.exact_kl(a, np.zeros((2, 9), dtype=np.float32))
+    with pytest.raises(TrmaskError, match="`mask` has dtype int32; expected bool or uint8"):
+        trmask.exact_kl(a, a, mask=np.ones(2, np.int32))
     with pytest.raises(TrmaskError) as error:
         trmask.exact_kl(np.zeros((2, 0), dtype=np.float32), np.zeros((2, 0), dtype=np.float32))
     assert error.value.status_name == "TRM_E_BAD_SIZE"

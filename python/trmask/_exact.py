@@ -11,7 +11,7 @@ import numpy as np
 
 from . import _arrays, _ffi
 from ._api import MaskResult, raise_for_status, trust_region_mask
-from ._arrays import INDEX_DTYPES, MASK_DTYPES, Operand
+from ._arrays import INDEX_DTYPES, Operand
 from ._criteria import Criterion, CriteriaLike
 from .errors import TrmaskError
 
@@ -19,6 +19,8 @@ _lib = _ffi.lib
 
 LOGIT_DTYPES = (_ffi.DTYPE_F32, _ffi.DTYPE_BF16, _ffi.DTYPE_F16)
 TOPK_LOGPROB_DTYPES = (_ffi.DTYPE_F32, _ffi.DTYPE_BF16, _ffi.DTYPE_F16, _ffi.DTYPE_F64)
+#: The logit functions read position masks as bytes (the C ABI takes U8/BOOL there).
+POSITION_MASK_DTYPES = (_ffi.DTYPE_BOOL, _ffi.DTYPE_U8)
 
 #: The paper's TRM-Max&Avg on the exact KL (docs/semantics.md §4): ``max value <= 0.1``, ``mean value <= 0.002``.
 DEFAULT_EXACT_CRITERIA = (Criterion("max", "value", hi=0.1), Criterion("mean", "value", hi=0.002))
@@ -119,7 +121,7 @@ def exact_kl(train_logits: Any, rollout_logits: Any, *, temperature: float = 1.0
         raise TrmaskError(f"`rollout_logits` has shape {a.shape}; expected {b.shape} like `train_logits`")
     leading, vocab = tuple(b.shape[:-1]), b.shape[-1]
     rows, cols = _grid(leading)
-    m = _position_operand("mask", mask, MASK_DTYPES, leading, "train_logits[..., 0]")
+    m = _position_operand("mask", mask, POSITION_MASK_DTYPES, leading, "train_logits[..., 0]")
     ids = _position_operand("token_ids", token_ids, INDEX_DTYPES, leading, "train_logits[..., 0]")
     options = _options(temperature, threads)
     like = b.obj
@@ -163,7 +165,7 @@ def topk_kl_lower_bound(train_logits: Any, rollout_topk_logprobs: Any, rollout_t
         raise TrmaskError(f"`rollout_topk_logprobs` has shape {lp.shape}; expected {leading} + (k,) "
                           f"with the leading shape of `train_logits` {b.shape}")
     rows, cols = _grid(leading)
-    m = _position_operand("mask", mask, MASK_DTYPES, leading, "train_logits[..., 0]")
+    m = _position_operand("mask", mask, POSITION_MASK_DTYPES, leading, "train_logits[..., 0]")
     options = _options(temperature, threads)
     out = _arrays.new_output(b.obj, leading, "float32")
     batch = _ffi.TopKBatch(ctypes.sizeof(_ffi.TopKBatch), 0, rows, cols, b.shape[-1], lp.shape[-1], _view3(lp),

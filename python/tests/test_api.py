@@ -421,6 +421,12 @@ def test_ragged_lists_are_refused_with_trmask_error():
         trmask.trust_region_mask([[0.0, 1.0], [0.0]], [[0.0, 1.0], [0.0, 0.0]])
 
 
+def test_numpy_masked_arrays_are_refused():
+    lt, lr, mask = batch()
+    with pytest.raises(TrmaskError, match="`logp_train` is a numpy masked array"):
+        trmask.trust_region_mask(np.ma.masked_array(lt, ~mask), lr)
+
+
 def test_lists_are_read_through_one_documented_copy():
     lt, lr, mask = batch(rows=3, cols=5)
     from_lists = trmask.trust_region_mask(lt.tolist(), lr.tolist(), mask.tolist())

@@ -131,6 +131,10 @@ class Operand:
                 except (TypeError, ValueError) as error:  # ragged lists, objects numpy cannot convert
                     raise TrmaskError(f"`{name}` is a {type(obj).__name__} that is not an array ({error}); pass a numpy "
                                       "array or a torch tensor") from None
+            elif isinstance(obj, np.ma.MaskedArray):  # reading its data in place would ignore its mask
+                raise TrmaskError(f"`{name}` is a numpy masked array, whose mask trmask would not see; pass "
+                                  f"{name}.data and its validity as `mask=` (np.ma.getmaskarray({name}) marks the "
+                                  "invalid entries)")
             dtype = obj.dtype
             code = _numpy_dtype_code(dtype)
             dtype_name = None if code in dtypes else dtype.name

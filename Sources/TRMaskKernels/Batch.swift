@@ -58,7 +58,7 @@ public struct Batch: @unchecked Sendable {
     }
 
     /// Number of positions of the token grid (`rows * cols` padded, `cols` packed) of a validated
-    /// batch (validation computes it with checks: `batchGridCount`).
+    /// batch (`checkBatchSizes` made the product representable).
     var gridCount: Int { layout == .padded ? rows &* cols : cols }
 
     /// Row `i`'s first grid position and its number of positions (before lengths).

@@ -10,7 +10,8 @@ let maximumWorkers = 256
 
 /// The most working memory one call allocates (the metrics' per-row records, the top-k scratch
 /// of one position): a valid request that needs more is refused with `.tooLarge` (as is one
-/// whose allocation fails), never aborted. 4 GiB: 2^25 rows of metrics with 64 criteria.
+/// whose allocation fails), never aborted. 4 GiB: the metrics of 2^25 rows (11 million with 64
+/// row criteria); include/trmask.h states these limits.
 public let maximumScratchBytes = 1 << 32
 
 // MARK: - Sizes: the one place where products and sums of caller sizes are formed.
@@ -39,15 +40,9 @@ func scratchBytes<Element>(_ count: Int, of _: Element.Type, plus extra: Int = 0
 
 /// The sizes of a batch, before anything that depends on them: rows and cols >= 0, the padded
 /// grid `rows * cols` and the packed offsets' `rows + 1` representable.
+/// (`rows * cols` is checked for packed batches too: the kernels share the padded arithmetic.)
 func checkBatchSizes(_ batch: Batch) -> Status {
-    guard batchGridCount(batch) != nil, batch.rows < Int.max else { return .badSize }
-    return .ok
-}
-
-/// Positions of the token grid (`rows * cols` padded, `cols` packed), nil for bad sizes.
-func batchGridCount(_ batch: Batch) -> Int? {
-    guard let cells = sizeProduct(batch.rows, batch.cols) else { return nil }
-    return batch.layout == .padded ? cells : batch.cols
+    sizeProduct(batch.rows, batch.cols) != nil && batch.rows < Int.max ? .ok : .badSize
 }
 
 /// One dimension of an array: its length and its stride in elements.
@@ -300,8 +295,8 @@ private func checkKeepRow(_ keepRow: StridedView, rows: Int, extent: inout Exten
 /// A required token-grid output: present unless the grid is empty (after the sizes are checked,
 /// so that bad sizes are reported as such).
 private func checkGridOutputPresent(_ batch: Batch, _ base: UnsafeMutableRawPointer?) -> Status {
-    guard let positions = batchGridCount(batch), batch.rows < Int.max else { return .badSize }
-    return base != nil || positions == 0 ? .ok : .nullPointer
+    if checkBatchSizes(batch) != .ok { return .badSize }
+    return base != nil || batch.gridCount == 0 ? .ok : .nullPointer
 }
 
 func validateWeights(_ batch: Batch, options: ReductionOptions, keepRow: StridedView?, outputs: MaskOutputs) -> Status {

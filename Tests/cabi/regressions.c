@@ -23,55 +23,32 @@
 typedef trm_status_t (*case_fn)(void);
 
 static trm_batch_t batch_of(int32_t layout, int64_t rows, int64_t cols) {
-    trm_batch_t b;
-    memset(&b, 0, sizeof b);
-    b.struct_size = sizeof b;
-    b.layout = layout;
-    b.n_rows = rows;
-    b.n_cols = cols;
+    trm_batch_t b = {.struct_size = sizeof(trm_batch_t), .layout = layout, .n_rows = rows, .n_cols = cols};
     return b;
 }
 
 static trm_options_t default_options(void) {
-    trm_options_t o;
-    memset(&o, 0, sizeof o);
-    o.struct_size = sizeof o;
-    o.clamp = INFINITY;
+    trm_options_t o = {.struct_size = sizeof(trm_options_t), .clamp = INFINITY};
     return o;
 }
 
 static trm_view_t view(const void *data, int32_t dtype, int64_t stride_row, int64_t stride_col) {
-    trm_view_t v;
-    memset(&v, 0, sizeof v);
-    v.data = data;
-    v.dtype = dtype;
-    v.stride_row = stride_row;
-    v.stride_col = stride_col;
+    trm_view_t v = {.data = data, .dtype = dtype, .stride_row = stride_row, .stride_col = stride_col};
     return v;
 }
 
 static trm_out_t out(void *data, int64_t stride_row, int64_t stride_col) {
-    trm_out_t o;
-    o.data = data;
-    o.stride_row = stride_row;
-    o.stride_col = stride_col;
+    trm_out_t o = {.data = data, .stride_row = stride_row, .stride_col = stride_col};
     return o;
 }
 
 static trm_mask_out_t mask_out(void) {
-    trm_mask_out_t o;
-    memset(&o, 0, sizeof o);
-    o.struct_size = sizeof o;
+    trm_mask_out_t o = {.struct_size = sizeof(trm_mask_out_t)};
     return o;
 }
 
 static trm_criterion_t criterion(int32_t aggregation, int32_t estimator, double hi) {
-    trm_criterion_t c;
-    memset(&c, 0, sizeof c);
-    c.aggregation = aggregation;
-    c.estimator = estimator;
-    c.lo = -INFINITY;
-    c.hi = hi;
+    trm_criterion_t c = {.aggregation = aggregation, .estimator = estimator, .lo = -INFINITY, .hi = hi};
     return c;
 }
 
@@ -157,41 +134,31 @@ static trm_status_t metrics_on_huge_empty_batch(void) {
 }
 
 static trm_view3_t view3(const void *data, int32_t dtype, int64_t row, int64_t col, int64_t depth) {
-    trm_view3_t v;
-    memset(&v, 0, sizeof v);
-    v.data = data;
-    v.dtype = dtype;
-    v.stride_row = row;
-    v.stride_col = col;
-    v.stride_depth = depth;
+    trm_view3_t v = {.data = data, .dtype = dtype, .stride_row = row, .stride_col = col, .stride_depth = depth};
     return v;
 }
 
 static trm_logit_options_t logit_options(void) {
-    trm_logit_options_t o;
-    memset(&o, 0, sizeof o);
-    o.struct_size = sizeof o;
-    o.temperature = 1;
+    trm_logit_options_t o = {.struct_size = sizeof(trm_logit_options_t), .temperature = 1};
     return o;
 }
 
 static const float logits[4] = {0.5f, -1.0f, 2.0f, 0.0f};
 static const int64_t zero_id = 0;
 
-static trm_status_t topk_huge_k(void) {
-    trm_topk_batch_t b;
-    memset(&b, 0, sizeof b);
-    b.struct_size = sizeof b;
-    b.n_rows = 1;
-    b.n_cols = 1;
-    b.vocab = 4;
-    b.k = INT64_C(1) << 40;
-    b.rollout_logprobs = view3(&one_float, TRM_DTYPE_F32, 0, 0, 0);
-    b.rollout_ids = view3(&zero_id, TRM_DTYPE_I64, 0, 0, 0);
+/* trm_topk_kl_lower_bound on one position of a 4-token vocabulary with k listed tokens. */
+static trm_status_t topk_one_position(int64_t k, const void *logprobs, const void *ids, int64_t depth_stride, float *kl) {
+    trm_topk_batch_t b = {.struct_size = sizeof(trm_topk_batch_t), .n_rows = 1, .n_cols = 1, .vocab = 4, .k = k};
+    b.rollout_logprobs = view3(logprobs, TRM_DTYPE_F32, 0, 0, depth_stride);
+    b.rollout_ids = view3(ids, TRM_DTYPE_I64, 0, 0, depth_stride);
     b.train = view3(logits, TRM_DTYPE_F32, 4, 4, 1);
     trm_logit_options_t o = logit_options();
+    return trm_topk_kl_lower_bound(&b, &o, out(kl, 1, 1));
+}
+
+static trm_status_t topk_huge_k(void) {
     float kl = -7;
-    trm_status_t status = trm_topk_kl_lower_bound(&b, &o, out(&kl, 1, 1));
+    trm_status_t status = topk_one_position(INT64_C(1) << 40, &one_float, &zero_id, 0, &kl);
     return kl == -7 ? status : -1;
 }
 
@@ -275,19 +242,8 @@ static trm_status_t token_id_scan_after_cheap_checks(void) {
 /* --- 4. NULL data of arrays without elements, in debug builds too ------------------------------ */
 
 static trm_status_t topk_k0_null_ids(void) {
-    trm_topk_batch_t b;
-    memset(&b, 0, sizeof b);
-    b.struct_size = sizeof b;
-    b.n_rows = 1;
-    b.n_cols = 1;
-    b.vocab = 4;
-    b.k = 0;
-    b.rollout_logprobs = view3(NULL, TRM_DTYPE_F32, 0, 0, 1);
-    b.rollout_ids = view3(NULL, TRM_DTYPE_I64, 0, 0, 1);
-    b.train = view3(logits, TRM_DTYPE_F32, 4, 4, 1);
-    trm_logit_options_t o = logit_options();
     float kl = -7;
-    trm_status_t status = trm_topk_kl_lower_bound(&b, &o, out(&kl, 1, 1));
+    trm_status_t status = topk_one_position(0, NULL, NULL, 1, &kl);
     return status != TRM_OK || kl == 0 ? status : -1;
 }
 

@@ -98,8 +98,9 @@ private func validateExactKL(_ input: LogitPair, outputs: ExactKLOutputs, taken:
         status = checkOutput(out, Dims(outer: (input.rows, out.rowStride), inner: (input.cols, out.colStride)), taken: &taken)
         if status != .ok { return status }
     }
-    // Token ids in range at every counted position: the O(n) scan, after every other check.
-    guard let ids = input.tokenIDs else { return .ok }
+    // Token ids in range at every counted position: the O(n) scan, after every other check
+    // (and none for an empty grid: 2^32 rows of 0 positions are no work).
+    guard let ids = input.tokenIDs, input.rows * input.cols > 0 else { return .ok }
     for row in 0..<input.rows {
         for col in 0..<input.cols where positionIsValid(input.mask, row: row, col: col) {
             let id = loadIndex(ids.address(row: row, col: col), ids.dtype)

@@ -239,6 +239,17 @@ static trm_status_t token_id_scan_after_cheap_checks(void) {
     return trm_exact_kl(&p, &o, &e);
 }
 
+/* Found by fuzz/ (logits group): an empty grid of 2^62 rows once scanned every row's token ids. */
+static trm_status_t exact_kl_empty_grid_many_rows(void) {
+    trm_logit_pair_t p = {.struct_size = sizeof(trm_logit_pair_t), .n_rows = INT64_C(1) << 62, .n_cols = 0, .vocab = 8};
+    p.rollout = view3(NULL, TRM_DTYPE_F32, 0, 0, 1);
+    p.train = view3(NULL, TRM_DTYPE_F32, 0, 0, 1);
+    p.token_ids = view(&zero_id, TRM_DTYPE_I64, 0, 1);
+    trm_logit_options_t o = logit_options();
+    trm_exact_kl_out_t e = {.struct_size = sizeof(trm_exact_kl_out_t)};
+    return trm_exact_kl(&p, &o, &e);
+}
+
 /* --- 4. NULL data of arrays without elements, in debug builds too ------------------------------ */
 
 static trm_status_t topk_k0_null_ids(void) {
@@ -327,6 +338,7 @@ static const struct {
     {"partials_decide_huge_zero_strides", partials_decide_huge_zero_strides, TRM_E_BAD_STRIDE},
     {"lengths_scan_after_cheap_checks", lengths_scan_after_cheap_checks, TRM_E_BAD_STRIDE},
     {"token_id_scan_after_cheap_checks", token_id_scan_after_cheap_checks, TRM_E_BAD_STRIDE},
+    {"exact_kl_empty_grid_many_rows", exact_kl_empty_grid_many_rows, TRM_OK},
     {"topk_k0_null_ids", topk_k0_null_ids, TRM_OK},
     {"column_major_empty_rows_null_data", column_major_empty_rows_null_data, TRM_OK},
     {"u8_mask_stride_2", u8_mask_stride_2, TRM_OK},

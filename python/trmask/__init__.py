@@ -16,7 +16,8 @@ from ._bounds import BOUND_KEYS, PLUGIN_CAVEAT, PluginBounds, bounds, plugin_bou
 from ._criteria import DEFAULT_CRITERIA, Criterion, parse_criteria
 from ._exact import DEFAULT_EXACT_CRITERIA, ExactKLResult, exact_kl, exact_trust_region_mask, topk_kl_lower_bound
 from ._ffi import lib as _lib
-from ._weights import WeightRule, importance_weights
+from ._importance import importance_weights
+from ._weights import WeightRule
 from ._partials import PartialsDecision, RowPartials, keep_from_partials, merge_partials, row_partials
 from .errors import TrmaskError
 

@@ -22,6 +22,7 @@ from . import _ffi
 from ._api import MaskResult, SequenceStats, raise_for_status
 from ._arrays import is_torch
 from .errors import TrmaskError
+from .report import format_plugin_bounds
 
 BOUND_KEYS = _ffi.BOUND_KEYS
 
@@ -145,8 +146,6 @@ class PluginBounds:
                 "a batch maximum, not the theorems' maximum over all reachable contexts)")
 
     def __str__(self) -> str:
-        from .report import format_plugin_bounds
-
         return format_plugin_bounds(self)
 
 

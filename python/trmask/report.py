@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-from ._bounds import BOUND_KEYS, PLUGIN_CAVEAT
+from ._ffi import BOUND_KEYS
 
 #: How each bound is labelled and its order in T (SPEC §7).
 BOUND_LABELS = {
@@ -92,7 +92,7 @@ def format_plugin_bounds(plugin, kept=None) -> str:
     if plugin.excluded_rows:
         lines.append(f"  {plugin.excluded_rows} rows with a NaN or infinite statistic are left out "
                      "(with them every bound is infinite)")
-    lines.append(f"  NOTE: {PLUGIN_CAVEAT}")
+    lines.append(f"  NOTE: {plugin.caveat}")
     lines += format_bounds_table(columns)
     return "\n".join(lines)
 

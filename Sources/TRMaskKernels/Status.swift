@@ -26,6 +26,10 @@ public enum Status: Int32, CaseIterable, Sendable {
     case badWeightRule = 22
     case needsTokens = 23
     case badPartials = 24
+    // 25..29 belong to other additions.
+    case badRejection = 30
+    case badCorrectionWeights = 31
+    case badDivisor = 32
 
     /// The `TRM_*` macro name, as static text for the C ABI.
     public var name: StaticString {
@@ -55,6 +59,9 @@ public enum Status: Int32, CaseIterable, Sendable {
         case .badWeightRule: "TRM_E_BAD_WEIGHT_RULE"
         case .needsTokens: "TRM_E_NEEDS_TOKENS"
         case .badPartials: "TRM_E_BAD_PARTIALS"
+        case .badRejection: "TRM_E_BAD_REJECTION"
+        case .badCorrectionWeights: "TRM_E_BAD_CORRECTION_WEIGHTS"
+        case .badDivisor: "TRM_E_BAD_DIVISOR"
         }
     }
 
@@ -86,6 +93,9 @@ public enum Status: Int32, CaseIterable, Sendable {
         case .badWeightRule: "invalid weight rule: unknown level or mode, or bounds not 0 <= lo <= hi (truncate: lo = 0)"
         case .needsTokens: "a token criterion or keep_token needs every token: row partials cannot give it"
         case .badPartials: "partials do not match (row count, estimator list) or hold a negative or overflowing count"
+        case .badRejection: "invalid rejection option: unknown level, an estimator other than k1/k2/k3, NaN bound or lo > hi, or too many"
+        case .badCorrectionWeights: "invalid correction weights: level token or sequence, mode truncate (0 < hi) or mask (0 < lo <= hi)"
+        case .badDivisor: "the weight divisor must be finite and > 0"
         }
     }
 }

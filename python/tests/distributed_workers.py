@@ -37,12 +37,13 @@ def _join(rank: int, world: int, port: int) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
 
 
-def run(rank: int, world: int, port: int, task: str, seed: int, out_dir: str) -> None:
-    """Entry point of torch.multiprocessing.spawn: join the group, run `task`, save its result."""
+def run(rank: int, world: int, port: int, tasks: list, seed: int, out_dir: str) -> None:
+    """Entry point of torch.multiprocessing.spawn: join the group, run each task (one group for
+    all: starting processes is the slow part), save each result."""
     _join(rank, world, port)
     try:
-        result = TASKS[task](rank, world, seed)
-        torch.save(result, f"{out_dir}/{task}-{rank}.pt")
+        for task in tasks:
+            torch.save(TASKS[task](rank, world, seed), f"{out_dir}/{task}-{rank}.pt")
     finally:
         dist.destroy_process_group()
 

@@ -24,14 +24,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def spawn(task: str, world: int, seed: int, tmp_path) -> list:
-    torch.multiprocessing.spawn(workers.run, args=(world, free_port(), task, seed, str(tmp_path)), nprocs=world)
-    return [torch.load(tmp_path / f"{task}-{rank}.pt", weights_only=False) for rank in range(world)]
+HAVE_VERL = importlib.util.find_spec("verl") is not None
+TASKS = ["sum", "sharded_rows"] + (["verl_normalize"] if HAVE_VERL else [])
+SEED = 5
 
 
-@pytest.mark.parametrize("world", [2, 3])
-def test_sum_over_ranks_adds_in_rank_order_on_every_rank(world, tmp_path):
-    results = spawn("sum", world, 11, tmp_path)
+@pytest.fixture(scope="module", params=[2, 3], ids=["2-processes", "3-processes"])
+def group(request, tmp_path_factory):
+    """Every task's result on every rank of one real gloo group of `world` processes."""
+    world, out = request.param, tmp_path_factory.mktemp(f"world{request.param}")
+    torch.multiprocessing.spawn(workers.run, args=(world, free_port(), TASKS, SEED, str(out)), nprocs=world)
+    return world, {task: [torch.load(out / f"{task}-{rank}.pt", weights_only=False) for rank in range(world)]
+                   for task in TASKS}
+
+
+def test_sum_over_ranks_adds_in_rank_order_on_every_rank(group):
+    world, results = group[0], group[1]["sum"]
+    assert len(results) == world
     expected = list(results[0]["mine"])
     for result in results[1:]:
         expected = [a + b for a, b in zip(expected, result["mine"])]
@@ -39,10 +48,9 @@ def test_sum_over_ranks_adds_in_rank_order_on_every_rank(world, tmp_path):
         assert list(result["total"]) == expected  # bit for bit
 
 
-@pytest.mark.parametrize("world", [2, 3])
-def test_sharded_rows_give_every_rank_the_single_process_decision(world, tmp_path):
-    results = spawn("sharded_rows", world, 5, tmp_path)
-    logp_train, logp_roll, mask, cuts = workers.sharded_batch(5, 7, 40, world)
+def test_sharded_rows_give_every_rank_the_single_process_decision(group):
+    world, results = group[0], group[1]["sharded_rows"]
+    logp_train, logp_roll, mask, cuts = workers.sharded_batch(SEED, 7, 40, world)
     shards = [trmask.row_partials(logp_train[:, a:b], logp_roll[:, a:b], mask[:, a:b], estimators=("k2", "k3"))
               for a, b in zip(cuts, cuts[1:])]
     single = trmask.keep_from_partials(trmask.merge_partials(*shards) if world > 1 else shards[0])
@@ -57,14 +65,9 @@ def test_sharded_rows_give_every_rank_the_single_process_decision(world, tmp_pat
         assert torch.equal(result["keep_row"], whole.keep_row)
 
 
-needs_verl = pytest.mark.skipif(importlib.util.find_spec("verl") is None,
-                                reason="verl 0.9.1 is not installed (python/verl-test/install)")
-
-
-@needs_verl
-@pytest.mark.parametrize("world", [2, 3])
-def test_verl_batch_normalisation_across_ranks(world, tmp_path):
-    results = spawn("verl_normalize", world, 3, tmp_path)
+@pytest.mark.skipif(not HAVE_VERL, reason="verl 0.9.1 is not installed (python/verl-test/install)")
+def test_verl_batch_normalisation_across_ranks(group):
+    world, results = group[0], group[1]["verl_normalize"]
     for level in ("token", "sequence"):
         factors = {r[level]["factor"] for r in results}
         assert len(factors) == 1  # the same bits on every rank
@@ -73,7 +76,7 @@ def test_verl_batch_normalisation_across_ranks(world, tmp_path):
         for result in results:
             torch.testing.assert_close(result[level]["ours"], result[level]["theirs"], rtol=1e-5, atol=0)
         # The single-process answer from the same blocks: the per-rank sums added in rank order.
-        log_ratio, mask, cuts = workers.row_blocks(3, 9, 12, world)
+        log_ratio, mask, cuts = workers.row_blocks(SEED, 9, 12, world)
         total = count = 0.0
         for a, b in zip(cuts, cuts[1:]):
             stats = trmask.rollout_correction(log_ratio=log_ratio[a:b], mask=mask[a:b], mask_weights=True,

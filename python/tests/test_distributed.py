@@ -83,3 +83,13 @@ def test_verl_batch_normalisation_across_ranks(group):
                                               weights=trmask.WeightRule(level, "truncate", hi=2.0)).statistics["weights"]
             total, count = total + stats["norm_sum"], count + stats["norm_count"]
         assert factor == total / count
+
+
+def test_without_a_process_group_trmask_distributed_says_so():
+    import trmask.distributed
+
+    assert not torch.distributed.is_initialized()
+    with pytest.raises(trmask.TrmaskError, match="init_process_group"):
+        trmask.distributed.sum_over_ranks([1.0])
+    with pytest.raises(trmask.TrmaskError, match="expected RowPartials"):
+        trmask.distributed.row_partials_over_ranks(None)

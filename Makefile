@@ -32,7 +32,7 @@ LIB := python/trmask/_lib/libtrmask.so
 SOURCES := $(shell find Sources include -type f) Package.swift trmask.exports Makefile
 TORCH_WHEEL := $(firstword $(wildcard /opt/wheels/torch-*.whl))
 
-.PHONY: all lib install demo test test-swift test-python test-examples bench clean
+.PHONY: all lib install demo test test-swift test-python test-examples test-verl bench clean
 
 all: lib
 
@@ -69,6 +69,16 @@ test-python: install
 # python/tests/test_abi.py, as C99 and as C++.
 test-examples:
 	$(SWIFT) run --package-path examples/swift --scratch-path .build-example TRMaskExample
+
+# trmask.verl against verl 0.9.1 itself, and the torch.distributed tests (they skip without verl):
+# verl goes into a venv of its own (.venv-verl, reusing this interpreter's torch, numpy, pytest and
+# hypothesis) by python/verl-test/install, which any CI venv can run too (about 45 s, 400 MB).
+VERL_VENV ?= .venv-verl
+test-verl: lib
+	test -x $(VERL_VENV)/bin/python || $(PYTHON) -m venv --system-site-packages $(VERL_VENV)
+	python/verl-test/install $(VERL_VENV)/bin/python
+	PYTHONPATH=python $(VERL_VENV)/bin/python -m pytest -q python/tests/test_verl.py python/tests/test_verl_patch.py \
+		python/tests/test_distributed.py
 
 bench: install
 	$(PYTHON) bench/bench.py

@@ -117,6 +117,14 @@ typedef int32_t trm_status_t;
 #define TRM_E_TOO_LARGE 25      /* the request is valid but needs more working memory than
                                    trmask allocates for it (limits: "Limits" below); nothing is
                                    written */
+#define TRM_E_BAD_REJECTION 30  /* a rollout-correction rejection with an unknown level, an
+                                   estimator other than k1/k2/k3, a NaN bound or lo > hi; or more
+                                   than TRM_MAX_REJECTIONS of them */
+#define TRM_E_BAD_CORRECTION_WEIGHTS 31 /* rollout-correction weights with a level other than token
+                                           or sequence, a mode other than truncate or mask, or
+                                           bounds not 0 < lo <= hi (mask) / 0 < hi (truncate), NaN
+                                           refused */
+#define TRM_E_BAD_DIVISOR 32    /* a weight divisor that is not finite and > 0 */
 
 /* Static English text for a status, e.g. "output strides overlap". Never NULL; unknown codes
    give "unknown status". */
@@ -680,6 +688,224 @@ trm_status_t trm_partials_merge(const trm_partials_t *a, const trm_partials_t *b
 trm_status_t trm_partials_decide(const trm_partials_t *partials, const trm_criterion_t *criteria,
                                  int64_t n_criteria, const trm_options_t *options,
                                  const trm_mask_out_t *out);
+
+/* ---------------------------------------------------------------------------------------------
+ * Rollout correction in verl's arithmetic (docs/rollout-correction.md): rejection options, importance
+ * weights and their statistics in one pass per row, for trainers (verl) that define them on a
+ * weight mask and in the log-ratio's own dtype.
+ *
+ * Differences from trm_mask, each what verl computes:
+ * - the mask may act as a weight (mask_weights = 1): sums multiply each term by m[i,t], means
+ *   divide by sum_t m[i,t] + 1e-8 (that sum rounded to mean_dtype), max/min run over m != 0;
+ * - per-token values are computed in compute_dtype, each operation rounded to it:
+ *   d = clamp(delta, -clamp, clamp); k1 = -d; k2 = 0.5 * (d * d); k3 = (exp(d) - 1) - d (the
+ *   naive form: it can be slightly negative for tiny |d|); exp is the correctly rounded one;
+ *   row sums are float64 sums rounded to compute_dtype; means are computed in the wider of
+ *   compute_dtype and mean_dtype; bounds are rounded to nearest in the dtype of the statistic
+ *   they are compared with, then compared inclusively;
+ * - the output mask is m[i,t] * keep[i,t] in the mask's own dtype (its values survive);
+ * - sequence weights clamp the ROW SUM of unclamped log-ratios: exp(clamp(sum_t delta * m));
+ *   weights are written at every position of a row as w * m (verl's formula: a NaN log-ratio
+ *   gives NaN even where m = 0) and are NOT zeroed on rows the rejections remove.
+ * Rows are never split across threads; float64 sums in a fixed order, per-row records reduced in
+ * row order: bit-identical results for every thread count.
+ * ------------------------------------------------------------------------------------------ */
+
+/* Levels of a rejection option (verl's token_kN, seq_sum_kN, seq_mean_kN, seq_max_kN). */
+#define TRM_REJECT_TOKEN 0    /* per token: keep the token iff lo <= k(d_t) <= hi */
+#define TRM_REJECT_SEQ_SUM 1  /* the row iff lo <= sum_t m_t k(d_t) <= hi */
+#define TRM_REJECT_SEQ_MEAN 2 /* the row iff lo <= sum_t m_t k(d_t) / (sum_t m_t + 1e-8) <= hi */
+#define TRM_REJECT_SEQ_MAX 3  /* the row iff lo <= max_{m_t != 0} k(d_t) <= hi (0 for a row
+                                 without m_t != 0) */
+
+/* Most rejection options one call takes (verl has eleven). */
+#define TRM_MAX_REJECTIONS 16
+
+/* One rejection option. A NaN statistic fails (fail closed); +-inf deltas are clamped first. */
+typedef struct trm_rejection_t {
+    int32_t level;     /* TRM_REJECT_* */
+    int32_t estimator; /* TRM_EST_K1, TRM_EST_K2 or TRM_EST_K3 */
+    double lo;         /* -INFINITY = none. verl's k1 "lower_upper" keeps log(lower) <= k1 <=
+                          log(upper); its k2/k3 options have lo = -INFINITY */
+    double hi;         /* +INFINITY = none */
+} trm_rejection_t;
+
+/* A strided output of a caller-chosen dtype over the token grid (padded [n_rows, n_cols], packed
+   [n_cols] with stride_row 0). */
+typedef struct trm_typed_out_t {
+    void *data;         /* NULL = not wanted */
+    int32_t dtype;      /* TRM_DTYPE_* (which ones: per field) */
+    int32_t reserved;   /* must be 0 */
+    int64_t stride_row; /* elements between rows (padded); 0 for packed */
+    int64_t stride_col; /* elements between tokens */
+} trm_typed_out_t;
+
+/* What to compute. */
+typedef struct trm_correction_config_t {
+    uint32_t struct_size;  /* sizeof(trm_correction_config_t) */
+    int32_t compute_dtype; /* F32, F64, F16 or BF16: the dtype of the per-token arithmetic (verl:
+                              the log-ratio's dtype) */
+    int32_t mean_dtype;    /* F32, F64, F16 or BF16: the dtype of mean denominators
+                              sum_t m + 1e-8 (verl: the mask's dtype when it is a float dtype, else
+                              float32, torch's default) */
+    int32_t mask_weights;  /* 1: the mask's values weight every sum and mean; 0: nonzero = 1 */
+    double clamp;          /* the per-token clamp of d and of the sequence weight's row sum, > 0
+                              (verl: 20) */
+    int32_t threads;       /* >= 0; 0 = automatic */
+    int32_t n_rejections;  /* 0..TRM_MAX_REJECTIONS */
+    const trm_rejection_t *rejections; /* n_rejections entries, ANDed; NULL iff none */
+    int32_t weights;       /* 1: compute importance weights under weight_rule; 0: none */
+    int32_t normalize;     /* 1: divide the weights by their batch mean (weight_norm_sum /
+                              weight_norm_count of the statistics) when it is > 1e-8, in the
+                              weights' dtype (verl's rollout_is_batch_normalize on one process);
+                              0: leave them (a distributed caller reduces the two sums across
+                              ranks and calls trm_weights_divide) */
+    trm_weight_rule_t weight_rule; /* level TRM_WEIGHT_TOKEN (w_t = exp(clamp(d_t))) or
+                              TRM_WEIGHT_SEQUENCE (w_i = exp(clamp(sum_t m_t delta_t))); mode
+                              TRM_WEIGHT_MODE_TRUNCATE (min(w * m, hi); lo must be 0; statistics
+                              use 1/hi as the lower bound) or TRM_WEIGHT_MODE_MASK (w * m if
+                              lo <= w * m <= hi, else 0; 0 < lo) */
+} trm_correction_config_t;
+
+/* Statistics of the importance weights. w: the weights written (before normalisation), raw: the
+   weights before truncation or masking (w * m), S_i = sum_t m_t delta_t (unclamped), M = sum of m,
+   lower = lo (mask) or 1/hi (truncate). A NaN contributes NaN (as in verl). */
+typedef struct trm_weight_stats_t {
+    double mean;          /* sum w m / (M + 1e-8) */
+    double max;           /* token: max of w over m != 0; sequence: exp(min(max_i S_i, clamp)) */
+    double min;           /* token: min of w over m != 0; sequence: exp(min_i S_i) */
+    double std;           /* sqrt(max(0, mean(c^2) - mean(c)^2)), c = min(max(w, 0), hi), means
+                             weighted by m over M + 1e-8; 0 unless M > 1 */
+    double eff_sample_size; /* 1 / (sum m (c / (mean(c) + 1e-8))^2 / (M + 1e-8)); +inf when every
+                               c is 0 (verl raises ZeroDivisionError) */
+    double ratio_fraction_high; /* token: sum m [raw > hi] / (M + 1e-8); sequence: fraction of all
+                                   rows with S_i > log(hi) (log in float32, as verl) */
+    double ratio_fraction_low;  /* likewise with raw < lower, S_i < log(lower) */
+    double seq_mean;      /* over ALL rows of r_i = sum_t w m / (M_i + 1e-8) */
+    double seq_std;       /* Bessel-corrected std of r_i over all rows; 0 for one row */
+    double seq_max;
+    double seq_min;
+    double seq_max_deviation; /* max_i |r_i - 1| */
+    double seq_fraction_high; /* fraction of all rows whose raw mean sum_t raw m / (M_i + 1e-8)
+                                 exceeds hi */
+    double seq_fraction_low;  /* ... is below lower */
+    double oob_ratio;     /* mask mode: sum m [raw < lo or raw > hi] / (M + 1e-8); NaN otherwise */
+    double norm_sum;      /* batch normalisation numerator: token level sum w m; sequence level
+                             sum of r_i over rows with M_i > 0 */
+    double norm_count;    /* its denominator: M; sequence level: rows with M_i > 0 */
+    double norm_factor;   /* the divisor applied when normalize = 1 (norm_sum / max(norm_count,
+                             1e-8), with token level's M + 1e-8 as verl), else 1 */
+} trm_weight_stats_t;
+
+/* Statistics of one rejection option (statistic s: the per-token value for TRM_REJECT_TOKEN, the
+   row statistic broadcast over its tokens otherwise; "valid rows": M_i > 0). */
+typedef struct trm_rejection_stats_t {
+    double mean;          /* sum m s / (M + 1e-8) */
+    double max;           /* sequence levels: max over valid rows; token: over m != 0 */
+    double min;
+    double std;           /* as trm_weight_stats_t.std with c = min(max(s, lo or 0), hi) */
+    double fraction_high; /* sequence levels: fraction of valid rows with s > hi; token: sum m
+                             [s > hi] / (M + 1e-8) */
+    double fraction_low;  /* likewise s < lo; 0 when lo = -INFINITY */
+    double seq_mean;      /* over valid rows of the row statistic (token level: the row's mean
+                             sum m s / (M_i + 1e-8)) */
+    double seq_std;       /* Bessel-corrected; 0 for fewer than two valid rows */
+    double seq_max;
+    double seq_min;
+    double seq_max_deviation; /* max |row statistic| over valid rows */
+    double seq_fraction_high; /* fraction of valid rows whose row statistic is > hi */
+    double seq_fraction_low;  /* ... < lo */
+    double masked_fraction;   /* sum m (1 - keep) / (M + 1e-8), keep of this option alone */
+    double seq_masked_fraction; /* valid rows with a token m != 0 this option rejects / valid
+                                   rows (0 without valid rows) */
+} trm_rejection_stats_t;
+
+/* verl's off-policy diagnostics (need logp_train and logp_roll; NaN for a log_ratio input).
+   Row means mean_i(x) = sum_t m x / (M_i + 1e-8) run over ALL rows (empty rows give 0). */
+typedef struct trm_offpolicy_stats_t {
+    double kl;               /* sum m (lr - lt) / (M + 1e-8) */
+    double k3_kl;            /* sum m ((exp(d) - d) - 1) / (M + 1e-8), d unclamped */
+    double training_ppl;     /* mean over rows of exp(-mean_i(lt)) */
+    double training_log_ppl; /* mean over rows of -mean_i(lt) */
+    double rollout_ppl;      /* likewise for lr */
+    double rollout_log_ppl;
+    double log_ppl_diff;     /* mean over rows of mean_i(lr) - mean_i(lt) */
+    double log_ppl_abs_diff; /* mean over rows of its absolute value */
+    double log_ppl_diff_max;
+    double log_ppl_diff_min;
+    double ppl_ratio;        /* mean over rows of exp(mean_i(lr) - mean_i(lt)) */
+    double chi2_token;       /* sum m exp(clamp(d))^2 / (M + 1e-8) - 1 */
+    double chi2_seq;         /* mean over rows of exp(2 clamp(S_i)) - 1 */
+} trm_offpolicy_stats_t;
+
+/* Every statistic of one trm_rollout_correction call, float64, reduced in row order. */
+typedef struct trm_correction_stats_t {
+    uint32_t struct_size;    /* sizeof(trm_correction_stats_t) */
+    int32_t reserved;        /* must be 0 */
+    int64_t n_rows;          /* B */
+    int64_t n_rows_valid;    /* rows with M_i > 0 */
+    int64_t n_tokens_valid;  /* positions with m != 0 */
+    double mask_sum;         /* M = sum of m over the batch (counts when mask_weights = 0) */
+    double masked_fraction;  /* sum m (1 - keep) / (M + 1e-8), keep of all options together */
+    double seq_masked_fraction; /* rows with a token m != 0 rejected / ALL rows (0 when B = 0) */
+    trm_weight_stats_t weights;        /* all NaN when config->weights == 0 */
+    trm_offpolicy_stats_t offpolicy;
+    trm_rejection_stats_t rejections[TRM_MAX_REJECTIONS]; /* by option index; NaN past
+                                                              n_rejections */
+} trm_correction_stats_t;
+
+/* Outputs of trm_rollout_correction; each may be absent. */
+typedef struct trm_correction_out_t {
+    uint32_t struct_size;  /* sizeof(trm_correction_out_t) */
+    int32_t reserved;      /* must be 0 */
+    trm_typed_out_t mask;  /* the token grid m * keep in the MASK's dtype (dtype must equal the
+                              batch mask's; without a mask any dtype, m = 1): keep = every
+                              option passes (a sequence option's decision covers its whole row);
+                              a float m keeps its value, and is multiplied by 0 where rejected
+                              (IEEE: -0.0, NaN for a NaN or infinite m). Positions outside every
+                              row are 0 */
+    trm_out_t keep_row;    /* uint8_t [n_rows]: 1 = no token with m != 0 of the row is rejected */
+    trm_typed_out_t weights; /* F32, F64, F16 or BF16 token grid (verl: the dtype of log-ratio *
+                                mask); needs config->weights. Positions outside every row are 0 */
+    trm_correction_stats_t *stats; /* NULL = not wanted; written last, on success only */
+} trm_correction_out_t;
+
+/* Rollout correction (verl's compute_rollout_correction_and_rejection_mask arithmetic): the
+ * rejection options' mask, importance weights and every statistic above, in one pass per row
+ * (a second pass over the row, still in cache, writes the mask and the sequence weights).
+ *
+ * batch: required; logp_train with logp_roll (delta = logp_train - logp_roll rounded once to
+ * compute_dtype), or log_ratio; a values input is refused (TRM_E_BAD_INPUTS). Validity: a
+ * position counts with weight m = mask (0 where past lengths), nonzero = valid. config, out:
+ * required; each output in out may be absent.
+ *
+ * Accuracy: per-token values are those of compute_dtype arithmetic with a correctly rounded exp
+ * (verl's torch exp is within 1 ulp of it: a value within an ulp of a bound can be decided
+ * differently); sums are float64 (verl sums in compute_dtype: statistics within its rounding).
+ *
+ * Returns TRM_OK, the statuses of trm_mask that concern the batch (TRM_E_NULL_POINTER,
+ * TRM_E_BAD_STRUCT_SIZE, TRM_E_BAD_SIZE, TRM_E_BAD_DTYPE (also an unsupported compute_dtype,
+ * mean_dtype or output dtype), TRM_E_BAD_STRIDE, TRM_E_OUT_OF_RANGE, TRM_E_ALIASING,
+ * TRM_E_BAD_LAYOUT, TRM_E_BAD_INPUTS, TRM_E_BAD_OFFSETS, TRM_E_BAD_LENGTHS, TRM_E_BAD_OPTION
+ * (clamp not > 0, threads < 0, a flag not 0/1, a reserved field not 0, weights wanted without
+ * config->weights)), TRM_E_BAD_REJECTION, TRM_E_BAD_CORRECTION_WEIGHTS. On error no output is
+ * written. */
+trm_status_t trm_rollout_correction(const trm_batch_t *batch, const trm_correction_config_t *config,
+                                    const trm_correction_out_t *out);
+
+/* Divides every weight inside the rows of a token grid by `divisor`, in place, in the weights'
+ * dtype (verl's batch normalisation, after a distributed caller has reduced norm_sum and
+ * norm_count of trm_weight_stats_t across ranks). The grid is described as in trm_batch_t:
+ * layout, n_rows, n_cols and, for TRM_LAYOUT_PACKED, offsets (I32/I64 [n_rows + 1]); positions
+ * outside every row are untouched.
+ *
+ * weights: F32, F64, F16 or BF16 grid, read and written; may be NULL only when the grid is empty.
+ * Returns TRM_OK, TRM_E_NULL_POINTER, TRM_E_BAD_SIZE, TRM_E_BAD_DTYPE, TRM_E_BAD_STRIDE,
+ * TRM_E_OUT_OF_RANGE, TRM_E_ALIASING (offsets overlap the weights), TRM_E_BAD_LAYOUT,
+ * TRM_E_BAD_OFFSETS, TRM_E_BAD_OPTION (a reserved field not 0), TRM_E_BAD_DIVISOR (not finite
+ * and > 0). On error nothing is written. */
+trm_status_t trm_weights_divide(int32_t layout, int64_t n_rows, int64_t n_cols, trm_view_t offsets, double divisor,
+                                trm_typed_out_t weights);
 
 #ifdef __cplusplus
 }

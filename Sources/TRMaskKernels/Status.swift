@@ -27,6 +27,9 @@ public enum Status: Int32, CaseIterable, Sendable {
     case needsTokens = 23
     case badPartials = 24
     case tooLarge = 25
+    case badRejection = 30
+    case badCorrectionWeights = 31
+    case badDivisor = 32
 
     /// The `TRM_*` macro name, as static text for the C ABI.
     public var name: StaticString {
@@ -57,6 +60,9 @@ public enum Status: Int32, CaseIterable, Sendable {
         case .needsTokens: "TRM_E_NEEDS_TOKENS"
         case .badPartials: "TRM_E_BAD_PARTIALS"
         case .tooLarge: "TRM_E_TOO_LARGE"
+        case .badRejection: "TRM_E_BAD_REJECTION"
+        case .badCorrectionWeights: "TRM_E_BAD_CORRECTION_WEIGHTS"
+        case .badDivisor: "TRM_E_BAD_DIVISOR"
         }
     }
 
@@ -89,6 +95,9 @@ public enum Status: Int32, CaseIterable, Sendable {
         case .needsTokens: "a token criterion or keep_token needs every token: row partials cannot give it"
         case .badPartials: "partials do not match (row count, estimator list) or hold a negative or overflowing count"
         case .tooLarge: "the request needs more working memory than trmask allocates (see the header's limits)"
+        case .badRejection: "invalid rejection option: unknown level, an estimator other than k1/k2/k3, NaN bound or lo > hi, or too many"
+        case .badCorrectionWeights: "invalid correction weights: level token or sequence, mode truncate (0 < hi) or mask (0 < lo <= hi)"
+        case .badDivisor: "the weight divisor must be finite and > 0"
         }
     }
 }

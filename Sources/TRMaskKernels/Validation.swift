@@ -115,7 +115,7 @@ func checkInput(base: UnsafeRawPointer?, dims: Dims, elementSize: Int, into exte
 }
 
 /// The dimensions of a view over the token grid of `batch`.
-private func gridDims(_ batch: Batch, rowStride: Int, colStride: Int) -> Dims {
+func gridDims(_ batch: Batch, rowStride: Int, colStride: Int) -> Dims {
     batch.layout == .padded ? Dims(outer: (batch.rows, rowStride), inner: (batch.cols, colStride)) : .oneD(batch.cols, colStride)
 }
 
@@ -190,8 +190,13 @@ func checkBatchContents(_ batch: Batch) -> Status {
 /// larger |stride| must step past the whole extent of the other), an addressable extent, no
 /// overlap with any array in `taken` (which it joins).
 func checkOutput<Element>(_ out: OutView<Element>, _ dims: Dims, taken: inout ExtentList) -> Status {
+    checkOutput(UnsafeRawPointer(out.base), dims, elementSize: MemoryLayout<Element>.stride, taken: &taken)
+}
+
+/// `checkOutput` for an output whose element size is known at run time.
+func checkOutput(_ base: UnsafeRawPointer?, _ dims: Dims, elementSize: Int, taken: inout ExtentList) -> Status {
     // Outputs have at most two dimensions (`dims.deep` stays (1, 0)).
-    guard out.base != nil, dims.outer.count != 0, dims.inner.count != 0 else { return .ok }  // nothing to write
+    guard base != nil, dims.outer.count != 0, dims.inner.count != 0 else { return .ok }  // nothing to write
     if (dims.outer.count > 1 && dims.outer.stride == 0) || (dims.inner.count > 1 && dims.inner.stride == 0) { return .badStride }
     if dims.outer.count > 1 && dims.inner.count > 1 {
         let (small, large) = dims.outer.stride.magnitude < dims.inner.stride.magnitude ? (dims.outer, dims.inner) : (dims.inner, dims.outer)
@@ -199,7 +204,7 @@ func checkOutput<Element>(_ out: OutView<Element>, _ dims: Dims, taken: inout Ex
         if overflow || reach >= large.stride.magnitude { return .badStride }
     }
     var extent: Extent?
-    let status = checkArray(base: UnsafeRawPointer(out.base), dims: dims, elementSize: MemoryLayout<Element>.stride, extent: &extent)
+    let status = checkArray(base: base, dims: dims, elementSize: elementSize, extent: &extent)
     if status != .ok { return status }
     guard let extent else { return .ok }
     if taken.overlaps(extent) { return .aliasing }

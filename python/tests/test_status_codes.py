@@ -26,11 +26,13 @@ def _define(name: str) -> int:
 
 def test_header_codes_match_library_names_and_messages():
     assert HEADER_STATUS["TRM_OK"] == 0
-    assert sorted(HEADER_STATUS.values()) == list(range(len(HEADER_STATUS))), "codes are dense and pinned"
+    codes = sorted(HEADER_STATUS.values())
+    assert len(set(codes)) == len(codes), "codes are pinned and distinct"
+    assert codes[:25] == list(range(25)), "the first codes are dense"  # later ones are assigned in ranges
     for name, code in HEADER_STATUS.items():
         assert lib.trm_status_name(code).decode() == name
         assert lib.trm_status_string(code).decode()
-    for unknown in (-1, len(HEADER_STATUS), 2**31 - 1):
+    for unknown in (-1, codes[-1] + 1, 2**31 - 1):
         assert lib.trm_status_name(unknown) == b"TRM_E_UNKNOWN"
         assert lib.trm_status_string(unknown) == b"unknown status"
 

@@ -13,10 +13,12 @@ numpy arrays and torch CPU tensors go in without copies; the same kind comes out
 
 from ._api import MaskResult, SequenceStats, sequence_stats, token_values, trust_region_mask
 from ._bounds import BOUND_KEYS, PLUGIN_CAVEAT, PluginBounds, bounds, plugin_bounds
+from ._correction import CorrectionResult, Rejection, divide_weights, rollout_correction
 from ._criteria import DEFAULT_CRITERIA, Criterion, parse_criteria
 from ._exact import DEFAULT_EXACT_CRITERIA, ExactKLResult, exact_kl, exact_trust_region_mask, topk_kl_lower_bound
 from ._ffi import lib as _lib
-from ._weights import WeightRule, importance_weights
+from ._importance import importance_weights
+from ._weights import WeightRule
 from ._partials import PartialsDecision, RowPartials, keep_from_partials, merge_partials, row_partials
 from .errors import TrmaskError
 
@@ -34,4 +36,6 @@ __all__ = [
     "DEFAULT_EXACT_CRITERIA", "ExactKLResult", "exact_kl", "exact_trust_region_mask", "topk_kl_lower_bound",
     # Rows split across context-parallel shards (docs/semantics.md §3, partial rows).
     "PartialsDecision", "RowPartials", "keep_from_partials", "merge_partials", "row_partials",
+    # Rollout correction in verl's arithmetic (weight masks, verl's statistics).
+    "CorrectionResult", "Rejection", "divide_weights", "rollout_correction",
 ]

@@ -22,16 +22,11 @@ from . import _ffi
 from ._api import MaskResult, SequenceStats, raise_for_status
 from ._arrays import is_torch
 from .errors import TrmaskError
+from .report import certifies_nothing, format_plugin_bounds
 
 BOUND_KEYS = _ffi.BOUND_KEYS
 
 #: What every output built on batch estimates says (docs/semantics.md §7).
-def certifies_nothing(values: dict, reward_range: float) -> bool:
-    """Whether the unified bound B* (already times the reward range) is at or above the reward
-    range: no change of the expected reward exceeds that, so B* then certifies nothing."""
-    return not values["unified"] < reward_range
-
-
 PLUGIN_CAVEAT = ("plug-in estimate: kl_max is a batch maximum, not the maximum token KL over all reachable "
                  "contexts that the theorems need (docs/semantics.md §7); these bounds are estimates, not guarantees")
 
@@ -152,8 +147,6 @@ class PluginBounds:
                 "a batch maximum, not the theorems' maximum over all reachable contexts)")
 
     def __str__(self) -> str:
-        from .report import format_plugin_bounds
-
         return format_plugin_bounds(self)
 
 

@@ -143,6 +143,63 @@ class TopKBatch(ctypes.Structure):
                 ("train", View3), ("mask", View)]
 
 
+# Rollout correction in verl's arithmetic: rejection levels (TRM_REJECT_*) and the struct layouts.
+REJECTION_LEVELS = {"token": 0, "seq_sum": 1, "seq_mean": 2, "seq_max": 3}
+#: TRM_MAX_REJECTIONS: the length of trm_correction_stats_t.rejections.
+MAX_REJECTIONS = 16
+
+
+class CRejection(ctypes.Structure):
+    _fields_ = [("level", c_int32), ("estimator", c_int32), ("lo", c_double), ("hi", c_double)]
+
+
+class TypedOut(ctypes.Structure):
+    _fields_ = [("data", c_void_p), ("dtype", c_int32), ("reserved", c_int32),
+                ("stride_row", c_int64), ("stride_col", c_int64)]
+
+
+class CorrectionConfig(ctypes.Structure):
+    _fields_ = [("struct_size", c_uint32), ("compute_dtype", c_int32), ("mean_dtype", c_int32),
+                ("mask_weights", c_int32), ("clamp", c_double), ("threads", c_int32), ("n_rejections", c_int32),
+                ("rejections", c_void_p), ("weights", c_int32), ("normalize", c_int32), ("weight_rule", WeightRule)]
+
+
+#: The fields of trm_weight_stats_t, trm_rejection_stats_t and trm_offpolicy_stats_t, in order.
+WEIGHT_STAT_KEYS = ("mean", "max", "min", "std", "eff_sample_size", "ratio_fraction_high", "ratio_fraction_low",
+                    "seq_mean", "seq_std", "seq_max", "seq_min", "seq_max_deviation", "seq_fraction_high",
+                    "seq_fraction_low", "oob_ratio", "norm_sum", "norm_count", "norm_factor")
+REJECTION_STAT_KEYS = ("mean", "max", "min", "std", "fraction_high", "fraction_low", "seq_mean", "seq_std", "seq_max",
+                       "seq_min", "seq_max_deviation", "seq_fraction_high", "seq_fraction_low", "masked_fraction",
+                       "seq_masked_fraction")
+OFFPOLICY_STAT_KEYS = ("kl", "k3_kl", "training_ppl", "training_log_ppl", "rollout_ppl", "rollout_log_ppl",
+                       "log_ppl_diff", "log_ppl_abs_diff", "log_ppl_diff_max", "log_ppl_diff_min", "ppl_ratio",
+                       "chi2_token", "chi2_seq")
+
+
+class WeightStats(ctypes.Structure):
+    _fields_ = [(key, c_double) for key in WEIGHT_STAT_KEYS]
+
+
+class RejectionStats(ctypes.Structure):
+    _fields_ = [(key, c_double) for key in REJECTION_STAT_KEYS]
+
+
+class OffPolicyStats(ctypes.Structure):
+    _fields_ = [(key, c_double) for key in OFFPOLICY_STAT_KEYS]
+
+
+class CorrectionStats(ctypes.Structure):
+    _fields_ = [("struct_size", c_uint32), ("reserved", c_int32), ("n_rows", c_int64), ("n_rows_valid", c_int64),
+                ("n_tokens_valid", c_int64), ("mask_sum", c_double), ("masked_fraction", c_double),
+                ("seq_masked_fraction", c_double), ("weights", WeightStats), ("offpolicy", OffPolicyStats),
+                ("rejections", RejectionStats * MAX_REJECTIONS)]
+
+
+class CorrectionOut(ctypes.Structure):
+    _fields_ = [("struct_size", c_uint32), ("reserved", c_int32), ("mask", TypedOut), ("keep_row", Out),
+                ("weights", TypedOut), ("stats", c_void_p)]
+
+
 _status = c_int32
 # Pointer arguments are plain addresses: ctypes converts `byref(x)`, arrays and ints to c_void_p
 # several times faster than to a typed POINTER (a tiny batch's call is a few microseconds).
@@ -165,6 +222,9 @@ _FUNCTIONS = [
     ("trm_partials_compute", [_pointer, _pointer, _pointer], _status),
     ("trm_partials_merge", [_pointer, _pointer, _pointer], _status),
     ("trm_partials_decide", [_pointer, _pointer, c_int64, _pointer, _pointer], _status),
+    # Rollout correction in verl's arithmetic.
+    ("trm_rollout_correction", [_pointer, _pointer, _pointer], _status),
+    ("trm_weights_divide", [c_int32, c_int64, c_int64, View, c_double, TypedOut], _status),
 ]
 
 lib = _loader.load()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-from ._bounds import BOUND_KEYS, PLUGIN_CAVEAT, certifies_nothing
+from ._ffi import BOUND_KEYS
 
 #: How each bound is labelled and its order in T (docs/semantics.md §7).
 BOUND_LABELS = {
@@ -36,6 +36,13 @@ def number(value: float) -> str:
 def tightest(bounds: dict) -> list:
     """The bounds among the six of B* that attain it."""
     return [key for key in TIGHT_KEYS if bounds[key] == bounds["unified"]]
+
+
+
+def certifies_nothing(values: dict, reward_range: float) -> bool:
+    """Whether the unified bound B* (already times the reward range) is at or above the reward
+    range: no change of the expected reward exceeds that, so B* then certifies nothing."""
+    return not values["unified"] < reward_range
 
 
 def vacuous_note(columns: Sequence[tuple], reward_range: float) -> list:
@@ -101,7 +108,7 @@ def format_plugin_bounds(plugin, kept=None) -> str:
     if plugin.excluded_rows:
         lines.append(f"  {plugin.excluded_rows} rows with a NaN or infinite statistic are left out "
                      "(with them every bound is infinite)")
-    lines.append(f"  NOTE: {PLUGIN_CAVEAT}")
+    lines.append(f"  NOTE: {plugin.caveat}")
     lines += format_bounds_table(columns)
     lines += vacuous_note(columns, plugin.reward_range)
     return "\n".join(lines)

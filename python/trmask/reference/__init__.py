@@ -6,6 +6,7 @@ library or torch, so a disagreement with the kernels points at one of the two, n
 Clarity comes before speed; do not use it on production-sized batches.
 """
 
+from .correction import reference_correction
 from .estimators import ESTIMATORS, estimator_values, log_ratio
 from .logits import reference_exact_kl, reference_topk_kl_lower_bound
 from .metrics import reference_metrics
@@ -13,6 +14,7 @@ from .rows import reference_mask, reference_merge, reference_partials, reference
 from .weights import reference_weights
 
 __all__ = [
+    "reference_correction",
     "ESTIMATORS",
     "estimator_values",
     "log_ratio",

@@ -1,0 +1,159 @@
+/// Arithmetic in a narrower dtype, as torch computes it on CPU: each operation in float64 (or
+/// float32) and its result rounded to the dtype. Rounding a float64 result of one `+ - * /` to
+/// float32, bfloat16 or float16 gives the correctly rounded result of that operation in the narrow
+/// dtype (float64 has more than twice their precision plus two bits), so these agree with torch
+/// bit for bit on single operations; `exp` is correctly rounded where torch's is within 1 ulp.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A dtype's rounding, as a type so the per-token loop is specialised for it.
+protocol ComputeRounding {
+    static func round(_ x: Double) -> Double
+}
+
+enum RoundF64: ComputeRounding {
+    @inline(__always) static func round(_ x: Double) -> Double { x }
+}
+
+enum RoundF32: ComputeRounding {
+    @inline(__always) static func round(_ x: Double) -> Double { Double(Float(x)) }
+}
+
+enum RoundBF16: ComputeRounding {
+    @inline(__always) static func round(_ x: Double) -> Double { Double(bfloat16Rounded(Float(x))) }
+}
+
+enum RoundF16: ComputeRounding {
+    @inline(__always) static func round(_ x: Double) -> Double { halfRounded(Double(Float(x))) }
+}
+
+/// `x` (a float32 value) rounded to the nearest bfloat16, ties to even; NaN stays NaN.
+@inline(__always)
+func bfloat16Rounded(_ x: Float) -> Float {
+    if x.isNaN { return x }
+    let bits = x.bitPattern
+    let rounded = (bits &+ 0x7fff &+ ((bits >> 16) & 1)) & 0xffff_0000
+    return Float(bitPattern: rounded)
+}
+
+/// `x` (a float32 value, as Double) rounded to the nearest float16, ties to even: 11 significant
+/// bits, subnormals below 2^-14 in steps of 2^-24, overflow to infinity from 65520 on.
+@inline(__always)
+func halfRounded(_ x: Double) -> Double {
+    guard x.isFinite else { return x }
+    if x.magnitude >= 65520 { return x < 0 ? -.infinity : .infinity }
+    let exponent = x == 0 ? -14 : Swift.max(Int(x.exponent), -14)
+    let quantum = Double(sign: .plus, exponent: exponent - 10, significand: 1)
+    return (x / quantum).rounded(.toNearestOrEven) * quantum
+}
+
+/// `x` rounded to a float dtype at run time (for statistics and outputs outside the hot loop).
+@inline(__always)
+func rounded(_ x: Double, to dtype: DType) -> Double {
+    switch dtype {
+    case .f32: RoundF32.round(x)
+    case .bf16: RoundBF16.round(x)
+    case .f16: RoundF16.round(x)
+    default: x
+    }
+}
+
+/// The dtype torch computes `a op b` in for two float dtypes: the wider, and float32 for
+/// bfloat16 with float16.
+func promoted(_ a: DType, _ b: DType) -> DType {
+    if a == b { return a }
+    if a == .f64 || b == .f64 { return .f64 }
+    return .f32
+}
+
+/// Stores `x`, already a value of the float dtype `dtype`, at `address`.
+@inline(__always)
+func storeFloat(_ x: Double, at address: UnsafeMutableRawPointer, _ dtype: DType) {
+    switch dtype {
+    case .f64: address.storeBytes(of: x, as: Double.self)
+    case .f32: address.storeBytes(of: Float(x), as: Float.self)
+    case .bf16: address.storeBytes(of: UInt16(truncatingIfNeeded: Float(x).bitPattern >> 16), as: UInt16.self)
+    case .f16: address.storeBytes(of: halfBits(x), as: UInt16.self)
+    default: break  // validation admits float dtypes only
+    }
+}
+
+/// The binary16 bits of `x`, a float16 value (`halfRounded` output).
+@inline(__always)
+func halfBits(_ x: Double) -> UInt16 {
+    let sign: UInt16 = x.sign == .minus ? 0x8000 : 0
+    if x.isNaN { return 0x7e00 | sign }
+    let magnitude = x.magnitude
+    if magnitude.isInfinite { return 0x7c00 | sign }
+    if magnitude < 0x1p-14 { return sign | UInt16(magnitude * 0x1p24) }  // subnormal or zero: exact
+    let exponent = Int(magnitude.exponent)
+    let mantissa = UInt16((magnitude.significand - 1) * 1024)
+    return sign | UInt16(exponent + 15) << 10 | mantissa
+}
+
+/// Writes element `index` of a token-grid output: `keep ? m : m * 0` in the output's own dtype,
+/// from the mask element at `source` (same dtype), so a float mask's value survives where kept and
+/// becomes `m * 0` (IEEE: -0.0 for negative m, NaN for NaN or infinite m) where rejected; integer
+/// and boolean masks become 0.
+@inline(__always)
+func storeMaskValue(keep: Bool, source: UnsafeRawPointer?, at address: UnsafeMutableRawPointer, _ dtype: DType) {
+    guard let source else {  // no mask: m = 1
+        storeOne(keep, at: address, dtype)
+        return
+    }
+    if keep {
+        address.copyMemory(from: source, byteCount: dtype.size)
+    } else if dtype.isFloat {
+        storeFloat(loadDouble(source, dtype) * 0, at: address, dtype)
+    } else {
+        address.initializeMemory(as: UInt8.self, repeating: 0, count: dtype.size)
+    }
+}
+
+/// 1 or 0 in any dtype.
+@inline(__always)
+func storeOne(_ one: Bool, at address: UnsafeMutableRawPointer, _ dtype: DType) {
+    switch dtype {
+    case .u8, .bool: address.storeBytes(of: one ? 1 : 0, as: UInt8.self)
+    case .i32: address.storeBytes(of: one ? 1 : 0, as: Int32.self)
+    case .i64: address.storeBytes(of: one ? 1 : 0, as: Int64.self)
+    default: storeFloat(one ? 1 : 0, at: address, dtype)
+    }
+}
+
+/// `exp(x)` rounded by `R`: float64 `exp` (within an ulp of float64) rounded once, which is the
+/// correctly rounded narrow result except within 2^-52 of a rounding boundary.
+@inline(__always)
+func roundedExp<R: ComputeRounding>(_ x: Double, _ rounding: R.Type) -> Double { R.round(exp(x)) }
+
+/// NaN-propagating maximum and minimum (torch's `max`/`min` reductions propagate NaN).
+@inline(__always)
+func propagatingMax(_ a: Double, _ b: Double) -> Double { a.isNaN || b.isNaN ? .nan : (b > a ? b : a) }
+
+@inline(__always)
+func propagatingMin(_ a: Double, _ b: Double) -> Double { a.isNaN || b.isNaN ? .nan : (b < a ? b : a) }
+
+/// `min(max(x, lo), hi)` keeping NaN (torch.clamp).
+@inline(__always)
+func clamped(_ x: Double, _ lo: Double, _ hi: Double) -> Double {
+    x.isNaN ? x : (x < lo ? lo : (x > hi ? hi : x))
+}
+
+/// The elements of a buffer of `dtype` as Double (exact for every float dtype, and for integers
+/// up to 2^53): how the Swift API hands back outputs written in a caller-chosen dtype.
+public func widened(_ bytes: UnsafeRawBufferPointer, dtype: DType) -> [Double] {
+    guard let base = bytes.baseAddress else { return [] }
+    return (0..<(bytes.count / dtype.size)).map { index in
+        let address = base + index * dtype.size
+        switch dtype {
+        case .i64: return Double(address.loadUnaligned(as: Int64.self))
+        case .i32: return Double(address.loadUnaligned(as: Int32.self))
+        case .u8, .bool: return Double(address.load(as: UInt8.self))
+        default: return loadDouble(address, dtype)
+        }
+    }
+}

@@ -1,0 +1,51 @@
+/// Argument validation of the rollout-correction entry points (SPEC §11), on top of the batch and
+/// output checks every kernel shares (`Validation.swift`).
+
+/// A typed token-grid output: a dtype from `allowed`, `rowStride` 0 when packed, strides that keep
+/// elements apart, no overlap with anything in `taken`.
+private func checkTypedGrid(_ out: TypedOut, _ batch: Batch, allowed: (DType) -> Bool, taken: inout ExtentList) -> Status {
+    guard out.base != nil else { return .ok }
+    guard allowed(out.dtype) else { return .badDType }
+    if batch.layout == .packed && out.rowStride != 0 { return .badStride }
+    return checkOutput(UnsafeRawPointer(out.base), gridDims(batch, rowStride: out.rowStride, colStride: out.colStride),
+                       elementSize: out.dtype.size, taken: &taken)
+}
+
+func validateCorrection(_ batch: Batch, config: CorrectionConfig, outputs: CorrectionOutputs) -> Status {
+    withExtentList { taken in
+        var status = checkBatch(batch, into: &taken)
+        if status != .ok { return status }
+        guard !batch.source.givesValues else { return .badInputs }
+        guard config.computeDType.isFloat, config.meanDType.isFloat else { return .badDType }
+        guard config.clamp > 0, config.threads >= 0 else { return .badOption }  // refuses a NaN clamp
+        guard config.rejections.count <= maximumRejections, config.rejections.allSatisfy(\.isValid) else { return .badRejection }
+        if let rule = config.weightRule {
+            guard rule.isCorrectionRule else { return .badCorrectionWeights }
+        } else if outputs.weights.base != nil || config.normalize {
+            return .badOption
+        }
+        let maskDType = batch.mask?.dtype
+        status = checkTypedGrid(outputs.mask, batch, allowed: { maskDType == nil || $0 == maskDType }, taken: &taken)
+        if status != .ok { return status }
+        status = checkTypedGrid(outputs.weights, batch, allowed: \.isFloat, taken: &taken)
+        if status != .ok { return status }
+        if outputs.keepRow.base != nil && outputs.keepRow.colStride != 0 { return .badStride }
+        return checkOutput(outputs.keepRow, .oneD(batch.rows, outputs.keepRow.rowStride), taken: &taken)
+    }
+}
+
+func validateDivide(_ batch: Batch, divisor: Double, weights: TypedOut) -> Status {
+    guard weights.base != nil || batch.gridCount == 0 else { return .nullPointer }
+    var status = withExtentList { inputs in checkBatch(batch, into: &inputs) }
+    if status != .ok { return status }
+    guard divisor.isFinite && divisor > 0 else { return .badDivisor }
+    // Read and written in place: the weights may overlap nothing but themselves.
+    return withExtentList { taken in
+        if let offsets = batch.offsets {
+            status = checkInput(base: offsets.base, dims: .oneD(batch.rows + 1, offsets.colStride), elementSize: offsets.dtype.size,
+                                into: &taken)
+            if status != .ok { return status }
+        }
+        return checkTypedGrid(weights, batch, allowed: \.isFloat, taken: &taken)
+    }
+}

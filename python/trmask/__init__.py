@@ -18,11 +18,14 @@ from ._exact import DEFAULT_EXACT_CRITERIA, ExactKLResult, exact_kl, exact_trust
 from ._ffi import lib as _lib
 from ._weights import WeightRule, importance_weights
 from ._partials import PartialsDecision, RowPartials, keep_from_partials, merge_partials, row_partials
+from ._paths import get_include, get_library, get_library_dir
 from .errors import TrmaskError
 
-__version__ = "0.1.0"
-#: Version of the loaded shared library.
-library_version = _lib.trm_version().decode()
+#: The version, written once: TRM_VERSION_STRING in include/trmask.h, compiled into the library
+#: (trm_version()) and read by the wheel's build hook for its metadata.
+__version__ = _lib.trm_version().decode()
+#: Version of the loaded shared library (the same as ``__version__``).
+library_version = __version__
 
 __all__ = [
     "Criterion", "DEFAULT_CRITERIA", "MaskResult", "SequenceStats", "TrmaskError", "parse_criteria",
@@ -34,4 +37,6 @@ __all__ = [
     "DEFAULT_EXACT_CRITERIA", "ExactKLResult", "exact_kl", "exact_trust_region_mask", "topk_kl_lower_bound",
     # Rows split across context-parallel shards (SPEC §3, partial rows).
     "PartialsDecision", "RowPartials", "keep_from_partials", "merge_partials", "row_partials",
+    # Building C, C++ or Rust programs against the installed package.
+    "get_include", "get_library", "get_library_dir",
 ]

@@ -101,7 +101,7 @@ class CustomBuildHook(BuildHookInterface):
             library_dir = Path(library_dir).resolve()
         else:
             library_dir = Path(self.root, "trmask", "_lib").resolve()
-            build_libraries(package_root, library_dir)
+            build_libraries(package_root, library_dir, self.metadata.version)
         libraries = sorted(library_dir.glob("glibc-hwcaps/*/libtrmask.so")) or sorted(library_dir.glob("libtrmask.so"))
         if not libraries:
             raise RuntimeError(f"trmask: no libtrmask.so in {library_dir} (TRMASK_LIB_DIR or `make lib`)")
@@ -114,11 +114,11 @@ class CustomBuildHook(BuildHookInterface):
         build_data["force_include"][str(package_root / "include" / "trmask.h")] = "trmask/include/trmask.h"
 
 
-def build_libraries(package_root: Path, library_dir: Path) -> None:
+def build_libraries(package_root: Path, library_dir: Path, version: str) -> None:
     """`make lib` in the Swift package: the release flags live in its Makefile only."""
     needs = "Building trmask from source needs Swift >= 6.0 (https://www.swift.org/install) and make on PATH"
-    instead = ("or install a prebuilt wheel instead, which needs neither: "
-               "trmask-<version>-py3-none-manylinux_2_<N>_x86_64.whl (README.md, Install)")
+    instead = ("or install the prebuilt wheel instead, which needs neither: "
+               f"trmask-{version}-py3-none-manylinux_2_<N>_x86_64.whl (README.md, Install)")
     for tool in ("swift", "make"):
         if shutil.which(tool) is None:
             raise RuntimeError(f"trmask: `{tool}` is not on PATH. {needs}; {instead}.")

@@ -1,91 +1,131 @@
-# trmask build, install, demo, test and benchmark entry points.
+# trmask build, wheel, demo, test and benchmark entry points.
 #
-#   make          the shared library (python/trmask/_lib/libtrmask.so)
-#   make demo     build, install the Python package, run the built-in demo batch
-#   make test     build, install, run every Swift and Python test (what .ci/run calls)
+#   make          the shared libraries (python/trmask/_lib/, one per CPU variant)
+#   make wheel    dist/trmask-<version>-py3-none-manylinux_2_<N>_<arch>.whl and dist/trmask-<version>.tar.gz
+#   make check-sdist  the wheel built again from the sdist, compared with the first
+#   make demo     the wheel installed into the project's .venv, then the built-in demo batch
+#   make test     every Swift test, and the Python suite against the wheel installed in a fresh venv
+#                 outside the checkout, once per CPU variant this machine runs (what .ci/run calls)
 #   make bench    speed ratios (BENCHMARKS.md)
+# Nothing here installs outside the checkout: Python packages go into .venv (and a temporary venv).
 #
 # Release flags, and why:
 #   -static-stdlib            the .so then needs only libc, libm, libstdc++, libgcc_s: it loads
 #                             on machines without the Swift toolchain (RUNPATH $ORIGIN).
-#   -march=x86-64-v3          AVX2 + FMA baseline (any x86-64 since ~2015). Without a target CPU,
-#                             FMA becomes a libm call per lane (25x slower k3). Never `native`:
-#                             an AVX-512 build dies with SIGILL elsewhere. aarch64 builds use the
-#                             compiler's default target (NEON and FMA are baseline there).
+#   -march=x86-64-v3 / -v4    one build of the same sources per CPU level: v3 = AVX2 + FMA (any
+#                             x86-64 since ~2015), v4 = AVX-512 F/BW/CD/DQ/VL (GPU servers' Xeon and
+#                             EPYC). Without a target CPU, FMA becomes a libm call per lane (25x
+#                             slower k3). Never `native`: that build dies with SIGILL elsewhere.
+#                             The Python loader picks the variant by CPU features; a C program linked
+#                             with an rpath to _lib gets the same choice from glibc's hwcaps search
+#                             (hence the _lib/glibc-hwcaps/<variant>/ layout; docs/c-abi.md).
+#                             aarch64 builds one library with the compiler's default target (NEON
+#                             and FMA are baseline there).
 #   --version-script          only trm_* symbols are exported.
+#   -soname=libtrmask.so      a program linked against either variant, even by its full path,
+#                             records the bare name, so glibc's hwcaps search can pick the variant.
 #   -use-ld=lld               the toolchain's lld (gold, the default, kept five Swift metadata
 #                             symbols in .dynsym with LOCAL binding; lld leaves only trm_*).
 #   -s                        strip: 9 MB -> 6.5 MB.
-# After changing them, `make clean`: SwiftPM reuses its cached link command in an existing .build.
+# After changing them, `make clean`: SwiftPM reuses its cached link command in an existing
+# scratch folder (.build-x86-64-v3, ...).
 # These stay out of Package.swift: unsafeFlags there would stop other packages depending on it.
 
 SWIFT ?= swift
 PYTHON ?= python3
-PIP ?= $(PYTHON) -m pip
 ARCH := $(shell uname -m)
+# Where the libraries go. The wheel's build hook (python/hatch_build.py) sets it when it builds
+# from an unpacked sdist.
+LIB_DIR ?= python/trmask/_lib
+RELEASE_FLAGS = -c release -Xswiftc -static-stdlib -Xswiftc -use-ld=lld \
+	-Xlinker --version-script=$(CURDIR)/trmask.exports -Xlinker -soname=libtrmask.so -Xlinker -s
 ifeq ($(ARCH),x86_64)
-  CPU_FLAGS := -Xcc -march=x86-64-v3
+  VARIANTS := x86-64-v3 x86-64-v4
+  LIBS := $(foreach variant,$(VARIANTS),$(LIB_DIR)/glibc-hwcaps/$(variant)/libtrmask.so)
+else
+  LIBS := $(LIB_DIR)/libtrmask.so
 endif
-RELEASE_FLAGS := -c release --scratch-path .build -Xswiftc -static-stdlib -Xswiftc -use-ld=lld $(CPU_FLAGS) \
-	-Xlinker --version-script=$(CURDIR)/trmask.exports -Xlinker -s
-LIB := python/trmask/_lib/libtrmask.so
+# The baseline library (v3 on x86-64), which the C-ABI regression cases link.
+LIB := $(firstword $(LIBS))
 SOURCES := $(shell find Sources include -type f) Package.swift trmask.exports Makefile
-TORCH_WHEEL := $(firstword $(wildcard /opt/wheels/torch-*.whl))
 
-.PHONY: all lib install demo test test-swift test-python test-examples test-verl bench clean
+# Python environments. .venv holds the build tools (hatchling, auditwheel) and, for `make demo`,
+# the installed wheel. `make test` installs the wheel into a fresh venv outside the checkout, with
+# numpy and the extras below; TEST_EXTRAS is the one list of the wheel's extras the tests need
+# (add an extra here and its packages come with it). torch comes from the machine's local CPU
+# wheel when there is one (PyPI's default torch pulls ~3 GB of CUDA wheels; torch is optional and
+# its tests skip without it).
+VENV := .venv
+VENV_PYTHON := $(CURDIR)/$(VENV)/bin/python
+TEST_EXTRAS ?= test,jax
+# Run in that venv after the wheel: verl 0.9.1 for trmask.verl's differential tests
+# (python/verl-test/install: verl without its dependency tree, plus what its helper imports).
+TEST_POST_INSTALL ?= python/verl-test/install
+TORCH_WHEEL := $(firstword $(wildcard /opt/wheels/torch-*.whl))
+VERSION = $(shell sed -n 's/^\#define TRM_VERSION_STRING "\(.*\)"/\1/p' include/trmask.h)
+SDIST = dist/trmask-$(VERSION).tar.gz
+
+.PHONY: all lib wheel check-sdist demo test test-swift test-installed test-examples bench clean
 
 all: lib
 
-lib: $(LIB)
+lib: $(LIBS)
 
-$(LIB): $(SOURCES)
-	$(SWIFT) build $(RELEASE_FLAGS) --product trmask
-	mkdir -p $(dir $(LIB))
-	# A new file renamed into place: processes that have the old library mapped keep it intact.
-	cp .build/release/libtrmask.so $(LIB).tmp
-	mv -f $(LIB).tmp $(LIB)
+# $* is the variant (x86-64-v3, x86-64-v4), built in its own scratch folder.
+$(LIB_DIR)/glibc-hwcaps/%/libtrmask.so: $(SOURCES)
+	$(SWIFT) build $(RELEASE_FLAGS) --scratch-path .build-$* -Xcc -march=$* --product trmask
+	$(call place,.build-$*/release/libtrmask.so)
 
-# The Python package (editable: it loads the library from python/trmask/_lib), its test
-# dependencies, and torch from the machine's local CPU wheel when there is one (PyPI's default
-# torch pulls ~3 GB of CUDA wheels; torch is optional, its tests skip without it).
-install: lib
-	$(PIP) install --quiet --disable-pip-version-check -e 'python[test]'
-	@if [ -n "$(TORCH_WHEEL)" ]; then \
-		$(PYTHON) -c 'import torch' 2>/dev/null || $(PIP) install --quiet --disable-pip-version-check $(TORCH_WHEEL); \
-	else echo "no local torch wheel in /opt/wheels: torch tests will be skipped"; fi
+$(LIB_DIR)/libtrmask.so: $(SOURCES)
+	$(SWIFT) build $(RELEASE_FLAGS) --scratch-path .build-release --product trmask
+	$(call place,.build-release/release/libtrmask.so)
 
-demo: install
-	$(PYTHON) -m trmask demo
+# A new file renamed into place: processes that have the old library mapped keep it intact.
+place = mkdir -p $(@D) && cp $(1) $@.tmp && mv -f $@.tmp $@
 
-test: install test-swift test-python test-examples
+$(VENV)/.tools: python/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV_PYTHON) -m pip install --quiet hatchling auditwheel numpy
+	touch $@
+
+# The libraries built above go into the wheel as they are (TRMASK_LIB_DIR: no second build).
+wheel: lib $(VENV)/.tools
+	rm -rf dist && mkdir -p dist
+	cd python && TRMASK_LIB_DIR=$(CURDIR)/$(LIB_DIR) $(VENV_PYTHON) -m hatchling build -d $(CURDIR)/dist
+	$(VENV_PYTHON) tools/check_wheel.py dist/*.whl
+
+# The sdist builds the same wheel where Swift is on PATH: a second full build of every variant, so
+# not part of `make test`.
+check-sdist: wheel
+	rm -rf dist/from-sdist
+	$(VENV_PYTHON) -m pip wheel --no-deps --no-build-isolation -w dist/from-sdist $(SDIST)
+	$(VENV_PYTHON) tools/check_wheel.py dist/*.whl --same-as dist/from-sdist/*.whl
+
+demo: wheel
+	$(VENV_PYTHON) -m pip install --quiet --force-reinstall --no-deps dist/*.whl
+	$(VENV)/bin/trmask demo
+
+test: test-swift test-installed test-examples
 
 test-swift:
 	$(SWIFT) test --scratch-path .build-test
 
-test-python: install
-	$(PYTHON) -m pytest -q python/tests
+# The wheel installed into a fresh venv outside the checkout: the Python suite once per CPU
+# variant this machine runs, the C example against the installed header and library.
+test-installed: wheel
+	$(PYTHON) tools/test_installed.py dist/*.whl --extras '$(TEST_EXTRAS)' --torch-wheel '$(TORCH_WHEEL)' \
+		--post-install '$(TEST_POST_INSTALL)'
 
-# The Swift consumer package (depends on this one by path). The C consumer is built and run by
-# python/tests/test_abi.py, as C99 and as C++.
+# The Swift consumer package (depends on this one by path).
 test-examples:
 	$(SWIFT) run --package-path examples/swift --scratch-path .build-example TRMaskExample
 
-# trmask.verl against verl 0.9.1 itself, and the torch.distributed tests (they skip without verl):
-# verl goes into a venv of its own (.venv-verl, reusing this interpreter's torch, numpy, pytest and
-# hypothesis) by python/verl-test/install, which any CI venv can run too (about 45 s, 400 MB).
-VERL_VENV ?= .venv-verl
-test-verl: lib
-	test -x $(VERL_VENV)/bin/python || $(PYTHON) -m venv --system-site-packages $(VERL_VENV)
-	python/verl-test/install $(VERL_VENV)/bin/python
-	PYTHONPATH=python $(VERL_VENV)/bin/python -m pytest -q python/tests/test_verl.py python/tests/test_verl_patch.py \
-		python/tests/test_distributed.py
-
-bench: install
-	$(PYTHON) bench/bench.py
-	$(PYTHON) bench/exact_kl.py
+bench: lib
+	PYTHONPATH=python $(PYTHON) bench/bench.py
+	PYTHONPATH=python $(PYTHON) bench/exact_kl.py
 
 clean:
-	rm -rf .build .build-test .build-example .build-debug .build-asan .build-tsan .build-fuzz $(LIB)
+	rm -rf .build .build-* dist $(LIB_DIR)/glibc-hwcaps $(LIB_DIR)/libtrmask.so
 
 # ---- Hardening (issue 13): sanitizers, fuzzing, the C-ABI regression cases. fuzz/README.md.
 #   make test-regressions  Tests/cabi/regressions.c (each case in a child process) against the
@@ -119,7 +159,7 @@ define regressions
 	$(SANITIZER_ENV) $(2)/regressions
 endef
 
-test-regressions: $(LIB)
+test-regressions: lib
 	$(SWIFT) build --scratch-path .build-debug --product trmask
 	mkdir -p .build-debug
 	$(call regressions,$(dir $(LIB)),.build-debug,)

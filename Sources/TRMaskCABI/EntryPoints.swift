@@ -11,8 +11,21 @@ public func trm_abi_version() -> UInt32 {
 
 @c @implementation
 public func trm_version() -> UnsafePointer<CChar>! {
-    cString("0.1.0")
+    versionText
 }
+
+/// The header's TRM_VERSION_STRING (the one place the version is written), copied once, on the
+/// first call, into memory that lives as long as the library: Swift imports the macro as a String,
+/// which has no lasting C pointer of its own. `nonisolated(unsafe)`: the bytes are written once,
+/// inside Swift's thread-safe global initialisation, and only read after that.
+nonisolated(unsafe) private let versionText: UnsafePointer<CChar> = {
+    let text = TRM_VERSION_STRING.utf8CString
+    let copy = UnsafeMutablePointer<CChar>.allocate(capacity: text.count)
+    for (index, byte) in text.enumerated() {
+        (copy + index).initialize(to: byte)
+    }
+    return UnsafePointer(copy)
+}()
 
 @c @implementation
 public func trm_status_string(_ status: trm_status_t) -> UnsafePointer<CChar>! {

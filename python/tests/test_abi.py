@@ -9,14 +9,17 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+import trmask
 from conftest import ROOT
 from trmask import _loader
 
-LIBRARY = ROOT / "python" / "trmask" / "_lib" / "libtrmask.so"
-HEADER = ROOT / "include" / "trmask.h"
+# The installed (or source-tree) header and the library this process loaded (its CPU variant).
+LIBRARY = Path(trmask.get_library())
+HEADER = Path(trmask.get_include()) / "trmask.h"
 EXAMPLE = ROOT / "examples" / "c" / "trmask_example.c"
 
 
@@ -38,7 +41,7 @@ def test_c_example_builds_and_runs(tmp_path, compiler, flags):
     if shutil.which(compiler) is None:
         pytest.skip(f"{compiler} is not installed")
     binary = tmp_path / "example"
-    subprocess.run([compiler, *flags, "-Wall", "-Wextra", "-Werror", f"-I{ROOT / 'include'}", str(EXAMPLE),
+    subprocess.run([compiler, *flags, "-Wall", "-Wextra", "-Werror", f"-I{HEADER.parent}", str(EXAMPLE),
                     f"-L{LIBRARY.parent}", "-ltrmask", f"-Wl,-rpath,{LIBRARY.parent}", "-lm", "-o", str(binary)],
                    check=True, capture_output=True, text=True)
     run = subprocess.run([str(binary)], capture_output=True, text=True, timeout=60)
@@ -66,4 +69,4 @@ def test_loader_override_and_error_message(tmp_path):
     env["TRMASK_LIBRARY"] = str(LIBRARY)
     run = subprocess.run([sys.executable, "-c", "import trmask; print(trmask.library_version)"], capture_output=True,
                          text=True, env=env, timeout=60)
-    assert run.returncode == 0 and run.stdout.strip() == "0.1.0", run.stderr
+    assert run.returncode == 0 and run.stdout.strip() == trmask.__version__, run.stderr

@@ -81,6 +81,19 @@ def test_demo_and_its_saved_batch(tmp_path):
     assert audit_json(tmp_path / "demo.npz")["rows_kept"] == int(kept)
 
 
+def test_version_names_the_library_its_variant_and_features():
+    done = run("--version")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"trmask {trmask.__version__} (ABI version {trmask._loader.ABI_VERSION})"
+    assert lines[1] == f"library: {trmask.get_library()}"
+    assert lines[2].startswith("variant: ")
+    if trmask._loader.has_variants() and "TRMASK_LIBRARY" not in os.environ:
+        variant = trmask._loader.variant_of(Path(trmask.get_library()))
+        assert lines[2].startswith(f"variant: {variant.isa} (")
+        assert lines[3] == f"CPU features the build uses: {variant.feature_names()}" and "AVX2 FMA" in lines[3]
+
+
 def test_no_command_is_a_usage_error():
     done = run()
     assert done.returncode == 2 and "usage" in done.stderr

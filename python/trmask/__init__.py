@@ -20,11 +20,14 @@ from ._ffi import lib as _lib
 from ._importance import importance_weights
 from ._weights import WeightRule
 from ._partials import PartialsDecision, RowPartials, keep_from_partials, merge_partials, row_partials
+from ._paths import get_include, get_library, get_library_dir
 from .errors import TrmaskError
 
-__version__ = "0.1.0"
-#: Version of the loaded shared library.
-library_version = _lib.trm_version().decode()
+#: The version, written once: TRM_VERSION_STRING in include/trmask.h, compiled into the library
+#: (trm_version()) and read by the wheel's build hook for its metadata.
+__version__ = _lib.trm_version().decode()
+#: Version of the loaded shared library (the same as ``__version__``).
+library_version = __version__
 
 __all__ = [
     "Criterion", "DEFAULT_CRITERIA", "MaskResult", "SequenceStats", "TrmaskError", "parse_criteria",
@@ -38,4 +41,6 @@ __all__ = [
     "PartialsDecision", "RowPartials", "keep_from_partials", "merge_partials", "row_partials",
     # Rollout correction in verl's arithmetic (weight masks, verl's statistics).
     "CorrectionResult", "Rejection", "divide_weights", "rollout_correction",
+    # Building C, C++ or Rust programs against the installed package.
+    "get_include", "get_library", "get_library_dir",
 ]

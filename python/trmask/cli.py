@@ -114,9 +114,25 @@ def _paragraphs(*texts: str) -> str:
     return "\n\n".join(textwrap.fill(text, width=90) for text in texts)
 
 
+class _VersionAction(argparse.Action):
+    """--version: loads the library only when asked (the report names the file and its CPU variant)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="print the version, ABI version, library path, CPU variant and the CPU features "
+                              "its build uses, and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from ._about import version_report
+
+        print(version_report())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trmask", description="Trust Region Masking for LLM RL: masks, audits, bounds.",
                                      epilog=EXIT_CODES)
+    parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="run the mask on the built-in batch and print a report",
                                description="Run Trust Region Masking on a built-in batch that looks like real "

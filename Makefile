@@ -147,8 +147,11 @@ FUZZ_BIN := .build-fuzz/fuzz_trmask
 FUZZ_GROUP ?= mask
 FUZZ_SECONDS ?= 3600
 FUZZ_ENV := $(SANITIZER_ENV) ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=0
-FUZZ_FLAGS := -timeout=10 -rss_limit_mb=2048 -max_len=512
+FUZZ_FLAGS := -timeout=10 -rss_limit_mb=2048 -max_len=512 -len_control=0
 REGRESSIONS := Tests/cabi/regressions.c
+# A C program linking the TSan Swift library needs the toolchain's libdispatch and BlocksRuntime.
+SWIFT_RUNTIME := $(SWIFT_BIN)../lib/swift/linux
+TSAN_C_FLAGS := -fsanitize=thread -L$(SWIFT_RUNTIME) -Wl,-rpath,$(SWIFT_RUNTIME) -ldispatch -lBlocksRuntime
 
 .PHONY: test-regressions sanitize sanitize-asan sanitize-tsan fuzz fuzz-run fuzz-ci
 
@@ -177,7 +180,7 @@ sanitize-asan:
 sanitize-tsan:
 	$(SANITIZER_ENV) $(SWIFT) test --sanitize=thread --scratch-path .build-tsan
 	$(SWIFT) build --sanitize=thread --scratch-path .build-tsan --product trmask
-	$(call regressions,.build-tsan/debug,.build-tsan,-fsanitize=thread -L$(SWIFT_BIN)../lib/swift/linux -ldispatch -lBlocksRuntime)
+	$(call regressions,.build-tsan/debug,.build-tsan,$(TSAN_C_FLAGS))
 
 fuzz: $(FUZZ_BIN)
 

@@ -63,7 +63,8 @@ def saved(tmp_path_factory):
     ((), ["demo", "audit", "bounds", "exit status"]),
     (("demo",), ["--rows", "--criteria", "--save"]),
     (("bounds",), ["--T", "--kl-max", "--kl-seq", "--eps", "--tv-seq", "--plot", "plug-in"]),
-    (("audit",), ["FILE", "logp_train", "log_ratio", "--json", "--plot", "--criteria", "--progress", "estimates"]),
+    (("audit",), ["FILE", "logp_train", "log_ratio", "--json", "--plot", "--criteria", "--progress", "estimates",
+                  "--ignore-unknown-keys", "old_log_probs", "response_mask", "completion_mask", "lengths"]),
 ])
 def test_help(command, needles):
     done = run(*command, "--help")

@@ -3,6 +3,12 @@
 /// in cache) for the output mask and the weights, per-row records reduced in row order
 /// (`CorrectionStatistics.swift`).
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Validates every argument, then computes. Returns `.ok` with every requested output written, or
 /// the first problem found with nothing written.
 public func rolloutCorrection(_ batch: Batch, config: CorrectionConfig, outputs: CorrectionOutputs) -> Status {
@@ -162,6 +168,10 @@ struct CorrectionScan<R: ComputeRounding> {
     let outputs: CorrectionOutputs
     let options: [PreparedRejection]
     let weights: PreparedWeights?
+    /// The dtype of masked sums: torch multiplies the values by the mask, so a float mask
+    /// promotes them (`compute` with a bool or integer mask).
+    let sumDType: DType
+    /// The dtype of masked means: the sum's divided by the denominator's.
     let meanDType: DType
     let clamp: Double
     let rows: UnsafeMutableBufferPointer<CorrectionRowRecord>
@@ -172,9 +182,17 @@ struct CorrectionScan<R: ComputeRounding> {
         self.config = config
         self.outputs = outputs
         let compute = config.computeDType
-        meanDType = promoted(compute, config.meanDType)
-        options = config.rejections.map {
-            PreparedRejection($0, statisticDType: $0.level == .sequenceMean ? promoted(compute, config.meanDType) : compute)
+        let sumDType = batch.mask.map { $0.dtype.isFloat ? promoted(compute, $0.dtype) : compute } ?? compute
+        self.sumDType = sumDType
+        meanDType = promoted(sumDType, config.meanDType)
+        options = config.rejections.map { rejection in
+            let dtype: DType
+            switch rejection.level {
+            case .sequenceSum: dtype = sumDType
+            case .sequenceMean: dtype = promoted(sumDType, config.meanDType)
+            default: dtype = compute
+            }
+            return PreparedRejection(rejection, statisticDType: dtype)
         }
         weights = config.weightRule.map { rule in
             let dtype = outputs.weights.base == nil ? compute : outputs.weights.dtype
@@ -300,8 +318,8 @@ struct CorrectionScan<R: ComputeRounding> {
             case .sequenceSum, .sequenceMean, .sequenceMax:
                 let statistic: Double
                 switch option.rejection.level {
-                case .sequenceSum: statistic = R.round(entry.statistic)
-                case .sequenceMean: statistic = rounded(R.round(entry.statistic) / denominator, to: meanDType)
+                case .sequenceSum: statistic = rounded(entry.statistic, to: sumDType)
+                case .sequenceMean: statistic = rounded(rounded(entry.statistic, to: sumDType) / denominator, to: meanDType)
                 default: statistic = record.valid == 0 ? 0 : entry.moments.max
                 }
                 entry = OptionRecord(statistic: statistic)
@@ -331,7 +349,7 @@ struct CorrectionScan<R: ComputeRounding> {
         let maskGrid = outputs.mask.base == nil ? nil : TypedGrid(outputs.mask, row: row, start: span.start, layout: batch.layout)
         let weightGrid = outputs.weights.base == nil ? nil : TypedGrid(outputs.weights, row: row, start: span.start, layout: batch.layout)
         let tokenOptions = options.filter { $0.rejection.level == .token }
-        let sequenceWeight = roundedExp(clamped(R.round(record.logRatioSum), -clamp, clamp), R.self)
+        let sequenceWeight = sequenceExp(record.logRatioSum)
         for p in 0..<span.count {
             let inRow = p < counted
             let at = position(p, cursors, counted: inRow)
@@ -369,6 +387,13 @@ struct CorrectionScan<R: ComputeRounding> {
             }
             if let weightGrid { storeFloat(weight, at: weightGrid.address(p), weights.dtype) }
         }
+    }
+
+    /// `exp(clamp(S))` of a row's masked log-ratio sum `S`, in the sums' dtype (verl's sequence
+    /// weight, and the statistics built on it).
+    func sequenceExp(_ sum: Double, scale: Double = 1) -> Double {
+        let limit = rounded(config.clamp, to: sumDType)
+        return rounded(exp(rounded(scale * clamped(rounded(sum, to: sumDType), -limit, limit), to: sumDType)), to: sumDType)
     }
 
     /// Packed grids: positions before the first row and after the last are outside every row, so

@@ -45,7 +45,8 @@ final class CorrectionAPITests: XCTestCase {
         XCTAssertEqual(option.seqMax, Double(Float(0.5 * Double(Float(0.64)))), accuracy: 1e-7)
         XCTAssertEqual(option.seqFractionHigh, 0.5)
         XCTAssertEqual(option.maskedFraction, 2 / (3.5 + 1e-8), accuracy: 1e-15)
-        XCTAssertEqual(s.weights.seqMean, (1.75 / (1.5 + 1e-8) + (result.weights[3] + 1) / (2 + 1e-8)) / 2, accuracy: 1e-7)
+        // Row means of the weights multiply them (already w * m) by m again, as verl does.
+        XCTAssertEqual(s.weights.seqMean, ((1 + 0.75 * 0.5) / (1.5 + 1e-8) + (result.weights[3] + 1) / (2 + 1e-8)) / 2, accuracy: 1e-7)
         XCTAssertTrue(s.offPolicy.trainingPPL.isFinite)
     }
 

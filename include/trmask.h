@@ -700,9 +700,11 @@ trm_status_t trm_partials_decide(const trm_partials_t *partials, const trm_crite
  * - per-token values are computed in compute_dtype, each operation rounded to it:
  *   d = clamp(delta, -clamp, clamp); k1 = -d; k2 = 0.5 * (d * d); k3 = (exp(d) - 1) - d (the
  *   naive form: it can be slightly negative for tiny |d|); exp is the correctly rounded one;
- *   row sums are float64 sums rounded to compute_dtype; means are computed in the wider of
- *   compute_dtype and mean_dtype; bounds are rounded to nearest in the dtype of the statistic
- *   they are compared with, then compared inclusively;
+ *   masked sums (the seq_sum statistic, the sequence weight's row sum) are float64 sums rounded to
+ *   the sums' dtype: compute_dtype, promoted with the mask's dtype when the mask is a float dtype
+ *   (torch multiplies the values by the mask); sequence weights are computed in that dtype;
+ *   means are computed in the wider of the sums' dtype and mean_dtype; bounds are rounded to
+ *   nearest in the dtype of the statistic they are compared with, then compared inclusively;
  * - the output mask is m[i,t] * keep[i,t] in the mask's own dtype (its values survive);
  * - sequence weights clamp the ROW SUM of unclamped log-ratios: exp(clamp(sum_t delta * m));
  *   weights are written at every position of a row as w * m (verl's formula: a NaN log-ratio

@@ -3,6 +3,12 @@
 /// in cache) for the output mask and the weights, per-row records reduced in row order
 /// (`CorrectionStatistics.swift`).
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Validates every argument, then computes. Returns `.ok` with every requested output written, or
 /// the first problem found with nothing written.
 public func rolloutCorrection(_ batch: Batch, config: CorrectionConfig, outputs: CorrectionOutputs) -> Status {
@@ -80,13 +86,28 @@ struct PreparedRejection {
     @inline(__always)
     func passes(_ value: Double) -> Bool { lo <= value && value <= hi }  // false for NaN
 
-    @inline(__always)
-    func value(k1: Double, k2: Double, k3: Double) -> Double {
-        switch rejection.estimator {
-        case .k1: k1
-        case .k2: k2
-        default: k3
-        }
+}
+
+/// verl's per-token estimators of `d = clamp(delta)`, each operation rounded by `R`; `e` is
+/// `R(exp(d))`.
+protocol TokenEstimator {
+    static func value<R: ComputeRounding>(_ d: Double, _ e: Double, _ rounding: R.Type) -> Double
+}
+
+enum K1: TokenEstimator {
+    @inline(__always) static func value<R: ComputeRounding>(_ d: Double, _ e: Double, _ rounding: R.Type) -> Double { -d }
+}
+
+enum K2: TokenEstimator {
+    @inline(__always) static func value<R: ComputeRounding>(_ d: Double, _ e: Double, _ rounding: R.Type) -> Double {
+        R.round(0.5 * R.round(d * d))
+    }
+}
+
+/// The naive `(exp(d) - 1) - d`: it can be slightly negative for tiny `|d|` (verl's).
+enum K3: TokenEstimator {
+    @inline(__always) static func value<R: ComputeRounding>(_ d: Double, _ e: Double, _ rounding: R.Type) -> Double {
+        R.round(R.round(e - 1) - d)
     }
 }
 
@@ -162,6 +183,10 @@ struct CorrectionScan<R: ComputeRounding> {
     let outputs: CorrectionOutputs
     let options: [PreparedRejection]
     let weights: PreparedWeights?
+    /// The dtype of masked sums: torch multiplies the values by the mask, so a float mask
+    /// promotes them (`compute` with a bool or integer mask).
+    let sumDType: DType
+    /// The dtype of masked means: the sum's divided by the denominator's.
     let meanDType: DType
     let clamp: Double
     let rows: UnsafeMutableBufferPointer<CorrectionRowRecord>
@@ -172,9 +197,17 @@ struct CorrectionScan<R: ComputeRounding> {
         self.config = config
         self.outputs = outputs
         let compute = config.computeDType
-        meanDType = promoted(compute, config.meanDType)
-        options = config.rejections.map {
-            PreparedRejection($0, statisticDType: $0.level == .sequenceMean ? promoted(compute, config.meanDType) : compute)
+        let sumDType = batch.mask.map { $0.dtype.isFloat ? promoted(compute, $0.dtype) : compute } ?? compute
+        self.sumDType = sumDType
+        meanDType = promoted(sumDType, config.meanDType)
+        options = config.rejections.map { rejection in
+            let dtype: DType
+            switch rejection.level {
+            case .sequenceSum: dtype = sumDType
+            case .sequenceMean: dtype = promoted(sumDType, config.meanDType)
+            default: dtype = compute
+            }
+            return PreparedRejection(rejection, statisticDType: dtype)
         }
         weights = config.weightRule.map { rule in
             let dtype = outputs.weights.base == nil ? compute : outputs.weights.dtype
@@ -194,8 +227,11 @@ struct CorrectionScan<R: ComputeRounding> {
             optionRows.deallocate()
         }
         let workers = workerCount(threads: config.threads, rows: batch.rows, positions: batch.gridCount)
+        let longest = longestSpan
         forEachRowBlock(rows: batch.rows, workers: workers) { _, block in
-            for row in block { scanRow(row) }
+            let scratch = Scratch(capacity: longest)
+            defer { scratch.deallocate() }
+            for row in block { scanRow(row, scratch) }
         }
         clearPackedGaps()
         let statistics = reduceCorrection(self)
@@ -205,32 +241,35 @@ struct CorrectionScan<R: ComputeRounding> {
         outputs.statistics?.pointee = statistics
     }
 
-    /// The log-ratio, the mask element and the weight `m` of position `p` of a row.
-    struct Position {
-        var delta: Double
-        var train: Double
-        var roll: Double
-        var mass: Double
-        var maskAddress: UnsafeRawPointer?
+    /// Where one worker widens a row before the passes over it: the log-ratio rounded to the
+    /// compute dtype, the weight `m` (0 where not counted), `exp(clamp(delta))` rounded, and the
+    /// token options' verdict. Rows are read from the caller's arrays once.
+    struct Scratch {
+        let delta: UnsafeMutablePointer<Double>
+        let mass: UnsafeMutablePointer<Double>
+        let exps: UnsafeMutablePointer<Double>
+        let keep: UnsafeMutablePointer<Bool>
+
+        init(capacity: Int) {
+            let capacity = Swift.max(1, capacity)
+            delta = .allocate(capacity: capacity + chunkWidth)  // room for a last, partial SIMD chunk
+            mass = .allocate(capacity: capacity)
+            exps = .allocate(capacity: capacity + chunkWidth)
+            keep = .allocate(capacity: capacity)
+        }
+
+        func deallocate() {
+            delta.deallocate()
+            mass.deallocate()
+            exps.deallocate()
+            keep.deallocate()
+        }
     }
 
-    private func position(_ p: Int, _ cursors: (RowCursor, RowCursor?, RowCursor?), counted: Bool) -> Position {
-        let (primary, secondary, mask) = cursors
-        let train = primary.double(p)
-        let roll = secondary?.double(p) ?? 0
-        let delta = R.round(secondary == nil ? train : train - roll)
-        var mass = 0.0
-        var address: UnsafeRawPointer? = nil
-        if counted {
-            if let mask {
-                address = mask.address(p)
-                let value = loadDouble(mask.address(p), mask.dtype)
-                mass = config.maskWeights ? value : (value != 0 ? 1 : 0)
-            } else {
-                mass = 1
-            }
-        }
-        return Position(delta: delta, train: train, roll: roll, mass: mass, maskAddress: address)
+    /// The longest row span (the scratch every worker needs).
+    private var longestSpan: Int {
+        if batch.layout == .padded { return batch.cols }
+        return (0..<batch.rows).reduce(0) { Swift.max($0, batch.rowSpan($1).count) }
     }
 
     private func cursors(_ row: Int, start: Int) -> (RowCursor, RowCursor?, RowCursor?) {
@@ -240,135 +279,267 @@ struct CorrectionScan<R: ComputeRounding> {
                 batch.mask.map { RowCursor($0, row: row, start: start, layout: layout) })
     }
 
-    private func scanRow(_ row: Int) {
-        let span = batch.rowSpan(row)
-        let counted = batch.scanCount(row, span: span.count)
-        let cursors = span.count > 0 ? self.cursors(row, start: span.start) : nil
-        var record = CorrectionRowRecord()
-        let optionBase = row * options.count
-        let hasLogProbs = batch.source.secondary != nil
-        var tokenRejectedMass = 0.0  // sum m (1 - keep of the token options)
-        var tokenRejected = false
-        if let cursors {
-            for p in 0..<counted {
-                let at = position(p, cursors, counted: true)
-                let m = at.mass
-                guard m != 0 else { continue }
-                record.mass += m
-                record.valid += 1
-                record.logRatioSum += m * at.delta
-                if hasLogProbs {
-                    record.trainSum += m * at.train
-                    record.rollSum += m * at.roll
-                }
-                let d = clamped(at.delta, -clamp, clamp)
-                let e = roundedExp(d, R.self)
-                let unclampedExp = d == at.delta ? e : roundedExp(at.delta, R.self)
-                record.k3KL += m * R.round(R.round(unclampedExp - at.delta) - 1)
-                record.chi2 += m * R.round(e * e)
-                let k1 = -d, k2 = R.round(0.5 * R.round(d * d)), k3 = R.round(R.round(e - 1) - d)
-                var keepToken = true
-                for (index, option) in options.enumerated() {
-                    let value = option.value(k1: k1, k2: k2, k3: k3)
-                    switch option.rejection.level {
-                    case .token:
-                        optionRows[optionBase + index].moments.add(value, mass: m, option)
-                        if !option.passes(value) {
-                            optionRows[optionBase + index].rejectedMass += m
-                            optionRows[optionBase + index].anyRejected = true
-                            keepToken = false
-                        }
-                    case .sequenceSum, .sequenceMean:
-                        optionRows[optionBase + index].statistic += m * value
-                    case .sequenceMax:
-                        optionRows[optionBase + index].moments.max = propagatingMax(optionRows[optionBase + index].moments.max, value)
+    /// Fills the scratch's delta and mass for positions `0 ..< n` and returns the m-weighted
+    /// sums of the log-probs (0 for a log-ratio input).
+    private func load(_ cursors: (RowCursor, RowCursor?, RowCursor?), count n: Int, into s: Scratch) -> (train: Double, roll: Double) {
+        let (primary, secondary, mask) = cursors
+        let weights = config.maskWeights
+        // The common layout gets a loop of its own: contiguous float32 log-probs, and a
+        // contiguous byte or float32 mask (or none).
+        if primary.dtype == .f32 && primary.stride == 1, secondary.map({ $0.dtype == .f32 && $0.stride == 1 }) ?? true,
+           mask.map({ $0.stride == 1 && ($0.dtype == .f32 || $0.dtype.isByteMask) }) ?? true {
+            let train = primary.base.assumingMemoryBound(to: Float.self)
+            let roll = secondary?.base.assumingMemoryBound(to: Float.self)
+            var trainSum = 0.0, rollSum = 0.0
+            for p in 0..<n {
+                var m = 1.0
+                if let mask {
+                    if mask.dtype == .f32 {
+                        let value = Double(mask.base.assumingMemoryBound(to: Float.self)[p])
+                        m = weights ? value : (value != 0 ? 1 : 0)
+                    } else {
+                        m = maskValue(mask.base + p, mask.dtype, weights: weights)
                     }
                 }
-                if !keepToken {
-                    tokenRejectedMass += m
-                    tokenRejected = true
+                s.mass[p] = m
+                let t = Double(train[p])
+                if let roll {
+                    let r = Double(roll[p])
+                    s.delta[p] = R.round(t - r)
+                    if m != 0 {
+                        trainSum += m * t
+                        rollSum += m * r
+                    }
+                } else {
+                    s.delta[p] = R.round(t)
                 }
+            }
+            return (trainSum, rollSum)
+        }
+        var trainSum = 0.0, rollSum = 0.0
+        for p in 0..<n {
+            let m = mask.map { maskValue($0.address(p), $0.dtype, weights: weights) } ?? 1
+            s.mass[p] = m
+            let t = primary.double(p)
+            if let secondary {
+                let r = secondary.double(p)
+                s.delta[p] = R.round(t - r)
+                if m != 0 {
+                    trainSum += m * t
+                    rollSum += m * r
+                }
+            } else {
+                s.delta[p] = R.round(t)
             }
         }
-        let denominator = rounded(record.mass + 1e-8, to: config.meanDType)
+        return (trainSum, rollSum)
+    }
+
+    /// `m` of one mask element: its value (`mask_weights`; bool as 0/1) or 1 where it is nonzero.
+    @inline(__always)
+    private func maskValue(_ address: UnsafeRawPointer, _ dtype: DType, weights: Bool) -> Double {
+        switch dtype {
+        case .u8: let byte = address.load(as: UInt8.self); return weights ? Double(byte) : (byte != 0 ? 1 : 0)
+        case .bool: return address.load(as: UInt8.self) != 0 ? 1 : 0
+        case .i32, .i64:
+            let value = dtype == .i32 ? Int64(address.loadUnaligned(as: Int32.self)) : address.loadUnaligned(as: Int64.self)
+            return weights ? Double(value) : (value != 0 ? 1 : 0)
+        default:
+            let value = loadDouble(address, dtype)
+            return weights ? value : (value != 0 ? 1 : 0)
+        }
+    }
+
+    /// exps[p] = R(exp(clamp(delta[p]))) for p < n, eight at a time (the last chunk padded with
+    /// zeros: the scratch has room for it).
+    private func fillExps(_ s: Scratch, count n: Int) {
+        (s.delta + n).update(repeating: 0, count: (chunkWidth - n % chunkWidth) % chunkWidth)
+        let limit = SIMD8<Double>(repeating: clamp)
+        var p = 0
+        while p < n {
+            var x = UnsafeRawPointer(s.delta + p).loadUnaligned(as: SIMD8<Double>.self)
+            x = x.replacing(with: -limit, where: x .< -limit).replacing(with: limit, where: x .> limit)
+            UnsafeMutableRawPointer(s.exps + p).storeBytes(of: R.round(simdExp(x)), as: SIMD8<Double>.self)
+            p += chunkWidth
+        }
+    }
+
+    private func scanRow(_ row: Int, _ s: Scratch) {
+        let span = batch.rowSpan(row)
+        let counted = batch.scanCount(row, span: span.count)
+        var record = CorrectionRowRecord()
+        let cursors = span.count > 0 ? self.cursors(row, start: span.start) : nil
+        if let cursors {
+            (record.trainSum, record.rollSum) = load(cursors, count: counted, into: s)
+            fillExps(s, count: counted)
+            addRowSums(s, count: counted, &record)
+        }
+        s.keep.update(repeating: true, count: counted)
+        let optionBase = row * options.count
         for (index, option) in options.enumerated() {
-            let slot = optionBase + index
-            var entry = optionRows[slot]
-            switch option.rejection.level {
-            case .token:
-                entry.statistic = entry.moments.weighted / (record.mass + 1e-8)
-            case .sequenceSum, .sequenceMean, .sequenceMax:
-                let statistic: Double
-                switch option.rejection.level {
-                case .sequenceSum: statistic = R.round(entry.statistic)
-                case .sequenceMean: statistic = rounded(R.round(entry.statistic) / denominator, to: meanDType)
-                default: statistic = record.valid == 0 ? 0 : entry.moments.max
-                }
-                entry = OptionRecord(statistic: statistic)
-                if record.valid > 0 {
-                    entry.moments.add(statistic, mass: record.mass, option)
-                    if !option.passes(statistic) {
-                        entry.rejectedMass = record.mass
-                        entry.anyRejected = true
-                        record.keep = false
-                    }
-                }
+            var entry = OptionRecord()
+            switch option.rejection.estimator {
+            case .k1: entry = scanOption(option, K1.self, s, count: counted)
+            case .k2: entry = scanOption(option, K2.self, s, count: counted)
+            default: entry = scanOption(option, K3.self, s, count: counted)
             }
-            optionRows[slot] = entry
+            if option.rejection.level == .token {
+                entry.statistic = entry.moments.weighted / (record.mass + 1e-8)  // the row mean, for seq_* statistics
+            } else {
+                decide(option, &entry, &record)
+            }
+            optionRows[optionBase + index] = entry
+        }
+        var tokenRejectedMass = 0.0  // sum m (1 - keep of the token options)
+        var tokenRejected = false
+        if options.contains(where: { $0.rejection.level == .token }) {
+            for p in 0..<counted where !s.keep[p] && s.mass[p] != 0 {
+                tokenRejectedMass += s.mass[p]
+                tokenRejected = true
+            }
         }
         record.rejectedMass = record.keep ? tokenRejectedMass : record.mass
         record.anyRejected = !record.keep && record.valid > 0 || tokenRejected
         if outputs.keepRow.base != nil { outputs.keepRow.store(record.anyRejected ? 0 : 1, row: row) }
         if let cursors, outputs.mask.base != nil || weights != nil {
-            writeRow(row, span: span, counted: counted, cursors: cursors, record: &record)
+            writeRow(row, span: span, counted: counted, mask: cursors.2, s, record: &record)
         }
         rows[row] = record
     }
 
-    /// Pass two: the output mask and the weights of one row, and the weights' moments.
-    private func writeRow(_ row: Int, span: (start: Int, count: Int), counted: Int, cursors: (RowCursor, RowCursor?, RowCursor?),
-                          record: inout CorrectionRowRecord) {
-        let maskGrid = outputs.mask.base == nil ? nil : TypedGrid(outputs.mask, row: row, start: span.start, layout: batch.layout)
-        let weightGrid = outputs.weights.base == nil ? nil : TypedGrid(outputs.weights, row: row, start: span.start, layout: batch.layout)
-        let tokenOptions = options.filter { $0.rejection.level == .token }
-        let sequenceWeight = roundedExp(clamped(R.round(record.logRatioSum), -clamp, clamp), R.self)
-        for p in 0..<span.count {
-            let inRow = p < counted
-            let at = position(p, cursors, counted: inRow)
-            if let maskGrid {
-                var keep = record.keep && inRow
-                if keep && !tokenOptions.isEmpty {
-                    let d = clamped(at.delta, -clamp, clamp)
-                    let e = roundedExp(d, R.self)
-                    let k1 = -d, k2 = R.round(0.5 * R.round(d * d)), k3 = R.round(R.round(e - 1) - d)
-                    for option in tokenOptions where !option.passes(option.value(k1: k1, k2: k2, k3: k3)) { keep = false }
-                }
-                if inRow {
-                    storeMaskValue(keep: keep, source: at.maskAddress, at: maskGrid.address(p), outputs.mask.dtype)
-                } else {
-                    storeOne(false, at: maskGrid.address(p), outputs.mask.dtype)
-                }
-            }
-            guard let weights else { continue }
-            var weight = 0.0
-            if inRow {
-                let base = weights.rule.level == .token ? roundedExp(clamped(at.delta, -clamp, clamp), R.self) : sequenceWeight
-                let raw = rounded(base * at.mass, to: weights.dtype)
-                switch weights.rule.mode {
-                case .mask: weight = raw >= weights.lo && raw <= weights.hi ? raw : 0
-                default: weight = raw > weights.hi ? weights.hi : raw
-                }
-                let m = at.mass
-                if m != 0 {
-                    record.weights.add(weight, mass: m, clampLo: 0, clampHi: weights.hi)
-                    if raw > weights.hi { record.weights.high += m }
-                    if raw < weights.lower { record.weights.low += m }
-                    if raw < weights.lo || raw > weights.hi { record.oob += m }
-                    record.rawSum += m * raw
-                }
-            }
-            if let weightGrid { storeFloat(weight, at: weightGrid.address(p), weights.dtype) }
+    /// The row's own sums: mass, valid count, S, and the off-policy terms.
+    private func addRowSums(_ s: Scratch, count n: Int, _ record: inout CorrectionRowRecord) {
+        var mass = 0.0, valid = 0, logRatio = 0.0, k3KL = 0.0, chi2 = 0.0
+        for p in 0..<n {
+            let m = s.mass[p]
+            guard m != 0 else { continue }
+            let delta = s.delta[p], e = s.exps[p]
+            mass += m
+            valid += 1
+            logRatio += m * delta
+            // verl's k3_kl takes the unclamped log-ratio (its exp only differs beyond the clamp).
+            let unclamped = delta.magnitude <= clamp ? e : R.round(exp(delta))
+            k3KL += m * R.round(R.round(unclamped - delta) - 1)
+            chi2 += m * R.round(e * e)
         }
+        (record.mass, record.valid, record.logRatioSum, record.k3KL, record.chi2) = (mass, valid, logRatio, k3KL, chi2)
+    }
+
+    /// One option over the row's valid tokens: a token option's moments and verdicts (into
+    /// `s.keep`), a sequence option's raw sum (in `statistic`) or maximum (in `moments.max`).
+    private func scanOption<K: TokenEstimator>(_ option: PreparedRejection, _ estimator: K.Type, _ s: Scratch,
+                                               count n: Int) -> OptionRecord {
+        var entry = OptionRecord()
+        let limit = clamp
+        switch option.rejection.level {
+        case .token:
+            var moments = Moments(), rejectedMass = 0.0, anyRejected = false
+            for p in 0..<n {
+                let m = s.mass[p]
+                guard m != 0 else { continue }
+                let value = K.value(clamped(s.delta[p], -limit, limit), s.exps[p], R.self)
+                moments.add(value, mass: m, option)
+                if !option.passes(value) {
+                    rejectedMass += m
+                    anyRejected = true
+                    s.keep[p] = false
+                }
+            }
+            (entry.moments, entry.rejectedMass, entry.anyRejected) = (moments, rejectedMass, anyRejected)
+        case .sequenceSum, .sequenceMean:
+            var sum = 0.0
+            for p in 0..<n where s.mass[p] != 0 {
+                sum += s.mass[p] * K.value(clamped(s.delta[p], -limit, limit), s.exps[p], R.self)
+            }
+            entry.statistic = sum
+        case .sequenceMax:
+            var maximum = -Double.infinity
+            for p in 0..<n where s.mass[p] != 0 {
+                maximum = propagatingMax(maximum, K.value(clamped(s.delta[p], -limit, limit), s.exps[p], R.self))
+            }
+            entry.moments.max = maximum
+        }
+        return entry
+    }
+
+    /// A sequence option's row statistic and decision.
+    private func decide(_ option: PreparedRejection, _ entry: inout OptionRecord, _ record: inout CorrectionRowRecord) {
+        let statistic: Double
+        switch option.rejection.level {
+        case .sequenceSum: statistic = rounded(entry.statistic, to: sumDType)
+        case .sequenceMean:
+            let denominator = rounded(record.mass + 1e-8, to: config.meanDType)
+            statistic = rounded(rounded(entry.statistic, to: sumDType) / denominator, to: meanDType)
+        default: statistic = record.valid == 0 ? 0 : entry.moments.max
+        }
+        entry = OptionRecord(statistic: statistic)
+        guard record.valid > 0 else { return }
+        entry.moments.add(statistic, mass: record.mass, option)
+        if !option.passes(statistic) {
+            entry.rejectedMass = record.mass
+            entry.anyRejected = true
+            record.keep = false
+        }
+    }
+
+    /// Pass two: the output mask and the weights of one row, and the weights' moments.
+    private func writeRow(_ row: Int, span: (start: Int, count: Int), counted: Int, mask: RowCursor?, _ s: Scratch,
+                          record: inout CorrectionRowRecord) {
+        if outputs.mask.base != nil {
+            let grid = TypedGrid(outputs.mask, row: row, start: span.start, layout: batch.layout)
+            let dtype = outputs.mask.dtype
+            if let mask, mask.dtype.isByteMask {  // the common mask: bytes copied or cleared
+                let out = grid.base.assumingMemoryBound(to: UInt8.self), source = mask.base.assumingMemoryBound(to: UInt8.self)
+                let (outStride, sourceStride) = (grid.stride, mask.stride)
+                for p in 0..<counted { out[p &* outStride] = record.keep && s.keep[p] ? source[p &* sourceStride] : 0 }
+            } else {
+                for p in 0..<counted {
+                    storeMaskValue(keep: record.keep && s.keep[p], source: mask?.address(p), at: grid.address(p), dtype)
+                }
+            }
+            for p in counted..<span.count { storeOne(false, at: grid.address(p), dtype) }
+        }
+        guard let weights else { return }
+        switch weights.dtype {
+        case .f64: writeWeights(row, span: span, counted: counted, s, weights, RoundF64.self, record: &record)
+        case .bf16: writeWeights(row, span: span, counted: counted, s, weights, RoundBF16.self, record: &record)
+        case .f16: writeWeights(row, span: span, counted: counted, s, weights, RoundF16.self, record: &record)
+        default: writeWeights(row, span: span, counted: counted, s, weights, RoundF32.self, record: &record)
+        }
+    }
+
+    /// The weights of one row in the dtype `W` rounds to, and their moments.
+    private func writeWeights<W: ComputeRounding>(_ row: Int, span: (start: Int, count: Int), counted: Int, _ s: Scratch,
+                                                  _ weights: PreparedWeights, _ rounding: W.Type,
+                                                  record: inout CorrectionRowRecord) {
+        let grid = outputs.weights.base == nil ? nil : TypedGrid(outputs.weights, row: row, start: span.start, layout: batch.layout)
+        let sequenceWeight = sequenceExp(record.logRatioSum)
+        let token = weights.rule.level == .token, truncate = weights.rule.mode == .truncate
+        var moments = Moments(), rawSum = 0.0, oob = 0.0
+        for p in 0..<counted {
+            let m = s.mass[p]
+            let raw = W.round((token ? s.exps[p] : sequenceWeight) * m)
+            let weight = truncate ? (raw > weights.hi ? weights.hi : raw) : (raw >= weights.lo && raw <= weights.hi ? raw : 0)
+            if m != 0 {
+                moments.add(weight, mass: m, clampLo: 0, clampHi: weights.hi)
+                if raw > weights.hi { moments.high += m }
+                if raw < weights.lower { moments.low += m }
+                if raw < weights.lo || raw > weights.hi { oob += m }
+                rawSum += m * raw
+            }
+            if let grid { storeFloat(weight, at: grid.address(p), weights.dtype) }
+        }
+        if let grid {
+            for p in counted..<span.count { storeFloat(0, at: grid.address(p), weights.dtype) }
+        }
+        (record.weights, record.rawSum, record.oob) = (moments, rawSum, oob)
+    }
+
+    /// `exp(clamp(S))` of a row's masked log-ratio sum `S`, in the sums' dtype (verl's sequence
+    /// weight, and the statistics built on it).
+    func sequenceExp(_ sum: Double, scale: Double = 1) -> Double {
+        let limit = rounded(config.clamp, to: sumDType)
+        return rounded(exp(rounded(scale * clamped(rounded(sum, to: sumDType), -limit, limit), to: sumDType)), to: sumDType)
     }
 
     /// Packed grids: positions before the first row and after the last are outside every row, so

@@ -129,17 +129,18 @@ private func reduceWeights<R>(_ scan: CorrectionScan<R>, _ weights: PreparedWeig
         let rowMean = moments.weighted / (record.mass + 1e-8)
         rowMeans.values.append(rowMean)
         rawMeans.values.append(record.rawSum / (record.mass + 1e-8))
-        sums.values.append(R.round(record.logRatioSum))
+        sums.values.append(rounded(record.logRatioSum, to: scan.sumDType))
         if record.mass > 0 { validRowMeans += rowMean }
     }
     var w = WeightStatistics()
     w.mean = weighted / denominator
     if weights.rule.level == .sequence {
         // verl takes the log of the thresholds in float32 (torch.tensor of a Python float).
-        let logHigh = R.round(Double(Float(log(Double(Float(weights.rule.hi))))))
-        let logLow = R.round(Double(Float(log(Double(Float(weights.rule.statisticsLower))))))
-        w.max = sums.values.isEmpty ? .nan : roundedExp(propagatingMin(sums.max, scan.clamp), R.self)
-        w.min = sums.values.isEmpty ? .nan : roundedExp(sums.min, R.self)
+        let logHigh = rounded(Double(Float(log(Double(Float(weights.rule.hi))))), to: scan.sumDType)
+        let logLow = rounded(Double(Float(log(Double(Float(weights.rule.statisticsLower))))), to: scan.sumDType)
+        let limit = rounded(scan.config.clamp, to: scan.sumDType)
+        w.max = sums.values.isEmpty ? .nan : rounded(exp(propagatingMin(sums.max, limit)), to: scan.sumDType)
+        w.min = sums.values.isEmpty ? .nan : rounded(exp(sums.min), to: scan.sumDType)
         w.ratioFractionHigh = sums.fraction { $0 > logHigh }
         w.ratioFractionLow = sums.fraction { $0 < logLow }
     } else {
@@ -179,8 +180,7 @@ private func reduceOffPolicy<R>(_ scan: CorrectionScan<R>, statistics s: Correct
         logRatio += record.logRatioSum
         k3KL += record.k3KL
         chi2 += record.chi2
-        let sum = clamped(R.round(record.logRatioSum), -scan.clamp, scan.clamp)
-        seqChi2.values.append(roundedExp(R.round(2 * sum), R.self))
+        seqChi2.values.append(scan.sequenceExp(record.logRatioSum, scale: 2))
         let rowDenominator = record.mass + 1e-8
         trainLog.values.append(-record.trainSum / rowDenominator)
         rollLog.values.append(-record.rollSum / rowDenominator)

@@ -72,11 +72,14 @@ def _expected(lt, lr, mask, rejections, rule, mask_weights, normalize=False, in_
     mask64 = np.asarray(mask).astype(np.float64)
     float_mask = np.asarray(mask).dtype.kind == "f"
     mean_dtype = np.asarray(mask).dtype.name if float_mask else "float32"
-    weights_dtype = ("float64" if "float64" in (compute, mean_dtype) else "float32") if float_mask and compute != mean_dtype else compute
+    promote = lambda a, b: a if a == b else ("float64" if "float64" in (a, b) else "float32")
+    sum_dtype = promote(compute, mean_dtype) if float_mask else compute
+    weights_dtype = sum_dtype
     weights = None if rule is None else (rule[0], rule[1], 0.0 if rule[2] is None else rule[2], rule[3])
     return reference_correction(train - roll, mask64, np.ones(lt.shape, bool) if in_row is None else in_row, train=train,
                                 roll=roll, rejections=rejections, weights=weights, mask_weights=mask_weights,
-                                compute=compute, mean_dtype=mean_dtype, weights_dtype=weights_dtype, normalize=normalize)
+                                compute=compute, mean_dtype=mean_dtype, weights_dtype=weights_dtype, sum_dtype=sum_dtype,
+                                normalize=normalize)
 
 
 def _same_bits(got, want, rtol=0.0):
@@ -116,20 +119,50 @@ def _check_statistics(got, want):
             _close(got["weights"][key], value, "weights." + key)
 
 
-def _check(lt, lr, mask, rejections, rule, mask_weights, normalize=False, **kwargs):
-    got = _run(lt, lr, mask, rejections, rule, mask_weights, normalize=normalize, **kwargs)
-    want = _expected(lt, lr, mask, rejections, rule, mask_weights, normalize)
-    mask_values = np.asarray(mask)
+def _check(lt, lr, mask, rejections, rule, mask_weights, normalize=False, layout="contiguous", seed=0):
+    """Runs the library on the batch laid out as `layout` and compares with the reference on the
+    same values: ``contiguous``, ``transposed`` (column-major), ``reversed`` (negative row stride),
+    ``broadcast_mask`` (a [1, T] mask, zero row stride), ``lengths``, ``packed`` (rows with gaps)."""
+    rows, cols = lt.shape
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(0, cols + 1, rows) if layout in ("lengths", "packed") else np.full(rows, cols)
+    in_row = np.arange(cols)[None, :] < lengths[:, None]
+    if layout == "reversed":
+        lt, lr, mask = lt[::-1], lr[::-1], mask[::-1]
+    if layout == "broadcast_mask" and rows:
+        mask = np.broadcast_to(mask[:1], mask.shape)
+    want = _expected(lt, lr, mask, rejections, rule, mask_weights, normalize, in_row)
+    if layout == "transposed":
+        lt, lr, mask = (np.ascontiguousarray(x.T).T for x in (lt, lr, mask))
+    if layout == "packed":
+        offsets = np.concatenate([[1], 1 + np.cumsum(lengths)]).astype(np.int64)
+        flat = [np.zeros(offsets[-1] + 2, x.dtype) for x in (lt, lr, mask)]
+        for i in range(rows):
+            for array, source in zip(flat, (lt, lr, mask)):
+                array[offsets[i]:offsets[i + 1]] = source[i, :lengths[i]]
+        got = _run(*flat, rejections, rule, mask_weights, normalize=normalize, offsets=offsets)
+        grid = lambda x: np.array([np.concatenate([x[offsets[i]:offsets[i + 1]], np.zeros(cols - lengths[i], x.dtype)])
+                                   for i in range(rows)]).reshape(rows, cols)
+        assert (got.weights is None or not got.weights[[0, -1, -2]].any()) and not got.mask[[0, -1, -2]].any()
+        got_mask, got_weights = grid(got.mask), None if got.weights is None else grid(got.weights)
+    else:
+        got = _run(lt, lr, mask, rejections, rule, mask_weights, normalize=normalize,
+                   lengths=lengths if layout == "lengths" else None)
+        got_mask, got_weights = got.mask, got.weights
+    mask_values = np.where(in_row, np.asarray(mask), np.zeros((), np.asarray(mask).dtype))
     with np.errstate(invalid="ignore"):
         expected_mask = np.where(want["mask_keep"], mask_values, mask_values * 0 if mask_values.dtype.kind == "f" else 0)
-    assert got.mask.dtype == mask_values.dtype
-    _same_bits(got.mask.astype(np.float64), expected_mask.astype(np.float64))
+    assert got.mask.dtype == np.asarray(mask).dtype
+    _same_bits(got_mask.astype(np.float64), expected_mask.astype(np.float64))
     assert (got.keep_row == want["keep_row"]).all()
     if rule is not None:
         # float64 arithmetic: the library's exp (libm) and numpy's may differ in the last bit.
-        _same_bits(got.weights.astype(np.float64), want["weights"], rtol=5e-16 if got.weights.dtype == np.float64 else 0.0)
+        _same_bits(got_weights.astype(np.float64), want["weights"], rtol=5e-16 if got_weights.dtype == np.float64 else 0.0)
     _check_statistics(got.statistics, want["statistics"])
     return got
+
+
+LAYOUTS = ["contiguous", "transposed", "reversed", "broadcast_mask", "lengths", "packed"]
 
 
 @pytest.mark.parametrize("dtype", list(DTYPES))
@@ -138,6 +171,13 @@ def test_matches_reference(dtype, mask_kind):
     lt, lr, mask = _batch(1, 7, 33, dtype, mask_kind)
     for rule in WEIGHT_RULES:
         _check(lt, lr, mask, REJECTIONS, rule, mask_weights=mask_kind != "bool")
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_layouts_match_reference(layout):
+    lt, lr, mask = _batch(8, 9, 25, "float32", "float32", nonfinite=True)
+    for rule in WEIGHT_RULES:
+        _check(lt, lr, mask, REJECTIONS, rule, True, normalize=True, layout=layout, seed=3)
 
 
 @pytest.mark.parametrize("mask_weights", [False, True])
@@ -344,8 +384,9 @@ def test_python_refusals_name_the_argument():
        dtype=st.sampled_from(list(DTYPES)), mask_kind=st.sampled_from(["bool", "uint8", "int64", "float32", "binary_float32"]),
        nonfinite=st.booleans(), scale=st.sampled_from([1e-4, 0.05, 1.0]),
        rejections=st.lists(st.sampled_from(REJECTIONS), max_size=4, unique=True),
-       rule=st.sampled_from(WEIGHT_RULES + [None]), mask_weights=st.booleans(), normalize=st.booleans())
+       rule=st.sampled_from(WEIGHT_RULES + [None]), mask_weights=st.booleans(), normalize=st.booleans(),
+       layout=st.sampled_from(LAYOUTS))
 def test_hypothesis_matches_reference(seed, rows, cols, dtype, mask_kind, nonfinite, scale, rejections, rule, mask_weights,
-                                      normalize):
+                                      normalize, layout):
     lt, lr, mask = _batch(seed, rows, cols, dtype, mask_kind, nonfinite, scale)
-    _check(lt, lr, mask, rejections, rule, mask_weights, normalize=normalize and rule is not None)
+    _check(lt, lr, mask, rejections, rule, mask_weights, normalize=normalize and rule is not None, layout=layout, seed=seed)

@@ -25,7 +25,7 @@ SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 
 # ---- inputs -------------------------------------------------------------------------------------
 
-MASK_KINDS = ("bool", "int64", "float32", "float32_weighted")
+MASK_KINDS = ("bool", "int64", "int64_weighted", "float32", "float32_weighted")
 
 
 @st.composite
@@ -50,10 +50,12 @@ def batches(draw, allow_empty_batch=True):
     valid = np.arange(cols)[None, :] < lengths[:, None]
     if mask_kind == "float32_weighted":
         mask = np.where(valid, rng.choice(np.array([0.5, 1.0, 2.0, 0.25], dtype=np.float32), (rows, cols)), 0)
+    elif mask_kind == "int64_weighted":
+        mask = np.where(valid, rng.choice(np.array([1, 2, 3]), (rows, cols)), 0)
     else:
         mask = valid
     mask = torch.from_numpy(np.ascontiguousarray(mask)).to({"bool": torch.bool, "int64": torch.int64,
-                                                            "float32": torch.float32,
+                                                            "int64_weighted": torch.int64, "float32": torch.float32,
                                                             "float32_weighted": torch.float32}[mask_kind])
     return torch.from_numpy(logp_train), torch.from_numpy(logp_roll), mask
 

@@ -44,13 +44,20 @@ def _exp(x, dtype):
 
 
 def _nanmax(values):
+    """torch's max: NaN propagates; NaN for no values."""
     values = np.asarray(values, dtype=np.float64)
-    return float("nan") if np.isnan(values).any() else float(values.max())
+    return float("nan") if values.size == 0 or np.isnan(values).any() else float(values.max())
 
 
 def _nanmin(values):
     values = np.asarray(values, dtype=np.float64)
-    return float("nan") if np.isnan(values).any() else float(values.min())
+    return float("nan") if values.size == 0 or np.isnan(values).any() else float(values.min())
+
+
+def _mean(values):
+    """NaN for no values (torch's mean of an empty tensor)."""
+    values = np.asarray(values, dtype=np.float64)
+    return float(values.mean()) if values.size else float("nan")
 
 
 def _std_bessel(values):
@@ -78,7 +85,7 @@ def _clamp(x, lo, hi):
 
 def reference_correction(delta, mask, in_row, *, train=None, roll=None, rejections=(), weights=None,
                          mask_weights=False, compute="float32", mean_dtype="float32", weights_dtype="float32",
-                         clamp=20.0, normalize=False) -> dict:
+                         sum_dtype=None, clamp=20.0, normalize=False) -> dict:
     """Everything `trmask.rollout_correction` computes, in float64.
 
     Args:
@@ -86,6 +93,8 @@ def reference_correction(delta, mask, in_row, *, train=None, roll=None, rejectio
         mask: ``[B, T]`` mask values (1.0 where absent). in_row: bool ``[B, T]``, positions inside a
             row and before its length.
         train, roll: the log-probs (for the perplexities), or None.
+        sum_dtype: the dtype of masked sums (a float mask promotes them, as torch's ``values *
+            mask``); default ``compute``.
         rejections: ``(level, estimator, lo, hi)`` tuples. weights: ``(level, mode, lo, hi)`` or
             None.
     Returns:
@@ -94,11 +103,11 @@ def reference_correction(delta, mask, in_row, *, train=None, roll=None, rejectio
     """
     with np.errstate(invalid="ignore", over="ignore"):  # inf - inf and NaN terms propagate NaN on purpose
         return _correction(delta, mask, in_row, train, roll, rejections, weights, mask_weights, compute, mean_dtype,
-                           weights_dtype, clamp, normalize)
+                           weights_dtype, sum_dtype or compute, clamp, normalize)
 
 
 def _correction(delta, mask, in_row, train, roll, rejections, weights, mask_weights, compute, mean_dtype, weights_dtype,
-                clamp, normalize):
+                sum_dtype, clamp, normalize):
     delta = round_to(delta, compute)
     mask = np.asarray(mask, dtype=np.float64)
     in_row = np.asarray(in_row, dtype=bool)
@@ -115,14 +124,14 @@ def _correction(delta, mask, in_row, train, roll, rejections, weights, mask_weig
     e = _exp(d, compute)
     k = {"k1": -d, "k2": round_to(0.5 * round_to(d * d, compute), compute),
          "k3": round_to(round_to(e - 1, compute) - d, compute)}
-    mean_dtype_stat = _promote(compute, mean_dtype)
+    mean_dtype_stat = _promote(sum_dtype, mean_dtype)
     row_den = round_to(mass_rows + 1e-8, mean_dtype)
 
     keep_token = np.ones_like(valid)
     keep_row_seq = np.ones(rows, dtype=bool)
     option_stats = []
     for level, estimator, lo, hi in rejections:
-        stat_dtype = mean_dtype_stat if level == "seq_mean" else compute
+        stat_dtype = {"seq_mean": mean_dtype_stat, "seq_sum": sum_dtype}.get(level, compute)
         lo_r, hi_r = float(round_to(lo, stat_dtype)), float(round_to(hi, stat_dtype))
         std_lo = lo_r if math.isfinite(lo) else 0.0
         values = np.where(valid, k[estimator], 0.0)
@@ -136,9 +145,9 @@ def _correction(delta, mask, in_row, train, roll, rejections, weights, mask_weig
                 per_token = k[estimator]
             else:
                 if level == "seq_sum":
-                    row_stat = round_to(_row_sums(m * values), compute)
+                    row_stat = round_to(_row_sums(m * values), sum_dtype)
                 elif level == "seq_mean":
-                    row_stat = round_to(round_to(_row_sums(m * values), compute) / row_den, mean_dtype_stat)
+                    row_stat = round_to(round_to(_row_sums(m * values), sum_dtype) / row_den, mean_dtype_stat)
                 else:
                     row_stat = np.array([_nanmax(k[estimator][i][valid[i]]) if valid[i].any() else 0.0
                                          for i in range(rows)])
@@ -187,12 +196,14 @@ def _correction(delta, mask, in_row, train, roll, rejections, weights, mask_weig
     weight_grid = None
     if weights is not None:
         weight_grid, statistics["weights"] = _weights(weights, delta, m, in_row, valid, lr_sum, mass_rows, mass,
-                                                      valid_rows, compute, weights_dtype, c_clamp, normalize)
-    statistics["offpolicy"] = _offpolicy(delta, d, e, m, valid, lr_sum, mass_rows, den, compute, c_clamp, train, roll)
+                                                      valid_rows, compute, sum_dtype, weights_dtype, c_clamp, normalize)
+    statistics["offpolicy"] = _offpolicy(delta, d, e, m, valid, lr_sum, mass_rows, den, compute, sum_dtype, c_clamp, train,
+                                         roll)
     return {"mask_keep": keep, "keep_row": keep_row, "weights": weight_grid, "statistics": statistics}
 
 
-def _weights(rule, delta, m, in_row, valid, lr_sum, mass_rows, mass, valid_rows, compute, dtype, clamp, normalize):
+def _weights(rule, delta, m, in_row, valid, lr_sum, mass_rows, mass, valid_rows, compute, sum_dtype, dtype, clamp,
+             normalize):
     level, mode, lo, hi = rule
     den = mass + 1e-8
     lo_r, hi_r = float(round_to(lo, dtype)), float(round_to(hi, dtype))
@@ -201,7 +212,7 @@ def _weights(rule, delta, m, in_row, valid, lr_sum, mass_rows, mass, valid_rows,
         if level == "token":
             base = _exp(_clamp(delta, -clamp, clamp), compute)
         else:
-            base = np.broadcast_to(_exp(_clamp(round_to(lr_sum, compute), -clamp, clamp), compute)[:, None], delta.shape)
+            base = np.broadcast_to(_exp(_clamp(round_to(lr_sum, sum_dtype), -clamp, clamp), sum_dtype)[:, None], delta.shape)
         raw = round_to(base * m, dtype)
         if mode == "mask":
             w = np.where((raw >= lo_r) & (raw <= hi_r), raw, 0.0)
@@ -210,12 +221,12 @@ def _weights(rule, delta, m, in_row, valid, lr_sum, mass_rows, mass, valid_rows,
         w = np.where(in_row, w, 0.0)
         mv, wv, rv = m[valid], w[valid], raw[valid]
         stats = {"mean": float((mv * wv).sum()) / den}
-        sums = round_to(lr_sum, compute)
+        sums = round_to(lr_sum, sum_dtype)
         if level == "sequence":
-            log_high = float(round_to(float(np.log(np.float32(hi))), compute))
-            log_low = float(round_to(float(np.log(np.float32(1.0 / hi if mode != "mask" else lo))), compute))
-            stats["max"] = float(_exp(min(_nanmax(sums), clamp), compute)) if len(sums) else float("nan")
-            stats["min"] = float(_exp(_nanmin(sums), compute)) if len(sums) else float("nan")
+            log_high = float(round_to(float(np.log(np.float32(hi))), sum_dtype))
+            log_low = float(round_to(float(np.log(np.float32(1.0 / hi if mode != "mask" else lo))), sum_dtype))
+            stats["max"] = float(_exp(min(_nanmax(sums), clamp), sum_dtype)) if len(sums) else float("nan")
+            stats["min"] = float(_exp(_nanmin(sums), sum_dtype)) if len(sums) else float("nan")
             stats["ratio_fraction_high"] = float(np.mean(sums > log_high)) if len(sums) else float("nan")
             stats["ratio_fraction_low"] = float(np.mean(sums < log_low)) if len(sums) else float("nan")
         else:
@@ -231,7 +242,7 @@ def _weights(rule, delta, m, in_row, valid, lr_sum, mass_rows, mass, valid_rows,
         row_means = np.where(valid, m * w, 0.0).sum(axis=1) / (mass_rows + 1e-8)
         raw_means = np.where(valid, m * raw, 0.0).sum(axis=1) / (mass_rows + 1e-8)
         n = len(row_means)
-        stats.update(seq_mean=float(np.mean(row_means)) if n else float("nan"), seq_std=_std_bessel(row_means),
+        stats.update(seq_mean=_mean(row_means), seq_std=_std_bessel(row_means),
                      seq_max=_nanmax(row_means) if n else float("nan"), seq_min=_nanmin(row_means) if n else float("nan"),
                      seq_max_deviation=_nanmax(np.abs(row_means - 1)) if n else float("nan"),
                      seq_fraction_high=float(np.mean(raw_means > hi_r)) if n else float("nan"),
@@ -249,17 +260,17 @@ def _weights(rule, delta, m, in_row, valid, lr_sum, mass_rows, mass, valid_rows,
     return w, stats
 
 
-def _offpolicy(delta, d, e, m, valid, lr_sum, mass_rows, den, compute, clamp, train, roll):
+def _offpolicy(delta, d, e, m, valid, lr_sum, mass_rows, den, compute, sum_dtype, clamp, train, roll):
     with np.errstate(over="ignore", invalid="ignore"):
         unclamped = np.where(d == delta, e, _exp(delta, compute))
         k3_kl = round_to(round_to(unclamped - delta, compute) - 1, compute)
         chi2 = round_to(e * e, compute)
-        sums = _clamp(round_to(lr_sum, compute), -clamp, clamp)
-        seq = _exp(round_to(2 * sums, compute), compute)
+        sums = _clamp(round_to(lr_sum, sum_dtype), -clamp, clamp)
+        seq = _exp(round_to(2 * sums, sum_dtype), sum_dtype)
     mv = m[valid]
     o = {"kl": -float(lr_sum.sum()) / den, "k3_kl": float((mv * k3_kl[valid]).sum()) / den,
          "chi2_token": float((mv * chi2[valid]).sum()) / den - 1,
-         "chi2_seq": float(np.mean(seq)) - 1 if len(seq) else float("nan")}
+         "chi2_seq": _mean(seq) - 1}
     for key in ("training_ppl", "training_log_ppl", "rollout_ppl", "rollout_log_ppl", "log_ppl_diff", "log_ppl_abs_diff",
                 "log_ppl_diff_max", "log_ppl_diff_min", "ppl_ratio"):
         o[key] = float("nan")
@@ -269,8 +280,8 @@ def _offpolicy(delta, d, e, m, valid, lr_sum, mass_rows, den, compute, clamp, tr
         mean_train = np.where(valid, m * np.asarray(train, np.float64), 0.0).sum(axis=1) / (mass_rows + 1e-8)
         mean_roll = np.where(valid, m * np.asarray(roll, np.float64), 0.0).sum(axis=1) / (mass_rows + 1e-8)
         diff = mean_roll - mean_train
-        o.update(training_ppl=float(np.mean(np.exp(-mean_train))), training_log_ppl=float(np.mean(-mean_train)),
-                 rollout_ppl=float(np.mean(np.exp(-mean_roll))), rollout_log_ppl=float(np.mean(-mean_roll)),
-                 log_ppl_diff=float(np.mean(diff)), log_ppl_abs_diff=float(np.mean(np.abs(diff))),
-                 log_ppl_diff_max=_nanmax(diff), log_ppl_diff_min=_nanmin(diff), ppl_ratio=float(np.mean(np.exp(diff))))
+        o.update(training_ppl=_mean(np.exp(-mean_train)), training_log_ppl=_mean(-mean_train),
+                 rollout_ppl=_mean(np.exp(-mean_roll)), rollout_log_ppl=_mean(-mean_roll),
+                 log_ppl_diff=_mean(diff), log_ppl_abs_diff=_mean(np.abs(diff)),
+                 log_ppl_diff_max=_nanmax(diff), log_ppl_diff_min=_nanmin(diff), ppl_ratio=_mean(np.exp(diff)))
     return o

@@ -32,17 +32,17 @@
  *   proportion to the work it accepted: sizes are multiplied with overflow checks before anything
  *   depends on them, and every O(1) check (sizes, pointers, struct sizes, enums, dtypes, strides,
  *   extents, aliasing, options, criteria) comes before the checks that scan an array's contents
- *   (packed offsets, lengths, token ids, partial counts), so a call refused for any other reason
- *   returns after O(1) work whatever n_rows says. On error no output is written (trm_mask's
- *   metrics included): every function validates everything, and allocates what it needs, before
- *   its first write. Checked by fuzz/ (libFuzzer, AddressSanitizer, guard pages around every
- *   array) and Tests/cabi/regressions.c.
+ *   (packed offsets, lengths, token ids, partial counts, dbar), so a call refused for any other
+ *   reason returns after O(1) work whatever n_rows says. On error no output is written
+ *   (trm_mask's metrics included): every function validates everything, and allocates what it
+ *   needs, before its first write. Checked by fuzz/ (libFuzzer, AddressSanitizer, guard pages
+ *   around every array) and Tests/cabi/regressions.c.
  * - Limits (TRM_E_TOO_LARGE): a valid request that needs more than 4 GiB of working memory is
  *   refused, as is one whose allocation fails. Only two requests allocate per-call memory that
  *   grows with an argument: trm_mask's metrics keep a 128-byte record per row plus 4 bytes per
  *   row and row criterion (refused above about 33 million rows without row criteria, 11 million
  *   with 64: split the batch), and trm_topk_kl_lower_bound sorts one position's k ids (k above
- *   2^29 refused). Everything else uses O(threads) memory.
+ *   2^29 refused). Everything else allocates O(threads + criteria) memory at most.
  *
  * The header includes only <stdint.h> and <stddef.h> and compiles as C99 and C++.
  */

@@ -136,14 +136,15 @@ public func errorBounds(_ inputs: BoundInputs) -> Result<Bounds, BoundsInputErro
     } else {
         tvSeq = (inputs.klSeq / 2).squareRoot()
     }
+    let range = inputs.rewardRange
+    guard range.isFinite, range > 0 else { return .failure(.badRewardRange) }
+    // The O(T) scan of dbar comes after every O(1) check.
     if let dbar = inputs.dbar {
         guard Int64(dbar.count) == n else { return .failure(.badDbar) }
         for value in dbar where !isFiniteNonNegative(value) {
             return .failure(.badDbar)
         }
     }
-    let range = inputs.rewardRange
-    guard range.isFinite, range > 0 else { return .failure(.badRewardRange) }
 
     // Operands below are never NaN (validated, finite, >= 0), so Swift.min is order-independent.
     let count = Double(n)

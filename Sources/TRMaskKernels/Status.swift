@@ -26,6 +26,10 @@ public enum Status: Int32, CaseIterable, Sendable {
     case badWeightRule = 22
     case needsTokens = 23
     case badPartials = 24
+    // 25 is TRM_E_TOO_LARGE (another branch); 26..29 belong to the 2026 rules.
+    case needsLogProbs = 26
+    case badAdvantageRule = 27
+    case needsAdvantages = 28
 
     /// The `TRM_*` macro name, as static text for the C ABI.
     public var name: StaticString {
@@ -55,6 +59,9 @@ public enum Status: Int32, CaseIterable, Sendable {
         case .badWeightRule: "TRM_E_BAD_WEIGHT_RULE"
         case .needsTokens: "TRM_E_NEEDS_TOKENS"
         case .badPartials: "TRM_E_BAD_PARTIALS"
+        case .needsLogProbs: "TRM_E_NEEDS_LOG_PROBS"
+        case .badAdvantageRule: "TRM_E_BAD_ADVANTAGE_RULE"
+        case .needsAdvantages: "TRM_E_NEEDS_ADVANTAGES"
         }
     }
 
@@ -86,6 +93,9 @@ public enum Status: Int32, CaseIterable, Sendable {
         case .badWeightRule: "invalid weight rule: unknown level or mode, or bounds not 0 <= lo <= hi (truncate: lo = 0)"
         case .needsTokens: "a token criterion or keep_token needs every token: row partials cannot give it"
         case .badPartials: "partials do not match (row count, estimator list) or hold a negative or overflowing count"
+        case .needsLogProbs: "binary estimators (bdiff, btv, bkl, bkl_tr, bkl_sym) and the bdiff/bkl advantage rules need logp_train and logp_roll (advantage rules at least a log-ratio), not values"
+        case .badAdvantageRule: "invalid advantage rule: unknown statistic or zero mode, a NaN or negative bound (ratio: not > 0), a NaN sequence limit, a flag not 0/1, or nothing to do"
+        case .needsAdvantages: "advantages do not fit the rule: missing, given without a rule, both per-token and per-row, or per-token for the sequence rule (it needs one per row)"
         }
     }
 }

@@ -12,6 +12,11 @@ public func tokenValues(_ batch: Batch, estimator: Estimator, options: Reduction
         stream.rows = batch.cols > 0 ? 1 : 0
         stream.offsets = nil
     }
+    if estimator.isBinary {
+        binaryTokenValues(stream, estimator: estimator, clamp: BinaryClamp(eps: options.binaryEps),
+                          workers: workerCount(threads: options.threads, rows: stream.rows, positions: stream.gridCount), out: out)
+        return .ok
+    }
     var scan = TokenValueScan(batch: stream, estimator: estimator, clamp: options.clamp.isFinite ? Float(options.clamp) : nil,
                               workers: workerCount(threads: options.threads, rows: stream.rows, positions: stream.gridCount), out: out)
     dispatchReader(stream, to: &scan)
@@ -41,6 +46,21 @@ struct TokenValueScan: ReaderConsumer {
                     for lane in 0..<width { grid.base[(p &+ lane) &* grid.stride] = result[lane] }
                     p += width
                 }
+            }
+        }
+    }
+}
+
+/// A binary estimator (SPEC §4.7) at every grid position, from the two log-probabilities.
+private func binaryTokenValues(_ batch: Batch, estimator: Estimator, clamp: BinaryClamp, workers: Int, out: OutView<Float>) {
+    guard batch.cols > 0, case .logProbs(let trainView, let rollView) = batch.source else { return }  // validated
+    forEachRowBlock(rows: batch.rows, workers: workers) { _, rows in
+        for row in rows {
+            let train = RowCursor(trainView, row: row, start: 0, layout: batch.layout)
+            let roll = RowCursor(rollView, row: row, start: 0, layout: batch.layout)
+            let grid = GridRow(out, row: row, start: 0, layout: batch.layout)
+            for p in 0..<batch.cols {
+                grid.base[p &* grid.stride] = Float(binaryValue(estimator, lt: train.double(p), lr: roll.double(p), clamp: clamp))
             }
         }
     }

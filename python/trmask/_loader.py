@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 #: The ABI this wrapper was written for (``TRM_ABI_VERSION`` in include/trmask.h).
-ABI_VERSION = 2
+ABI_VERSION = 3
 
 _LIBRARY_NAME = "libtrmask.dylib" if sys.platform == "darwin" else "libtrmask.so"
 

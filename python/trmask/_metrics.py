@@ -14,8 +14,13 @@ def metrics_dict(m: _ffi.Metrics, criteria, rejected) -> dict:
     for index, count in enumerate(rejected):
         out[f"rejected_{index}"] = float(count)
     for est in dict.fromkeys(c.estimator for c in criteria):
-        out[f"token_mean_{est}"] = m.token_mean[_ffi.ESTIMATORS[est]]
-        out[f"token_max_{est}"] = m.token_max[_ffi.ESTIMATORS[est]]
+        if est in _ffi.BINARY_ESTIMATORS:
+            slot = _ffi.ESTIMATORS[est] - _ffi.ESTIMATORS["bdiff"]
+            out[f"token_mean_{est}"] = m.binary_token_mean[slot]
+            out[f"token_max_{est}"] = m.binary_token_max[slot]
+        else:
+            out[f"token_mean_{est}"] = m.token_mean[_ffi.ESTIMATORS[est]]
+            out[f"token_max_{est}"] = m.token_max[_ffi.ESTIMATORS[est]]
     for index, criterion in enumerate(criteria):
         if criterion.is_row:
             out[f"row_mean_{index}"] = m.row_mean[index]
@@ -24,4 +29,9 @@ def metrics_dict(m: _ffi.Metrics, criteria, rejected) -> dict:
     for key in ("log_ppl_abs_diff", "kl_k1", "kl_k3", "chi2_token", "plugin_kl_max", "plugin_kl_seq"):
         out[key] = getattr(m, key)
     out["plugin_max_len"] = float(m.max_len)
+    # The drift metrics of the 2026 additions (docs/metrics.md).
+    out["n_positions"] = float(m.n_positions)
+    out["n_tokens_rejected"] = float(m.n_tokens_rejected)
+    for key in _ffi.DRIFT_METRICS:
+        out[key] = getattr(m, key)
     return out

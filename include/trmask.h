@@ -443,7 +443,11 @@ trm_status_t trm_token_keep(const trm_batch_t *batch, const trm_criterion_t *cri
  *
  * Accuracy (SPEC §2): delta, k1, k2, abs correctly rounded; k3, ratio, tv within 4e-6
  * relative of float64 (measured worst: see docs/accuracy.md); k3 >= 0 and k3, tv monotone in
- * |delta| on each side of 0.
+ * |delta| on each side of 0. The binary estimators (TRM_EST_BDIFF .. TRM_EST_BKL_SYM) need
+ * logp_train and logp_roll (TRM_E_NEEDS_LOG_PROBS otherwise), use options->binary_eps and not
+ * the clamp, and are the values trm_mask reduces (its binary row maxima equal these bit for
+ * bit); F32/F16/BF16 inputs are computed in float32 SIMD where that is accurate (measured: bdiff
+ * within 7e-8, the KL ones within 5e-6 relative), F64 inputs in float64.
  *
  * out_values: float token grid, required. Returns the statuses of trm_mask. On error no output
  * is written. */

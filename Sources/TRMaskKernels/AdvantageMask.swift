@@ -87,18 +87,29 @@ struct AdvantageTokenRule {
         logHigh = log(rule.high)
     }
 
-    /// Whether one counted token is masked, counting its side in `counts`. `delta`: the scan's
-    /// float32 delta; NaN statistics and advantages mask the token (fail closed) on neither side.
+    /// The binary estimator the statistic reads, if any.
+    var needs: BinaryNeeds {
+        switch statistic {
+        case .bdiff: .difference
+        case .bkl: .forward
+        case .ratio, .none: []
+        }
+    }
+
+    /// Whether one counted token is masked, counting its side in `counts`. `values`: the token's
+    /// binary values (the rules pass's float32 outputs, the same numbers `token_values` gives);
+    /// `delta`: the scan's float32 delta after the clamp. NaN statistics and advantages mask the
+    /// token (fail closed) on neither side.
     @inline(__always)
-    func masks(lt: Double, lr: Double, delta: Float, advantage: Double, clamp: BinaryClamp,
+    func masks(lt: Float, lr: Float, values: BinaryLanes, lane: Int, delta: Float, advantage: Double,
                counts: UnsafeMutableBufferPointer<Int>, base: Int) -> Bool {
         let upper: Bool, lower: Bool, statistic: Double
         switch self.statistic {
         case .bdiff:
-            statistic = binaryDifference(lt, lr)
+            statistic = Double(values.difference[lane])
             (upper, lower) = (statistic > high, statistic < -low)
         case .bkl:
-            statistic = binaryValue(.bkl, lt: lt, lr: lr, clamp: clamp)
+            statistic = Double(values.forward[lane])
             (upper, lower) = (lt > lr && statistic > high, lt < lr && statistic > low)
         case .ratio, .none:
             statistic = Double(delta)

@@ -78,10 +78,18 @@ struct RulesPass {
     /// Whether the pass decides tokens (and so writes token bits).
     var decidesTokens: Bool { !tokenBands.isEmpty || advantage != nil }
 
-    /// One row's first `count` positions: the binary statistics, and in `bits[p]` whether a
-    /// counted token passes every binary token criterion and the advantage rule (uncounted
-    /// positions: anything; the scan's own validity decides them). Counts each token criterion's
-    /// rejections, and the advantage rule's sides, in `rejected`.
+    /// The binary values the call reads.
+    var needs: BinaryNeeds {
+        var needs = advantage?.needs ?? []
+        for estimator in rowEstimators { needs.formUnion(BinaryNeeds(estimator)) }
+        for (_, band) in tokenBands { needs.formUnion(BinaryNeeds(band.estimator)) }
+        return needs
+    }
+
+    /// One row's first `count` positions, eight at a time: the binary statistics, and in
+    /// `bits[p]` whether a counted token passes every binary token criterion and the advantage
+    /// rule (uncounted positions: anything; the scan's own validity decides them). Counts each
+    /// token criterion's rejections, and the advantage rule's sides, in `rejected`.
     func scan(_ batch: Batch, row: Int, start: Int, count n: Int, bits: UnsafeMutablePointer<UInt8>?,
               rejected: UnsafeMutableBufferPointer<Int>) -> BinaryRowStats {
         var stats = BinaryRowStats()
@@ -92,55 +100,96 @@ struct RulesPass {
         let mask = batch.mask.map { RowCursor($0, row: row, start: start, layout: batch.layout) }
         let tokenAdvantages = batch.advantages.map { RowCursor($0, row: row, start: start, layout: batch.layout) }
         let rowAdvantage = batch.rowAdvantages.map { loadDouble($0.address(row: 0, col: row), $0.dtype) } ?? .nan
-        for p in 0..<n {
-            if let mask, mask.float(p) == 0 { continue }
-            var lt = Double.nan, lr = Double.nan, delta: Float
-            if let secondary {  // the rounding rule of `trm_batch_t`
-                (lt, lr) = (primary.double(p), secondary.double(p))
-                delta = wide ? Float(lt - lr) : Float(lt) - Float(lr)
-            } else {
-                delta = primary.float(p)
-            }
-            if delta.isNaN {  // SPEC §4.5, as the row scan applies it
-                switch nanPolicy {
-                case .skip: continue
-                case .zero: (lt, lr, delta) = (0, 0, 0)  // rho = 1: p_t = p_r, every binary estimator 0
-                case .reject: break  // NaN inputs give NaN; lt = lr = -inf gives 0 (SPEC §4.7)
+        let needs = self.needs
+        let (logLow, logHigh) = clamp.lanes
+        var p = 0
+        while p < n {
+            let width = Swift.min(chunkWidth, n - p)
+            // The chunk's inputs; lanes past `width` or not counted hold harmless stand-ins.
+            var lt = Lanes(repeating: -1), lr = Lanes(repeating: -1), delta = Lanes()
+            var wideInputs = (lt: SIMD8<Double>(repeating: -1), lr: SIMD8<Double>(repeating: -1))
+            var counted = LaneMask()
+            for lane in 0..<width {
+                let q = p &+ lane
+                if let mask, mask.float(q) == 0 { continue }
+                var t = Double.nan, r = Double.nan, d: Float
+                if let secondary {  // the rounding rule of `trm_batch_t`
+                    (t, r) = (primary.double(q), secondary.double(q))
+                    d = wide ? Float(t - r) : Float(t) - Float(r)
+                } else {
+                    d = primary.float(q)
                 }
-            }
-            stats.counted += 1
-            for estimator in rowEstimators {
-                let value = binaryValue(estimator, lt: lt, lr: lr, clamp: clamp)
-                let slot = BinaryRowStats.slot(estimator)
-                if value.isNaN {
-                    stats.nan = true
-                    continue
+                if d.isNaN {  // SPEC §4.5, as the row scan applies it
+                    switch nanPolicy {
+                    case .skip: continue
+                    case .zero: (t, r, d) = (0, 0, 0)  // rho = 1: p_t = p_r, every binary estimator 0
+                    case .reject: break  // NaN inputs give NaN; lt = lr = -inf gives 0 (SPEC §4.7)
+                    }
                 }
-                let output = Float(value)
-                stats.sum[slot] += value
-                if output > stats.max[slot] { stats.max[slot] = output }
-                if output < stats.min[slot] { stats.min[slot] = output }
+                counted[lane] = ~0
+                (lt[lane], lr[lane], delta[lane]) = (Float(t), Float(r), d)
+                (wideInputs.lt[lane], wideInputs.lr[lane]) = (t, r)
             }
+            p &+= width
+            guard anySet(counted) else { continue }
+            let values = wide ? wideBinaryLanes(wideInputs.lt, wideInputs.lr, needs: needs, clamp: clamp)
+                : binaryLanes(lt, lr, needs: needs, clamp: clamp, logLow: logLow, logHigh: logHigh)
+            accumulate(values, counted, into: &stats)
             guard let bits else { continue }
-            var keep: UInt8 = 1
-            if let advantage {
-                let a = tokenAdvantages.map { $0.double(p) } ?? rowAdvantage
-                let d = delta > deltaClamp ? deltaClamp : (delta < -deltaClamp ? -deltaClamp : delta)
-                if advantage.masks(lt: lt, lr: lr, delta: d, advantage: a, clamp: clamp, counts: rejected, base: advantageSlot) {
+            let clamped = delta.replacing(with: deltaClamp, where: delta .> deltaClamp)
+                .replacing(with: -deltaClamp, where: delta .< -deltaClamp)
+            for lane in 0..<width where counted[lane] != 0 {
+                var keep: UInt8 = 1
+                for (slot, band) in tokenBands where !band.band.contains(values.value(band.estimator)[lane]) {
+                    rejected[slot] += 1  // NaN fails: fail closed
                     keep = 0
                 }
-            }
-            for (slot, band) in tokenBands {
-                let value = Float(binaryValue(band.estimator, lt: lt, lr: lr, clamp: clamp))
-                if !band.band.contains(value) {  // NaN fails: fail closed
-                    rejected[slot] += 1
-                    keep = 0
+                if let advantage {
+                    let a = tokenAdvantages.map { $0.double(p &- width &+ lane) } ?? rowAdvantage
+                    if advantage.masks(lt: lt[lane], lr: lr[lane], values: values, lane: lane, delta: clamped[lane], advantage: a,
+                                       counts: rejected, base: advantageSlot) {
+                        keep = 0
+                    }
                 }
+                bits[p &- width &+ lane] = keep
             }
-            bits[p] = keep
         }
         return stats
     }
+
+    /// Adds the counted lanes' values to the row statistics.
+    @inline(__always)
+    private func accumulate(_ values: BinaryLanes, _ counted: LaneMask, into stats: inout BinaryRowStats) {
+        stats.counted &+= laneCount(counted)
+        for estimator in rowEstimators {
+            let v = values.value(estimator)
+            let slot = BinaryRowStats.slot(estimator)
+            for lane in 0..<chunkWidth where counted[lane] != 0 {
+                let output = v[lane]
+                if output.isNaN {
+                    stats.nan = true
+                    continue
+                }
+                stats.sum[slot] += Double(output)
+                if output > stats.max[slot] { stats.max[slot] = output }
+                if output < stats.min[slot] { stats.min[slot] = output }
+            }
+        }
+    }
+}
+
+/// `binaryLanes` for float64 inputs: every lane from the float64 formulas (the inputs' own values,
+/// not their float32 roundings).
+@inline(never)
+func wideBinaryLanes(_ lt: SIMD8<Double>, _ lr: SIMD8<Double>, needs: BinaryNeeds, clamp: BinaryClamp) -> BinaryLanes {
+    var out = BinaryLanes()
+    for lane in 0..<chunkWidth {
+        let t = lt[lane], r = lr[lane]
+        if needs.contains(.difference) { out.difference[lane] = Float(binaryDifference(t, r)) }
+        if needs.contains(.forward) { out.forward[lane] = Float(binaryValue(.bkl, lt: t, lr: r, clamp: clamp)) }
+        if needs.contains(.backward) { out.backward[lane] = Float(binaryValue(.bklTR, lt: t, lr: r, clamp: clamp)) }
+    }
+    return out
 }
 
 extension FloatBand {

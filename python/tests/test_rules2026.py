@@ -464,3 +464,13 @@ def test_rules_are_bit_identical_for_any_thread_count(threads):
     assert one.keep_token.tobytes() == many.keep_token.tobytes()
     assert one.rejected == many.rejected and one.advantage_counts == many.advantage_counts
     assert str(one.metrics) == str(many.metrics)
+
+
+def test_keep_token_in_the_same_pass_equals_the_lazy_one():
+    rng = np.random.default_rng(12)
+    lt, lr, mask = _random_batch(rng, 7, 33, special=True)
+    for criteria in ("token:bkl_sym<=0.01,max:k2<=0.1", "max:k2<=0.05"):
+        eager = trmask.trust_region_mask(lt, lr, mask, criteria=criteria, keep_token=True)
+        lazy = trmask.trust_region_mask(lt, lr, mask, criteria=criteria)
+        assert eager.keep_token.tolist() == lazy.keep_token.tolist()
+        assert eager.rejected == lazy.rejected

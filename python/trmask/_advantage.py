@@ -108,7 +108,7 @@ def advantage_mask(logp_train: Any, logp_roll: Any, mask: Any = None, advantages
     rule = AdvantageRule(statistic, low, high, zero_advantage)
     result = trust_region_mask(logp_train, logp_roll, mask, lengths=lengths, offsets=offsets, criteria=(),
                                nan_policy=nan_policy, clamp=clamp, threads=threads, binary_eps=binary_eps,
-                               advantages=advantages, advantage_rule=rule)
+                               advantages=advantages, advantage_rule=rule, keep_token=True)
     return AdvantageMaskResult(result)
 
 

@@ -316,7 +316,7 @@ def trust_region_mask(logp_train: Any = None, logp_roll: Any = None, mask: Any =
                       nan_policy: str = "reject", clamp: Optional[float] = None, reject_empty: bool = False,
                       threads: int = 0, weights: WeightsLike = None, metrics: bool = False,
                       binary_eps: Optional[float] = None, advantages: Any = None,
-                      advantage_rule: Optional["AdvantageRule"] = None) -> MaskResult:
+                      advantage_rule: Optional["AdvantageRule"] = None, keep_token: bool = False) -> MaskResult:
     """Trust Region Masking (SPEC §3-§4): which rows (and tokens) stay in the gradient.
 
     ``delta = logp_train - logp_roll`` is the log importance ratio ``log(pi_theta / pi_roll)``
@@ -346,6 +346,8 @@ def trust_region_mask(logp_train: Any = None, logp_roll: Any = None, mask: Any =
     (per token ``[B, T]`` / ``[N]``, or per row ``[B]``), ANDed with the criteria: its token rule
     masks tokens in ``keep_token``, its sequence rule rejects rows; counts in
     ``result.advantage_counts``.
+    ``keep_token=True``: compute ``result.keep_token`` in this call's pass (by default it is
+    computed on first access, by a second pass: cheaper when it is not read).
     """
     if (advantages is None) != (advantage_rule is None):
         raise TrmaskError("pass `advantages` and `advantage_rule` together (an AdvantageRule says how advantages mask)")
@@ -375,10 +377,15 @@ def trust_region_mask(logp_train: Any = None, logp_roll: Any = None, mask: Any =
         metric_struct = _ffi.Metrics()
         metric_struct.struct_size = ctypes.sizeof(_ffi.Metrics)
     counts = None if advantage_rule is None else (ctypes.c_int64 * len(_ffi.ADVANTAGE_COUNTS))()
+    token_grid = batch.output(batch.grid_shape, "bool") if keep_token else None
+    token_fields = (0, 0, 0)
+    if token_grid is not None:
+        grid_out = _arrays.output_struct(token_grid, two_d=not batch.packed, grid_packed=batch.packed)
+        token_fields = (grid_out.data or 0, grid_out.stride_row, grid_out.stride_col)
     out = _ffi.MaskOut()
     _ffi.MASK_OUT_PACKER.pack_into(
         out, 0, _MASK_OUT_SIZE, 0, keep_pointer, 1, 0, ints_pointer, 1, 0,
-        ints_pointer and ints_pointer + 8 * rows, 1, 0, stats_pointer, 1, rows, 0, 0, 0,
+        ints_pointer and ints_pointer + 8 * rows, 1, 0, stats_pointer, 1, rows, *token_fields,
         ints_pointer and ints_pointer + 16 * rows, *weight_fields,
         0 if metric_struct is None else _addressof(metric_struct), 0 if counts is None else _addressof(counts))
     status = _lib.trm_mask(_addressof(batch.struct), plan.criteria_address, n_criteria, plan.options_address,
@@ -398,7 +405,10 @@ def trust_region_mask(logp_train: Any = None, logp_roll: Any = None, mask: Any =
     metrics_out = None if metric_struct is None else metrics_dict(metric_struct, plan.criteria, ints[2 * rows:].tolist())
     if metrics_out is not None and advantage_counts is not None:
         metrics_out.update({key: float(value) for key, value in advantage_counts.items()})
-    return MaskResult(keep_row, ints, stats, plan.criteria, token_keep, weight_grid, metrics_out, advantage_counts)
+    result = MaskResult(keep_row, ints, stats, plan.criteria, token_keep, weight_grid, metrics_out, advantage_counts)
+    if token_grid is not None:
+        result._keep_token = token_grid
+    return result
 
 
 class SequenceStats:

@@ -70,21 +70,26 @@ enum AdvantageCount {
     static let slots = 5
 }
 
-/// The token rule, ready for the rules pass.
+/// The token rule, ready for the rules pass: its thresholds as float32 bounds that give the
+/// float64 comparisons exactly (`x > t` iff `x > floor32(t)`, `x < t` iff `x < ceil32(t)` for a
+/// float32 `x`).
 struct AdvantageTokenRule {
     let statistic: AdvantageStatistic
     let lowerOnZero: Bool
-    let low: Double, high: Double
-    /// `ratio`: `ln low`, `ln high`.
-    let logLow: Double, logHigh: Double
+    /// Upper violation: statistic > `upper`; lower violation: statistic < `lower` (`bdiff`,
+    /// `ratio`) or > `lower` (`bkl`, on the side where `lt < lr`).
+    let upper: Lanes, lower: Lanes
 
     init(_ rule: AdvantageRule) {
         statistic = rule.statistic
         lowerOnZero = rule.zeroAdvantage == .lower
-        low = rule.low
-        high = rule.high
-        logLow = log(rule.low)
-        logHigh = log(rule.high)
+        func floor32(_ t: Double) -> Float { var f = Float(t); if Double(f) > t { f = f.nextDown }; return f }
+        func ceil32(_ t: Double) -> Float { var f = Float(t); if Double(f) < t { f = f.nextUp }; return f }
+        switch rule.statistic {
+        case .bdiff: (upper, lower) = (Lanes(repeating: floor32(rule.high)), Lanes(repeating: ceil32(-rule.low)))
+        case .bkl: (upper, lower) = (Lanes(repeating: floor32(rule.high)), Lanes(repeating: floor32(rule.low)))
+        case .ratio, .none: (upper, lower) = (Lanes(repeating: floor32(log(rule.high))), Lanes(repeating: ceil32(log(rule.low))))
+        }
     }
 
     /// The binary estimator the statistic reads, if any.
@@ -96,40 +101,45 @@ struct AdvantageTokenRule {
         }
     }
 
-    /// Whether one counted token is masked, counting its side in `counts`. `values`: the token's
-    /// binary values (the rules pass's float32 outputs, the same numbers `token_values` gives);
-    /// `delta`: the scan's float32 delta after the clamp. NaN statistics and advantages mask the
-    /// token (fail closed) on neither side.
+    /// The counted lanes of a chunk this rule masks, counting their sides in `counts` (at `base`).
+    /// `values`: the chunk's binary values (the numbers `token_values` gives); `delta`: the
+    /// scan's float32 delta after the clamp; `sign`: each advantage's sign (1, -1, 0, or NaN).
+    /// A NaN statistic or advantage masks its token, on neither side (fail closed).
     @inline(__always)
-    func masks(lt: Float, lr: Float, values: BinaryLanes, lane: Int, delta: Float, advantage: Double,
-               counts: UnsafeMutableBufferPointer<Int>, base: Int) -> Bool {
-        let upper: Bool, lower: Bool, statistic: Double
-        switch self.statistic {
+    func masked(_ values: BinaryLanes, lt: Lanes, lr: Lanes, delta: Lanes, sign: Lanes, counted: LaneMask,
+                counts: UnsafeMutableBufferPointer<Int>, base: Int) -> LaneMask {
+        let stat: Lanes, upperSide: LaneMask, lowerSide: LaneMask
+        switch statistic {
         case .bdiff:
-            statistic = Double(values.difference[lane])
-            (upper, lower) = (statistic > high, statistic < -low)
+            stat = values.difference
+            (upperSide, lowerSide) = (laneMask(stat .> upper), laneMask(stat .< lower))
         case .bkl:
-            statistic = Double(values.forward[lane])
-            (upper, lower) = (lt > lr && statistic > high, lt < lr && statistic > low)
+            stat = values.forward
+            upperSide = laneMask(lt .> lr) & laneMask(stat .> upper)
+            lowerSide = laneMask(lt .< lr) & laneMask(stat .> lower)
         case .ratio, .none:
-            statistic = Double(delta)
-            (upper, lower) = (statistic > logHigh, statistic < logLow)
+            stat = delta
+            (upperSide, lowerSide) = (laneMask(stat .> upper), laneMask(stat .< lower))
         }
-        if statistic.isNaN || advantage.isNaN { return true }
-        let masked: Bool
-        if advantage > 0 {
-            masked = upper
-            if masked { counts[base + AdvantageCount.upper] += 1; counts[base + AdvantageCount.positive] += 1 }
-        } else {
-            masked = (advantage < 0 || lowerOnZero) && lower
-            if masked {
-                counts[base + AdvantageCount.lower] += 1
-                if advantage < 0 { counts[base + AdvantageCount.negative] += 1 }
-            }
+        let zero = Lanes()
+        let positive = laneMask(sign .> zero), negative = laneMask(sign .< zero)
+        let lowerApplies = lowerOnZero ? ~positive : negative
+        let undefined = ~laneMask(stat .== stat) | ~laneMask(sign .== sign)  // NaN
+        let up = counted & positive & upperSide & ~undefined
+        let down = counted & lowerApplies & lowerSide & ~undefined
+        if anySet(up | down) {
+            counts[base + AdvantageCount.upper] += laneCount(up)
+            counts[base + AdvantageCount.positive] += laneCount(up)
+            counts[base + AdvantageCount.lower] += laneCount(down)
+            counts[base + AdvantageCount.negative] += laneCount(down & negative)
         }
-        return masked
+        return up | down | (undefined & counted)
     }
 }
+
+/// An advantage's sign as a float: 1, -1, 0, or NaN (exact for any double, however small).
+@inline(__always)
+func advantageSign(_ a: Double) -> Float { a > 0 ? 1 : (a < 0 ? -1 : (a == 0 ? 0 : .nan)) }
 
 extension MaskScan {
     /// The sequence rule (OPSM) for one row: kept iff `A_i >= 0` or `mean_t(-delta) <= limit`,

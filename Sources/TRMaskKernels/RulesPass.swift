@@ -93,66 +93,41 @@ struct RulesPass {
     func scan(_ batch: Batch, row: Int, start: Int, count n: Int, bits: UnsafeMutablePointer<UInt8>?,
               rejected: UnsafeMutableBufferPointer<Int>) -> BinaryRowStats {
         var stats = BinaryRowStats()
-        // Log-probs, or (advantage ratio rule only: validated) a log-ratio.
-        let primary = RowCursor(batch.source.primary, row: row, start: start, layout: batch.layout)
-        let secondary = batch.source.secondary.map { RowCursor($0, row: row, start: start, layout: batch.layout) }
-        let wide = primary.dtype == .f64 || secondary?.dtype == .f64
-        let mask = batch.mask.map { RowCursor($0, row: row, start: start, layout: batch.layout) }
+        let reader = RulesChunkReader(batch, row: row, start: start, nanPolicy: nanPolicy)
         let tokenAdvantages = batch.advantages.map { RowCursor($0, row: row, start: start, layout: batch.layout) }
-        let rowAdvantage = batch.rowAdvantages.map { loadDouble($0.address(row: 0, col: row), $0.dtype) } ?? .nan
+        let rowSign = Lanes(repeating: advantageSign(batch.rowAdvantages.map { loadDouble($0.address(row: 0, col: row), $0.dtype) } ?? .nan))
         let needs = self.needs
         let (logLow, logHigh) = clamp.lanes
+        let limit = Lanes(repeating: deltaClamp)
         var p = 0
         while p < n {
             let width = Swift.min(chunkWidth, n - p)
-            // The chunk's inputs; lanes past `width` or not counted hold harmless stand-ins.
-            var lt = Lanes(repeating: -1), lr = Lanes(repeating: -1), delta = Lanes()
-            var wideInputs = (lt: SIMD8<Double>(repeating: -1), lr: SIMD8<Double>(repeating: -1))
-            var counted = LaneMask()
-            for lane in 0..<width {
-                let q = p &+ lane
-                if let mask, mask.float(q) == 0 { continue }
-                var t = Double.nan, r = Double.nan, d: Float
-                if let secondary {  // the rounding rule of `trm_batch_t`
-                    (t, r) = (primary.double(q), secondary.double(q))
-                    d = wide ? Float(t - r) : Float(t) - Float(r)
-                } else {
-                    d = primary.float(q)
-                }
-                if d.isNaN {  // SPEC §4.5, as the row scan applies it
-                    switch nanPolicy {
-                    case .skip: continue
-                    case .zero: (t, r, d) = (0, 0, 0)  // rho = 1: p_t = p_r, every binary estimator 0
-                    case .reject: break  // NaN inputs give NaN; lt = lr = -inf gives 0 (SPEC §4.7)
+            let chunk = (width == chunkWidth ? reader.plainChunk(at: p) : nil) ?? reader.chunk(at: p, count: width)
+            if anySet(chunk.counted) {
+                let values = chunk.wide.map { wideBinaryLanes($0.lt, $0.lr, needs: needs, clamp: clamp) }
+                    ?? binaryLanes(chunk.lt, chunk.lr, needs: needs, clamp: clamp, logLow: logLow, logHigh: logHigh)
+                if !rowEstimators.isEmpty { accumulate(values, chunk.counted, into: &stats) }
+                if let bits {
+                    var keep = chunk.counted
+                    for (slot, band) in tokenBands {
+                        let pass = band.band.contains(values.value(band.estimator))  // NaN fails: fail closed
+                        let failed = chunk.counted & ~pass
+                        if anySet(failed) { rejected[slot] += laneCount(failed) }
+                        keep &= pass
                     }
+                    if let advantage {
+                        var sign = rowSign
+                        if let tokenAdvantages {
+                            for lane in 0..<width { sign[lane] = advantageSign(tokenAdvantages.double(p &+ lane)) }
+                        }
+                        let delta = lanewiseMin(lanewiseMax(chunk.delta, -limit), limit)
+                        keep &= ~advantage.masked(values, lt: chunk.lt, lr: chunk.lr, delta: delta, sign: sign, counted: chunk.counted,
+                                                  counts: rejected, base: advantageSlot)
+                    }
+                    for lane in 0..<width { bits[p &+ lane] = keep[lane] != 0 ? 1 : 0 }
                 }
-                counted[lane] = ~0
-                (lt[lane], lr[lane], delta[lane]) = (Float(t), Float(r), d)
-                (wideInputs.lt[lane], wideInputs.lr[lane]) = (t, r)
             }
             p &+= width
-            guard anySet(counted) else { continue }
-            let values = wide ? wideBinaryLanes(wideInputs.lt, wideInputs.lr, needs: needs, clamp: clamp)
-                : binaryLanes(lt, lr, needs: needs, clamp: clamp, logLow: logLow, logHigh: logHigh)
-            accumulate(values, counted, into: &stats)
-            guard let bits else { continue }
-            let clamped = delta.replacing(with: deltaClamp, where: delta .> deltaClamp)
-                .replacing(with: -deltaClamp, where: delta .< -deltaClamp)
-            for lane in 0..<width where counted[lane] != 0 {
-                var keep: UInt8 = 1
-                for (slot, band) in tokenBands where !band.band.contains(values.value(band.estimator)[lane]) {
-                    rejected[slot] += 1  // NaN fails: fail closed
-                    keep = 0
-                }
-                if let advantage {
-                    let a = tokenAdvantages.map { $0.double(p &- width &+ lane) } ?? rowAdvantage
-                    if advantage.masks(lt: lt[lane], lr: lr[lane], values: values, lane: lane, delta: clamped[lane], advantage: a,
-                                       counts: rejected, base: advantageSlot) {
-                        keep = 0
-                    }
-                }
-                bits[p &- width &+ lane] = keep
-            }
         }
         return stats
     }
@@ -175,6 +150,83 @@ struct RulesPass {
                 if output < stats.min[slot] { stats.min[slot] = output }
             }
         }
+    }
+}
+
+/// One chunk of the rules pass's inputs: the log-probs as float32 lanes (and as float64 for
+/// float64 inputs), delta by the batch's rounding rule, and the counted lanes (valid, and not a
+/// NaN delta under the skip policy; under the zero policy a NaN delta's lanes hold 0, 0, 0).
+struct RulesChunk {
+    var lt = Lanes(repeating: -1), lr = Lanes(repeating: -1), delta = Lanes()
+    var counted = LaneMask()
+    var wide: (lt: SIMD8<Double>, lr: SIMD8<Double>)?
+}
+
+/// Reads a row's chunks for the rules pass.
+struct RulesChunkReader {
+    let primary: RowCursor
+    let secondary: RowCursor?
+    let mask: RowCursor?
+    let nanPolicy: NaNPolicy
+    let wide: Bool
+    /// float32 log-probs with unit column stride and a byte mask with unit stride or none.
+    let unit: Bool
+
+    init(_ batch: Batch, row: Int, start: Int, nanPolicy: NaNPolicy) {
+        primary = RowCursor(batch.source.primary, row: row, start: start, layout: batch.layout)
+        secondary = batch.source.secondary.map { RowCursor($0, row: row, start: start, layout: batch.layout) }
+        mask = batch.mask.map { RowCursor($0, row: row, start: start, layout: batch.layout) }
+        self.nanPolicy = nanPolicy
+        wide = primary.dtype == .f64 || secondary?.dtype == .f64
+        unit = secondary.map { $0.dtype == .f32 && $0.stride == 1 } == true && primary.dtype == .f32 && primary.stride == 1
+            && mask.map { $0.dtype.isByteMask && $0.stride == 1 } ?? true
+    }
+
+    /// Eight positions by vector loads, or nil when the layout is not `unit` or a counted delta is
+    /// NaN (the general `chunk` applies the NaN policy).
+    @inline(__always)
+    func plainChunk(at p: Int) -> RulesChunk? {
+        guard unit, let secondary else { return nil }
+        var chunk = RulesChunk()
+        chunk.lt = primary.base.loadUnaligned(fromByteOffset: p &* 4, as: Lanes.self)
+        chunk.lr = secondary.base.loadUnaligned(fromByteOffset: p &* 4, as: Lanes.self)
+        chunk.delta = chunk.lt - chunk.lr
+        if let mask {
+            let bytes = mask.base.loadUnaligned(fromByteOffset: p, as: UInt64.self)
+            for lane in 0..<chunkWidth where (bytes >> UInt64(8 &* lane)) & 0xff != 0 { chunk.counted[lane] = ~0 }
+        } else {
+            chunk.counted = LaneMask(repeating: ~0)
+        }
+        return anySet(chunk.counted & ~laneMask(chunk.delta .== chunk.delta)) ? nil : chunk
+    }
+
+    /// `count` positions (at most eight), one element at a time, any dtypes and strides.
+    func chunk(at p: Int, count: Int) -> RulesChunk {
+        var chunk = RulesChunk()
+        var wideLt = SIMD8<Double>(repeating: -1), wideLr = SIMD8<Double>(repeating: -1)
+        for lane in 0..<count {
+            let q = p &+ lane
+            if let mask, mask.float(q) == 0 { continue }
+            var t = Double.nan, r = Double.nan, d: Float
+            if let secondary {  // the rounding rule of `trm_batch_t`
+                (t, r) = (primary.double(q), secondary.double(q))
+                d = wide ? Float(t - r) : Float(t) - Float(r)
+            } else {
+                d = primary.float(q)  // a log-ratio (the advantage ratio rule only: validated)
+            }
+            if d.isNaN {  // SPEC §4.5, as the row scan applies it
+                switch nanPolicy {
+                case .skip: continue
+                case .zero: (t, r, d) = (0, 0, 0)  // rho = 1: p_t = p_r, every binary estimator 0
+                case .reject: break  // NaN inputs give NaN; lt = lr = -inf gives 0 (SPEC §4.7)
+                }
+            }
+            chunk.counted[lane] = ~0
+            (chunk.lt[lane], chunk.lr[lane], chunk.delta[lane]) = (Float(t), Float(r), d)
+            (wideLt[lane], wideLr[lane]) = (t, r)
+        }
+        if wide { chunk.wide = (wideLt, wideLr) }
+        return chunk
     }
 }
 

@@ -156,7 +156,6 @@ func binaryFastLanes(_ lt: Lanes, _ lr: Lanes, _ logLow: Lanes, _ logHigh: Lanes
 func binaryLanes(_ lt: Lanes, _ lr: Lanes, needs: BinaryNeeds, clamp: BinaryClamp, logLow: Lanes, logHigh: Lanes) -> BinaryLanes {
     let kl = !needs.isDisjoint(with: [.forward, .backward])
     let fast = binaryFastLanes(lt, lr, logLow, logHigh)
-    let all = LaneMask(repeating: ~0)
     let safe = Lanes(repeating: -1)
     var out = BinaryLanes()
     if needs.contains(.difference) {
@@ -167,7 +166,8 @@ func binaryLanes(_ lt: Lanes, _ lr: Lanes, needs: BinaryNeeds, clamp: BinaryClam
         let m = lanewiseMin(lanewiseMax(t, logLow), logHigh), l = lanewiseMin(lanewiseMax(r, logLow), logHigh)
         (out.forward, out.backward) = fastBinaryKL(l, m, needs: needs)
     }
-    if (needs.contains(.difference) && fast.difference != all) || (kl && fast.kl != all) {
+    // `anySet(~m)`, not `m != all`: a whole-vector integer comparison compiles to a lane loop.
+    if (needs.contains(.difference) && anySet(~fast.difference)) || (kl && anySet(~fast.kl)) {
         slowBinaryLanes(lt, lr, fast, needs: needs, clamp: clamp, into: &out)
     }
     return out
@@ -191,7 +191,7 @@ func slowBinaryLanes(_ lt: Lanes, _ lr: Lanes, _ fast: (difference: LaneMask, kl
 func oneMinusExpNegative(_ m: Lanes) -> Lanes {
     let small = laneMask(m .< Lanes(repeating: seriesLimit))
     let series = m - seriesK3(-m)  // -(-m + k3(-m))
-    guard small != LaneMask(repeating: ~0) else { return series }
+    guard anySet(~small) else { return series }
     return select(small, series, 1 - fastExp(-m))
 }
 
@@ -213,7 +213,7 @@ func fastBinaryKL(_ l: Lanes, _ m: Lanes, needs: BinaryNeeds) -> (forward: Lanes
     let smallU = laneMask(absolute(u) .< Lanes(repeating: seriesLimit))
     var k3u = seriesK3(u), k3v = seriesK3(-u)
     var s = u + k3u  // expm1(u)
-    if smallU != LaneMask(repeating: ~0) {
+    if anySet(~smallU) {
         let eu = fastExp(u)  // |u| <= 80: neither 0 nor inf
         let large = eu - 1
         s = select(smallU, s, large)
@@ -235,13 +235,18 @@ func fastBinaryKL(_ l: Lanes, _ m: Lanes, needs: BinaryNeeds) -> (forward: Lanes
 func bernoulliTail(_ r: Lanes, _ q: Lanes) -> Lanes {
     let w = r / (2 + r)
     let z = w * w
+    // Horner on 1/3 + z/5 + ... + z^7/17, written out (an array literal here would allocate).
     var p = Lanes(repeating: 1.0 / 17)
-    for coefficient: Float in [1.0 / 15, 1.0 / 13, 1.0 / 11, 1.0 / 9, 1.0 / 7, 1.0 / 5, 1.0 / 3] {
-        p = Lanes(repeating: coefficient).addingProduct(p, z)
-    }
+    p = Lanes(repeating: 1.0 / 15).addingProduct(p, z)
+    p = Lanes(repeating: 1.0 / 13).addingProduct(p, z)
+    p = Lanes(repeating: 1.0 / 11).addingProduct(p, z)
+    p = Lanes(repeating: 1.0 / 9).addingProduct(p, z)
+    p = Lanes(repeating: 1.0 / 7).addingProduct(p, z)
+    p = Lanes(repeating: 1.0 / 5).addingProduct(p, z)
+    p = Lanes(repeating: 1.0 / 3).addingProduct(p, z)
     let series = w * (r - 2 * z * p)
     let small = laneMask(absolute(r) .<= Lanes(repeating: 0.5))
-    guard small != LaneMask(repeating: ~0) else { return series }
+    guard anySet(~small) else { return series }
     return select(small, series, r - fastLog(q))
 }
 

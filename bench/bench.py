@@ -243,6 +243,54 @@ def trainer_paths(table, clib, torch, rows, cols, threads_list, repeat, label):
             table.add(f"{name} {label}", "contiguous", threads, med["trmask"], tokens, med["probe"])
 
 
+def torch_bkl_sym_keep(torch, lt, lr, mask, phi=0.1, eps=1e-6):
+    """KPop's token mask in torch eager: the binary KL both ways from the clamped probabilities."""
+    lo, hi = torch.log(torch.tensor(eps)), torch.log1p(torch.tensor(-eps))
+    la, lb = lr.clamp(lo, hi), lt.clamp(lo, hi)
+    a, b = la.exp(), lb.exp()
+    l1a, l1b = torch.log1p(-a), torch.log1p(-b)
+    forward = a * (la - lb) + (1 - a) * (l1a - l1b)
+    backward = b * (lb - la) + (1 - b) * (l1b - l1a)
+    return (mask != 0) & (torch.maximum(forward, backward) <= phi)
+
+
+def torch_advantage_keep(torch, lt, lr, mask, adv, low=0.2, high=0.2):
+    """DPPO's advantage-conditioned binary-TV mask in torch eager (zero advantage: lower test)."""
+    d = lt.exp() - lr.exp()
+    a = adv[:, None]
+    masked = ((a > 0) & (d > high)) | ((a <= 0) & (d < -low))
+    return (mask != 0) & ~masked
+
+
+def rules2026(table, clib, torch, rows, cols, threads_list, repeat, label):
+    """The 2026 rules (docs/rules-2026.md): KPop's bkl_sym token mask (keep_token in the mask's
+    own pass) and DPPO's advantage mask, against the read probe over lt, lr and mask and against
+    torch eager computing the same token mask."""
+    lt, lr, mask = make_batch(rows, cols, seed=6)
+    adv = np.random.default_rng(6).standard_normal(rows)
+    warm = rows * cols <= 1 << 22
+    cases = {
+        "bkl_sym token mask": lambda threads: trmask.trust_region_mask(lt, lr, mask, criteria="token:bkl_sym<=0.1",
+                                                                      threads=threads, keep_token=True).keep_token,
+        "advantage_mask bdiff": lambda threads: trmask.advantage_mask(lt, lr, mask, adv, statistic="bdiff", low=0.2, high=0.2,
+                                                                     threads=threads).keep_token,
+    }
+    if torch is not None:
+        tlt, tlr, tmask, tadv = (torch.from_numpy(x) for x in (lt, lr, mask, adv))
+        baselines = {"bkl_sym token mask": lambda: torch_bkl_sym_keep(torch, tlt, tlr, tmask),
+                     "advantage_mask bdiff": lambda: torch_advantage_keep(torch, tlt, tlr, tmask, tadv)}
+    for threads in threads_list:
+        if torch is not None:
+            torch.set_num_threads(threads)
+        for name, run in cases.items():
+            variants = {"trmask": lambda: run(threads), "probe": stream_probe(clib, (lt, lr, mask), rows, threads)}
+            if torch is not None:
+                variants["torch"] = baselines[name]
+            med = interleaved(variants, repeat, warm)
+            table.add(f"{name} {label}", "contiguous", threads, med["trmask"], rows * cols, med["probe"],
+                      torch_s=med.get("torch", "not installed"))
+
+
 def crossover(repeat):
     """Two threads against one on growing batches: where `threads=0` starts using every core
     (`automaticThreadsMinimumPositions` in Sources/TRMaskKernels/Parallel.swift)."""
@@ -269,6 +317,7 @@ def main(argv=None) -> int:
     parser.add_argument("--large", action="store_true", help="also run the 64M-token cases")
     parser.add_argument("--repeat", type=int, default=9, help="timed repetitions per variant (median reported)")
     parser.add_argument("--threads", default="1,2", help="thread counts for the TRM default rows")
+    parser.add_argument("--only-rules2026", action="store_true", help="run only the rows of the 2026 rules")
     args = parser.parse_args(argv)
     try:
         import torch
@@ -280,6 +329,11 @@ def main(argv=None) -> int:
           f"torch {torch.__version__ if torch else 'not installed'} | {time.strftime('%Y-%m-%d')}")
     clib = build_c_baselines()
     table = Table()
+    if args.only_rules2026:
+        rules2026(table, clib, torch, 256, 8192, threads_list, args.repeat, "2M")
+        if args.large:
+            rules2026(table, clib, torch, 4096, 16384, threads_list, max(3, args.repeat // 3), "64M")
+        return 0
     trm_default(table, clib, torch, 256, 8192, threads_list, args.repeat, "2M warm")
     if args.large:
         trm_default(table, clib, torch, 4096, 16384, threads_list, max(3, args.repeat // 3), "64M")
@@ -290,6 +344,9 @@ def main(argv=None) -> int:
     trainer_paths(table, clib, torch, 256, 8192, threads_list, args.repeat, "2M")
     if args.large:
         trainer_paths(table, clib, torch, 4096, 16384, threads_list, max(3, args.repeat // 3), "64M")
+    rules2026(table, clib, torch, 256, 8192, threads_list, args.repeat, "2M")
+    if args.large:
+        rules2026(table, clib, torch, 4096, 16384, threads_list, max(3, args.repeat // 3), "64M")
     crossover(args.repeat)
     tiny(table, args.repeat)
     return 0

@@ -117,6 +117,20 @@ typedef int32_t trm_status_t;
 #define TRM_E_TOO_LARGE 25      /* the request is valid but needs more working memory than
                                    trmask allocates for it (limits: "Limits" below); nothing is
                                    written */
+#define TRM_E_NEEDS_LOG_PROBS 26 /* a binary estimator (TRM_EST_BDIFF .. TRM_EST_BKL_SYM) asked of
+                                    a log_ratio or values input: they are functions of the two
+                                    probabilities, so they need logp_train and logp_roll; also
+                                    an advantage rule on a values input, or its BDIFF/BKL
+                                    statistic without both log-probs */
+#define TRM_E_BAD_ADVANTAGE_RULE 27 /* trm_advantage_rule_t: unknown statistic or zero mode, a
+                                       NaN or negative bound (RATIO: not > 0), bounds on
+                                       TRM_ADV_NONE, sequence not 0/1, a NaN sequence_limit, a
+                                       reserved field not 0, or neither rule asked for */
+#define TRM_E_NEEDS_ADVANTAGES 28 /* advantages that do not fit the rule: none for a rule,
+                                     some without a rule, both advantages and row_advantages,
+                                     per-token ones for the sequence rule (it needs
+                                     row_advantages), or per-token ones with only the sequence
+                                     rule */
 #define TRM_E_BAD_REJECTION 30  /* a rollout-correction rejection with an unknown level, an
                                    estimator other than k1/k2/k3, a NaN bound or lo > hi; or more
                                    than TRM_MAX_REJECTIONS of them */
@@ -169,6 +183,20 @@ const char *trm_status_name(trm_status_t status);
 #define TRM_EST_RATIO 5 /* exp(delta) */
 #define TRM_EST_TV 6    /* |exp(delta) - 1| */
 #define TRM_EST_VALUE 7 /* the `values` input itself (a precomputed per-token divergence) */
+/* Binary (Bernoulli) estimators of the sampled token (semantics §4.7; docs/rules-2026.md), computed
+   from logp_train and logp_roll themselves in float64 and rounded once to float (a log_ratio or
+   values input gives TRM_E_NEEDS_LOG_PROBS). p_t = exp(logp_train), p_r = exp(logp_roll);
+   KL_B(a || b) = a ln(a/b) + (1-a) ln((1-a)/(1-b)) with each probability clamped to
+   [eps, 1 - eps] in log space (eps: trm_options_t.binary_eps, default 1e-6; 0 = exact, where
+   0 ln 0 = 0 and positive mass against zero mass is +inf). lt = lr = -inf gives 0. The clamp
+   option (of delta) does not apply to them. Accuracy: BDIFF within 2e-7 absolute of float64
+   (measured: one float rounding), the KL ones within 1e-5 relative + 1e-12. Partials cannot
+   hold them (TRM_E_BAD_ESTIMATOR). */
+#define TRM_EST_BDIFF 8   /* p_t - p_r, signed, never clamped (DPPO's binary TV, signed) */
+#define TRM_EST_BTV 9     /* |p_t - p_r| */
+#define TRM_EST_BKL 10    /* KL_B(p_r || p_t): rollout first, the direction of semantics §1 */
+#define TRM_EST_BKL_TR 11 /* KL_B(p_t || p_r): training first */
+#define TRM_EST_BKL_SYM 12 /* max(BKL, BKL_TR) (KPop) */
 
 /* Aggregations of a criterion (semantics §4.1). */
 #define TRM_AGG_MAX 0   /* row maximum over valid tokens */
@@ -180,6 +208,11 @@ const char *trm_status_name(trm_status_t status);
 #define TRM_AGG_LN_TRM 6 /* LN-TRM (semantics §4.4): sum_t w_t tv_t / sum_t w_t over the row's counted
                             tokens t = 1..T, w_t = min(1, (T-t) eps, sqrt((T-t) kl_max / 2));
                             0 when T <= 1; estimator must be TRM_EST_TV */
+#define TRM_AGG_GEO 7   /* geometric-mean ratio band (semantics §4.9): g = mean_t delta (float64 sum
+                           / count), kept iff ln lo <= g <= ln hi, decided in log space on the
+                           float64 g (ln 0 = -inf; lo = -INFINITY or 0 = no lower bound); the
+                           row statistic is g rounded to float. Estimator must be TRM_EST_RATIO;
+                           partials cannot decide it (TRM_E_NEEDS_TOKENS) */
 
 /* Importance weight levels (semantics §5). */
 #define TRM_WEIGHT_TOKEN 0     /* w_t = rho_t = exp(delta_t) */
@@ -189,10 +222,22 @@ const char *trm_status_name(trm_status_t status);
 /* Importance weight modes (semantics §5). */
 #define TRM_WEIGHT_MODE_TRUNCATE 0 /* TIS: min(w, hi) */
 #define TRM_WEIGHT_MODE_CLIP 1     /* min(max(w, lo), hi) */
-#define TRM_WEIGHT_MODE_MASK 2     /* IcePop / MIS: w if lo <= w <= hi, else 0 */
+#define TRM_WEIGHT_MODE_MASK 2     /* IcePop / MIS: w if lo <= w <= hi, else exactly 0; decided
+                                      in log space (ln lo <= log w <= ln hi: delta per token, the
+                                      float64 log weight per row; semantics §4.9) */
 
 /* Most criteria one call takes; the per-criterion arrays of trm_metrics_t have this length. */
 #define TRM_MAX_CRITERIA 64
+
+/* Advantage rules (semantics §4.8; docs/rules-2026.md): the statistic of the token rule. */
+#define TRM_ADV_NONE 0  /* no token rule */
+#define TRM_ADV_BDIFF 1 /* D = p_t - p_r: upper violation D > high, lower D < -low */
+#define TRM_ADV_BKL 2   /* TRM_EST_BKL: upper logp_train > logp_roll and bkl > high; lower
+                           logp_train < logp_roll and bkl > low */
+#define TRM_ADV_RATIO 3 /* delta (after the clamp): upper delta > ln high, lower delta < ln low */
+/* What a zero advantage does. */
+#define TRM_ADV_ZERO_LOWER 0 /* the lower test applies (prime-rl, verl's DPPO; the default) */
+#define TRM_ADV_ZERO_KEEP 1  /* never masked (SkyRL) */
 
 /* What a NaN delta on a valid token does (semantics §4.5). */
 #define TRM_NAN_REJECT 0 /* the row fails every row criterion and its stats are NaN (default) */
@@ -248,7 +293,30 @@ typedef struct trm_batch_t {
     trm_view_t offsets;    /* packed only, I32/I64 [n_rows + 1] (stride_col): non-decreasing,
                               offsets[0] >= 0, offsets[n_rows] <= n_cols; NULL data allowed
                               only when n_rows == 0 */
+    /* Appended in ABI 3: advantages for options->advantage (semantics §4.8); at most one of the two,
+       and only with an advantage rule (TRM_E_NEEDS_ADVANTAGES). Any float dtype. */
+    trm_view_t advantages;     /* per token, same layout as the data (a padded [n_rows] array
+                                  broadcast with stride_col 0 is per row too); optional */
+    trm_view_t row_advantages; /* per row [n_rows] (stride_col; stride_row must be 0); needed by
+                                  the sequence rule; optional */
 } trm_batch_t;
+
+/* Advantage-conditioned masks (semantics §4.8, DPPO; docs/rules-2026.md). The token rule masks a
+   counted token iff A > 0 and it violates the upper limit, or A < 0 (A = 0 with
+   TRM_ADV_ZERO_LOWER) and it violates the lower limit; equality keeps; a NaN statistic or
+   advantage masks it (on neither side). Under TRM_NAN_SKIP a NaN delta is not counted; under
+   TRM_NAN_ZERO its statistic is 0. The sequence rule (off-policy sequence mask) keeps a row iff
+   A_i >= 0 or mean_t(-delta) <= sequence_limit (an empty row has mean 0; a NaN advantage, or a
+   NaN mean under TRM_NAN_REJECT, rejects), ANDed with the row criteria. */
+typedef struct trm_advantage_rule_t {
+    int32_t statistic;      /* TRM_ADV_*: the token rule; TRM_ADV_NONE = none */
+    int32_t zero_advantage; /* TRM_ADV_ZERO_* */
+    double low;             /* the lower limit, >= 0 (RATIO: > 0, a ratio); 0 with NONE */
+    double high;            /* the upper limit, >= 0 (RATIO: > 0); INFINITY disables the side */
+    int32_t sequence;       /* 1: the sequence rule with sequence_limit; 0: none */
+    int32_t reserved;       /* must be 0 */
+    double sequence_limit;  /* read iff sequence == 1: not NaN */
+} trm_advantage_rule_t;
 
 /* Options shared by the reductions. Must be set: struct_size only (a zeroed struct is the
    defaults). */
@@ -261,6 +329,14 @@ typedef struct trm_options_t {
     int32_t threads;      /* >= 0; 0 = automatic (one thread below 2^18 positions, else one per
                              online core); n > 0 = min(n, n_rows, 256) threads, not clamped to
                              the core count */
+    /* Appended in ABI 3 (a zeroed field means the default). */
+    int32_t binary_eps_set; /* 0: the binary estimators clamp with eps = 1e-6 (the default);
+                               1: with binary_eps */
+    int32_t reserved;       /* must be 0 */
+    double binary_eps;      /* read iff binary_eps_set == 1: 0 <= eps < 0.5 (0 = exact, no
+                               clamp); otherwise TRM_E_BAD_OPTION */
+    trm_advantage_rule_t advantage; /* zeroed = no advantage rule (read by trm_mask and
+                                       trm_token_keep; the other functions ignore it) */
 } trm_options_t;
 
 /* One criterion: a row passes iff lo <= aggregation(estimator) <= hi (inclusive); a token
@@ -283,8 +359,9 @@ typedef struct trm_criterion_t {
 /* An importance weight rule (semantics §5). The bounds apply to the float32 weight written, with lo
    and hi rounded inward to float32: a written weight always satisfies lo <= w <= hi (clip),
    w <= hi (truncate). Requires 0 <= lo <= hi, hi > 0 (a zero cap would zero every weight) and a
-   float32 value between lo and hi (lo = hi = 0.1 has none). A zeroed rule is token weights
-   truncated at no cap (hi 0 = INFINITY). */
+   float32 value between lo and hi (lo = hi = 0.1 has none). MASK decides in log space (a kept weight is rho rounded to
+   float32, which may round onto or just past a bound). A zeroed rule is token weights truncated
+   at no cap (hi 0 = INFINITY). */
 typedef struct trm_weight_rule_t {
     int32_t level;    /* TRM_WEIGHT_TOKEN, _SEQUENCE or _GEOMETRIC */
     int32_t mode;     /* TRM_WEIGHT_MODE_* */
@@ -322,6 +399,17 @@ typedef struct trm_metrics_t {
                                           n_criteria */
     double row_max[TRM_MAX_CRITERIA];  /* likewise, maximum */
     double row_min[TRM_MAX_CRITERIA];  /* likewise, minimum */
+    /* Appended in ABI 3 (semantics §9 additions; docs/metrics.md). */
+    double binary_token_mean[5]; /* by TRM_EST_* - TRM_EST_BDIFF: mean over counted tokens of each
+                                    binary estimator a criterion uses; NaN for the others */
+    double binary_token_max[5];  /* likewise, maximum */
+    int64_t n_positions;         /* every position of the token grid: B * T padded, N packed */
+    int64_t n_tokens_rejected;   /* n_tokens - n_tokens_kept */
+    double delta_mean;           /* mean_t delta over counted tokens (after the clamp); NaN for
+                                    values */
+    double delta_abs_mean;       /* mean_t |delta|; NaN for values */
+    double k3_clamped_token_mean; /* mean_t min(k3, 10) over counted tokens; NaN for values */
+    double k3_clamped_row_mean;  /* mean over non-empty rows of mean_t min(k3, 10); NaN for values */
 } trm_metrics_t;
 
 /* Outputs of trm_mask; each may be absent (data NULL). Must be set: struct_size (a zeroed struct
@@ -345,6 +433,11 @@ typedef struct trm_mask_out_t {
                              log-probs or a log-ratio (a values input: TRM_E_BAD_INPUTS) */
     trm_weight_rule_t weight_rule; /* read only when weights.data is not NULL */
     trm_metrics_t *metrics; /* NULL = not wanted; written last, on success only */
+    /* Appended in ABI 3. */
+    int64_t *advantage_counts; /* int64_t [5], contiguous, or NULL: the advantage rule's counts
+                                  (semantics §4.8): tokens masked on the upper side, on the lower
+                                  side, with A > 0, with A < 0; rows the sequence rule
+                                  rejects (all 0 without a rule) */
 } trm_mask_out_t;
 
 /* ---------------------------------------------------------------------------------------------
@@ -372,7 +465,12 @@ typedef struct trm_mask_out_t {
  * TRM_E_BAD_ESTIMATOR, TRM_E_BAD_AGGREGATION, TRM_E_BAD_NAN_POLICY, TRM_E_BAD_THRESHOLD,
  * TRM_E_BAD_OFFSETS, TRM_E_BAD_LENGTHS, TRM_E_BAD_OPTION, TRM_E_BAD_LENGTH_NEUTRAL,
  * TRM_E_BAD_WEIGHT_RULE (only when out->weights is wanted), TRM_E_TOO_LARGE (metrics asked for
- * more rows than the limit above). On error no output is written. */
+ * more rows than the limit above), TRM_E_NEEDS_LOG_PROBS,
+ * TRM_E_BAD_ADVANTAGE_RULE, TRM_E_NEEDS_ADVANTAGES. On error no output is written.
+ *
+ * The 2026 rules (docs/rules-2026.md): binary estimators and the advantage token rule are
+ * evaluated by a scalar float64 pass over each row right before its scan (the row is then in
+ * cache); TRM_AGG_GEO comes from the scan's float64 delta sum. */
 trm_status_t trm_mask(const trm_batch_t *batch, const trm_criterion_t *criteria,
                       int64_t n_criteria, const trm_options_t *options,
                       const trm_mask_out_t *out);
@@ -394,7 +492,11 @@ trm_status_t trm_token_keep(const trm_batch_t *batch, const trm_criterion_t *cri
  *
  * Accuracy (semantics §2): delta, k1, k2, abs correctly rounded; k3, ratio, tv within 4e-6
  * relative of float64 (measured worst: see docs/accuracy.md); k3 >= 0 and k3, tv monotone in
- * |delta| on each side of 0.
+ * |delta| on each side of 0. The binary estimators (TRM_EST_BDIFF .. TRM_EST_BKL_SYM) need
+ * logp_train and logp_roll (TRM_E_NEEDS_LOG_PROBS otherwise), use options->binary_eps and not
+ * the clamp, and are the values trm_mask reduces (its binary row maxima equal these bit for
+ * bit); F32/F16/BF16 inputs are computed in float32 SIMD where that is accurate (measured: bdiff
+ * within 7e-8, the KL ones within 5e-6 relative), F64 inputs in float64.
  *
  * out_values: float token grid, required. Returns the statuses of trm_mask. On error no output
  * is written. */
@@ -412,6 +514,61 @@ trm_status_t trm_token_values(const trm_batch_t *batch, int32_t estimator,
 trm_status_t trm_importance_weights(const trm_batch_t *batch, const trm_options_t *options,
                                     trm_weight_rule_t rule, trm_view_t keep_row,
                                     trm_out_t out_weights);
+
+/* ---------------------------------------------------------------------------------------------
+ * GRPO group advantages over the rows that vote (semantics §4.10; docs/rules-2026.md).
+ * ------------------------------------------------------------------------------------------ */
+
+/* What a group with one voter gives. */
+#define TRM_SINGLETON_ZERO 0 /* 0 (NeMo-RL; the default) */
+#define TRM_SINGLETON_RAW 1  /* verl's rule: r / (1 + eps), or r without the std normalisation */
+
+/* Inputs of trm_group_advantages: [n_rows] views (stride_col; stride_row must be 0). A zeroed
+   struct apart from struct_size, n_rows and the views asks for the defaults. */
+typedef struct trm_groups_t {
+    uint32_t struct_size;  /* sizeof(trm_groups_t) */
+    int32_t reserved;      /* must be 0 */
+    int64_t n_rows;        /* B >= 0 */
+    trm_view_t group;      /* I32/I64 [B]: group ids, any values in any order (no memory
+                              proportional to their range is used) */
+    trm_view_t reward;     /* F32/F64/F16/BF16 [B] */
+    trm_view_t keep;       /* any dtype [B], nonzero = kept (typically keep_row); optional
+                              (TRM_DTYPE_NONE = every row) */
+    int32_t no_std_normalization; /* 0: adv = (r - mu) / (sigma + eps) (the default); 1: r - mu */
+    int32_t singleton;     /* TRM_SINGLETON_* */
+    int32_t eps_set;       /* 0: eps = 1e-6 (the default); 1: eps below */
+    int32_t reserved2;     /* must be 0 */
+    double eps;            /* read iff eps_set == 1: finite, >= 0 */
+} trm_groups_t;
+
+/* Outputs of trm_group_advantages: [n_rows] arrays (stride_row; stride_col must be 0), each
+   optional, and the batch's counts (always written). */
+typedef struct trm_group_out_t {
+    uint32_t struct_size;  /* sizeof(trm_group_out_t) */
+    int32_t reserved;      /* must be 0 */
+    trm_out_t advantages;  /* float [B]: the advantage; 0 for rows that do not vote */
+    trm_out_t voters;      /* int64_t [B]: voters in the row's group */
+    trm_out_t mean;        /* double [B]: the row's group mean over voters (NaN without voters) */
+    trm_out_t std;         /* double [B]: the sample std (n - 1) over voters (NaN below two) */
+    int64_t n_groups;                /* distinct group ids */
+    int64_t n_groups_no_voter;       /* groups without a voter */
+    int64_t n_groups_one_voter;      /* groups with exactly one voter */
+    int64_t n_rows_nonfinite_reward; /* kept rows whose reward is NaN or +-inf (they do not vote) */
+} trm_group_out_t;
+
+/* GRPO advantages where only kept rows with a finite reward vote (semantics §4.10): per group, with n
+ * voters, mu = sum r / n and sigma = sqrt(sum (r - mu)^2 / (n - 1)) in float64 in row order;
+ * a voter gets (r - mu) / (sigma + eps) (or r - mu) when n >= 2; with n = 1, 0 (SINGLETON_ZERO)
+ * or r / (1 + eps) (or r) (SINGLETON_RAW); rows that do not vote get 0. Rows are grouped by a
+ * sort (O(B log B), 8 B bytes of working memory), single-threaded: the result depends only on
+ * the inputs.
+ *
+ * in, out: required. Outputs must not overlap each other or any input.
+ * Returns TRM_OK, TRM_E_NULL_POINTER, TRM_E_BAD_STRUCT_SIZE, TRM_E_BAD_SIZE (n_rows negative,
+ * or its working memory not addressable or not available), TRM_E_BAD_DTYPE, TRM_E_BAD_STRIDE,
+ * TRM_E_OUT_OF_RANGE, TRM_E_ALIASING, TRM_E_BAD_OPTION (a flag not 0/1, an unknown singleton
+ * rule, eps not finite and >= 0, a reserved field not 0). On error no output is written. */
+trm_status_t trm_group_advantages(const trm_groups_t *in, trm_group_out_t *out);
 
 /* ---------------------------------------------------------------------------------------------
  * Error bounds (semantics §7): the paper's bounds on the surrogate-objective error, as a calculator.

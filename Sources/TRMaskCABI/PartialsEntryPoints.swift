@@ -38,7 +38,7 @@ private func partials(_ pointer: UnsafePointer<trm_partials_t>?) throws(Status) 
     let partials = try readStruct(pointer)
     guard partials.reserved == 0 else { throw .badOption }
     let count = partials.n_estimators
-    guard count >= 0, count <= Int64(Estimator.allCases.count) else { throw .badSize }
+    guard count >= 0, count <= Int64(Estimator.deltaCount) else { throw .badSize }
     var estimators: [Estimator] = []
     if count > 0 {
         guard let codes = partials.estimators else { throw .nullPointer }

@@ -42,7 +42,8 @@ func batch(_ pointer: UnsafePointer<trm_batch_t>?) throws(Status) -> Batch {
     default: throw .badInputs
     }
     return Batch(layout: layout, rows: try int(batch.n_rows), cols: try int(batch.n_cols), source: source,
-                 mask: try view(batch.mask), lengths: try view(batch.lengths), offsets: try view(batch.offsets))
+                 mask: try view(batch.mask), lengths: try view(batch.lengths), offsets: try view(batch.offsets),
+                 advantages: try view(batch.advantages), rowAdvantages: try view(batch.row_advantages))
 }
 
 func criteria(_ pointer: UnsafePointer<trm_criterion_t>?, _ count: Int64) throws(Status) -> [Criterion] {
@@ -63,9 +64,24 @@ func options(_ pointer: UnsafePointer<trm_options_t>?) throws(Status) -> Reducti
     let options = try readStruct(pointer)
     guard let policy = NaNPolicy(rawValue: options.nan_policy) else { throw .badNaNPolicy }
     guard options.reject_empty == 0 || options.reject_empty == 1, options.threads >= 0 else { throw .badOption }
+    guard options.binary_eps_set == 0 || options.binary_eps_set == 1, options.reserved == 0 else { throw .badOption }
     // A zeroed struct is the default options (the header's rule): clamp 0 = no clamp.
-    return ReductionOptions(nanPolicy: policy, clamp: options.clamp == 0 ? .infinity : options.clamp,
-                            rejectEmpty: options.reject_empty == 1, threads: Int(options.threads))
+    return ReductionOptions(nanPolicy: policy, clamp: options.clamp == 0 ? .infinity : options.clamp, rejectEmpty: options.reject_empty == 1, threads: Int(options.threads),
+                            binaryEps: options.binary_eps_set == 1 ? options.binary_eps : ReductionOptions.defaultBinaryEps,
+                            advantageRule: try advantageRule(options.advantage))
+}
+
+/// nil for a zeroed rule (none); unknown enum values, flags and reserved fields are refused here,
+/// the bounds by the kernel.
+func advantageRule(_ rule: trm_advantage_rule_t) throws(Status) -> AdvantageRule? {
+    guard let statistic = AdvantageStatistic(rawValue: rule.statistic), let zero = ZeroAdvantage(rawValue: rule.zero_advantage),
+          rule.sequence == 0 || rule.sequence == 1, rule.reserved == 0 else { throw .badAdvantageRule }
+    if statistic == .none && rule.sequence == 0 {
+        guard rule.low == 0, rule.high == 0, rule.sequence_limit == 0, zero == .lower else { throw .badAdvantageRule }
+        return nil
+    }
+    return AdvantageRule(statistic: statistic, zeroAdvantage: zero, low: rule.low, high: rule.high,
+                         sequenceLimit: rule.sequence == 1 ? rule.sequence_limit : nil)
 }
 
 func maskOutputs(_ out: trm_mask_out_t) throws(Status) -> MaskOutputs {
@@ -78,7 +94,8 @@ func maskOutputs(_ out: trm_mask_out_t) throws(Status) -> MaskOutputs {
                        keepToken: try TRMaskCABI.out(out.keep_token, as: UInt8.self),
                        rejected: out.rejected,
                        weights: weights,
-                       weightRule: weights.base == nil ? WeightRule(level: .token, mode: .truncate) : try weightRule(out.weight_rule))
+                       weightRule: weights.base == nil ? WeightRule(level: .token, mode: .truncate) : try weightRule(out.weight_rule),
+                       advantageCounts: out.advantage_counts)
 }
 
 func weightRule(_ rule: trm_weight_rule_t) throws(Status) -> WeightRule {
@@ -120,6 +137,14 @@ private func store(_ m: MaskMetrics, into target: UnsafeMutablePointer<trm_metri
     fill(&c.row_mean, Int(TRM_MAX_CRITERIA)) { $0 < m.rowMean.count ? m.rowMean[$0] : .nan }
     fill(&c.row_max, Int(TRM_MAX_CRITERIA)) { $0 < m.rowMax.count ? m.rowMax[$0] : .nan }
     fill(&c.row_min, Int(TRM_MAX_CRITERIA)) { $0 < m.rowMin.count ? m.rowMin[$0] : .nan }
+    fill(&c.binary_token_mean, 5) { m.binaryTokenMean[$0] }
+    fill(&c.binary_token_max, 5) { m.binaryTokenMax[$0] }
+    c.n_positions = Int64(m.positions)
+    c.n_tokens_rejected = Int64(m.tokens - m.keptTokens)
+    c.delta_mean = m.deltaMean
+    c.delta_abs_mean = m.deltaAbsMean
+    c.k3_clamped_token_mean = m.k3ClampedTokenMean
+    c.k3_clamped_row_mean = m.k3ClampedRowMean
     target.pointee = c
 }
 

@@ -45,9 +45,14 @@ public struct Batch: @unchecked Sendable {
     public var lengths: StridedView?
     /// `[rows + 1]`, packed layout only.
     public var offsets: StridedView?
+    /// Advantages for an advantage rule (SPEC §4.8), any float dtype: per token (the data's
+    /// layout) or per row (`[rows]`, `colStride`); at most one.
+    public var advantages: StridedView?
+    public var rowAdvantages: StridedView?
 
     public init(layout: Layout, rows: Int, cols: Int, source: Source, mask: StridedView? = nil,
-                lengths: StridedView? = nil, offsets: StridedView? = nil) {
+                lengths: StridedView? = nil, offsets: StridedView? = nil, advantages: StridedView? = nil,
+                rowAdvantages: StridedView? = nil) {
         self.layout = layout
         self.rows = rows
         self.cols = cols
@@ -55,6 +60,8 @@ public struct Batch: @unchecked Sendable {
         self.mask = mask
         self.lengths = lengths
         self.offsets = offsets
+        self.advantages = advantages
+        self.rowAdvantages = rowAdvantages
     }
 
     /// Number of positions of the token grid (`rows * cols` padded, `cols` packed) of a validated

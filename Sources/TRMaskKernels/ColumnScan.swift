@@ -110,7 +110,7 @@ extension MaskScan {
                 for lane in 0..<chunkWidth {
                     // No token criterion and no LN-TRM criterion reaches the column scan.
                     let summary = states[group].summary(lane)
-                    _ = decideRow(firstRow + group * chunkWidth + lane, summary, passingTokens: summary.counted,
+                    _ = decideRow(firstRow + group * chunkWidth + lane, summary, BinaryRowStats(), passingTokens: summary.counted,
                                   rejected: rejected, lengthNeutral: { _ in .nan })
                 }
             }

@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// How a criterion reduces a row (SPEC §4.1, §4.4); raw values are the header's `TRM_AGG_*`.
 public enum Aggregation: Int32, Sendable, CaseIterable {
     case max = 0, min = 1, sum = 2, mean = 3, token = 4
@@ -5,9 +11,18 @@ public enum Aggregation: Int32, Sendable, CaseIterable {
     case ser = 5
     /// LN-TRM: `sum_t w_t tv_t / sum_t w_t` with the position weights of SPEC §4.4.
     case lnTRM = 6
+    /// The geometric-mean ratio band (SPEC §4.9): `g = mean_t delta` (float64 sum / count), kept iff
+    /// `ln lo <= g <= ln hi`, decided in log space; the row statistic is `g` rounded to float32.
+    case geo = 7
 
-    /// SER and LN-TRM are defined on `tv` only.
-    var requiredEstimator: Estimator? { self == .ser || self == .lnTRM ? .tv : nil }
+    /// SER and LN-TRM are defined on `tv` only, `geo` on `ratio` (its bounds are ratios).
+    var requiredEstimator: Estimator? {
+        switch self {
+        case .ser, .lnTRM: .tv
+        case .geo: .ratio
+        default: nil
+        }
+    }
 }
 
 /// What a NaN delta on a valid token does (SPEC §4.5); raw values are `TRM_NAN_*`.
@@ -54,6 +69,14 @@ public struct Criterion: Sendable, Equatable {
         return lo <= value && value <= hi  // false for NaN: fail closed
     }
 
+    /// `geo`: `lo <= exp(g) <= hi` decided as `ln lo <= g <= ln hi` on the float64 log mean `g`
+    /// (SPEC §4.9; `ln 0 = -inf`, and a bound of -inf means none).
+    func passesInLogSpace(_ g: Double) -> Bool {
+        let logLo = lo > 0 ? log(lo) : -Double.infinity
+        let logHi = log(hi)  // hi >= 0 (validated); ln 0 = -inf keeps only g = -inf
+        return logLo <= g && g <= logHi  // false for NaN: fail closed
+    }
+
     /// LN-TRM takes `kl_max` (finite, > 0) and `eps` (>= 0, 0 = none); other aggregations neither.
     var lengthNeutralIsValid: Bool {
         guard aggregation == .lnTRM else { return klMax == 0 && eps == 0 }
@@ -79,11 +102,22 @@ public struct ReductionOptions: Sendable {
     /// `min(n, rows, 256)` threads, even above the core count (not clamped to it). Results are
     /// identical for every value.
     public var threads: Int
+    /// The clamp `eps` of the binary KL estimators (SPEC §4.7): `0 <= eps < 0.5`, 0 = exact.
+    public var binaryEps: Double
+    /// An advantage-conditioned token rule and/or sequence rule (SPEC §4.8), for the mask and its
+    /// token keep; nil = none. Other kernels ignore it.
+    public var advantageRule: AdvantageRule?
 
-    public init(nanPolicy: NaNPolicy = .reject, clamp: Double = .infinity, rejectEmpty: Bool = false, threads: Int = 0) {
+    /// The binary estimators' default `eps` (verl #6800, prime-rl).
+    public static let defaultBinaryEps = 1e-6
+
+    public init(nanPolicy: NaNPolicy = .reject, clamp: Double = .infinity, rejectEmpty: Bool = false, threads: Int = 0,
+                binaryEps: Double = ReductionOptions.defaultBinaryEps, advantageRule: AdvantageRule? = nil) {
         self.nanPolicy = nanPolicy
         self.clamp = clamp
         self.rejectEmpty = rejectEmpty
         self.threads = threads
+        self.binaryEps = binaryEps
+        self.advantageRule = advantageRule
     }
 }

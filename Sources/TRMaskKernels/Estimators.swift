@@ -4,13 +4,28 @@ import Glibc
 import Darwin
 #endif
 
-/// Per-token estimators of `delta = logp_train - logp_roll` (SPEC §2); raw values are the
-/// header's `TRM_EST_*`.
+/// Per-token estimators of `delta = logp_train - logp_roll` (SPEC §2), and the binary
+/// estimators of the sampled token's probabilities (SPEC §4.7); raw values are the header's
+/// `TRM_EST_*`.
 public enum Estimator: Int32, Sendable, CaseIterable {
     case delta = 0, k1 = 1, k2 = 2, k3 = 3, abs = 4, ratio = 5, tv = 6, value = 7
+    /// `p_t - p_r`, `|p_t - p_r|`, `KL_B(a_r || a_t)`, `KL_B(a_t || a_r)`, the larger of the two
+    /// (SPEC §4.7): computed from `lt` and `lr` by the rules pass (`RulesPass`), never from delta.
+    case bdiff = 8, btv = 9, bkl = 10, bklTR = 11, bklSym = 12
 
-    /// Values are >= 0 for every delta (SPEC §4.6 refuses a negative upper bound for these).
-    public var isNonNegative: Bool { self == .k2 || self == .k3 || self == .abs || self == .ratio || self == .tv }
+    /// The estimators of delta (and `value`): the ones the row scan reduces and the per-row
+    /// arrays of the metrics and partials index by raw value.
+    public static let deltaCount = 8
+
+    /// Values are >= 0 for every input (SPEC §4.6 refuses a negative upper bound for these).
+    public var isNonNegative: Bool {
+        self == .k2 || self == .k3 || self == .abs || self == .ratio || self == .tv || self == .btv || isBinaryKL
+    }
+
+    /// A function of `p_t` and `p_r` (SPEC §4.7), which needs both log-probabilities.
+    public var isBinary: Bool { rawValue >= Estimator.bdiff.rawValue }
+
+    var isBinaryKL: Bool { self == .bkl || self == .bklTR || self == .bklSym }
 
     /// How the estimator moves with delta, which decides how row extremes are taken from the
     /// row's extreme deltas instead of from every token's value.
@@ -19,6 +34,7 @@ public enum Estimator: Int32, Sendable, CaseIterable {
         case .delta, .ratio, .value: .increasing
         case .k1: .decreasing
         case .k2, .k3, .abs, .tv: .valley
+        case .bdiff, .btv, .bkl, .bklTR, .bklSym: .increasing  // not functions of delta: never asked
         }
     }
 
@@ -133,6 +149,7 @@ func estimate(_ estimator: Estimator, _ d: Lanes) -> Lanes {
     case .k3: return k3Estimate(d)
     case .ratio: return exponentialEstimates(d).ratio
     case .tv: return exponentialEstimates(d).tv
+    case .bdiff, .btv, .bkl, .bklTR, .bklSym: return Lanes(repeating: .nan)  // not functions of delta: never asked
     }
 }
 

@@ -23,7 +23,8 @@ public enum WeightMode: Int32, Sendable, CaseIterable {
     case truncate = 0
     /// `min(max(w, lo), hi)`.
     case clip = 1
-    /// IcePop / MIS: `w` where `lo <= w <= hi`, else 0.
+    /// IcePop / MIS: `w` where `lo <= w <= hi`, else exactly 0; decided in log space
+    /// (`ln lo <= log w <= ln hi`, SPEC §4.9), so the decision does not depend on how `w` rounds.
     case mask = 2
 }
 
@@ -59,11 +60,29 @@ public struct WeightRule: Sendable, Equatable {
 struct WeightBounds {
     let mode: WeightMode
     let band: FloatBand
+    /// `mask`: the bounds in log space, `[ln lo, ln hi]` (`ln 0 = -inf`), as float64 and rounded
+    /// inward to float32 (for float32 log-ratios).
+    let logLo: Double, logHi: Double
+    let logBand: FloatBand
 
     init(_ rule: WeightRule) {
         mode = rule.mode
         band = FloatBand(lo: rule.lo, hi: rule.hi)
+        logLo = rule.lo > 0 ? log(rule.lo) : -.infinity
+        logHi = log(rule.hi)
+        logBand = FloatBand(lo: logLo, hi: logHi)
     }
+
+    /// `mask` on token weights: `rho = exp(d)` where `ln lo <= d <= ln hi`, else exactly 0 (NaN
+    /// fails).
+    @inline(__always)
+    func maskInLogSpace(_ d: Lanes) -> Lanes {
+        masked(exponentialEstimates(d).ratio, logBand.contains(d))
+    }
+
+    /// `mask` on a row weight `exp(s)`: kept iff `ln lo <= s <= ln hi` (NaN fails).
+    @inline(__always)
+    func maskInLogSpace(_ s: Double) -> Float { logLo <= s && s <= logHi ? Float(exp(s)) : 0 }
 
     /// The bounded weights; NaN weights (a row sum of `+inf` and `-inf`) become 0.
     @inline(__always)
@@ -100,19 +119,23 @@ extension MaskScan {
             return
         }
         let bounds = WeightBounds(outputs.weightRule)
-        let rowWeight: Float? = switch outputs.weightRule.level {
+        let rowLog: Double? = switch outputs.weightRule.level {
         case .token: nil
-        case .sequence: Float(exp(summary.sums.linear))
-        case .geometric: Float(exp(summary.sums.linear / Double(summary.counted)))
+        case .sequence: summary.sums.linear
+        case .geometric: summary.sums.linear / Double(summary.counted)
         }
+        let logSpace = bounds.mode == .mask
+        // A row weight, already bounded (`mask` decides on the float64 log weight).
+        let rowWeight: Float? = rowLog.map { logSpace ? bounds.maskInLogSpace($0) : bounds.apply(Lanes(repeating: Float(exp($0))))[0] }
         let source = Reader(batch, row: row, start: span.start, count: n)
         var p = 0
         while p < n {
             let width = Swift.min(chunkWidth, n - p)
             let (raw, valid) = width == chunkWidth ? source.chunk(at: p) : source.partialChunk(at: p, count: width)
             let terms = ChunkTerms(raw, valid: valid, plan: plan)
-            let w = rowWeight.map { Lanes(repeating: $0) } ?? exponentialEstimates(terms.d).ratio
-            grid.store(masked(bounds.apply(w), terms.counted), at: p, count: width)
+            let w = rowWeight.map { Lanes(repeating: $0) }
+                ?? (logSpace ? bounds.maskInLogSpace(terms.d) : bounds.apply(exponentialEstimates(terms.d).ratio))
+            grid.store(masked(w, terms.counted), at: p, count: width)
             p += width
         }
         grid.fill(0, from: n, to: span.count)

@@ -20,12 +20,15 @@ public struct MaskOutputs: @unchecked Sendable {
     public var weightRule: WeightRule
     /// The batch metrics (SPEC §9).
     public var metrics: UnsafeMutablePointer<MaskMetrics>?
+    /// `[5]`, contiguous: the advantage rule's counts (SPEC §4.8): tokens masked on the upper
+    /// side, on the lower side, with `A > 0`, with `A < 0`; rows the sequence rule rejects.
+    public var advantageCounts: UnsafeMutablePointer<Int64>?
 
     public init(keepRow: OutView<UInt8> = .absent, count: OutView<Int64> = .absent,
                 nonfinite: OutView<Int64> = .absent, rowStats: OutView<Float> = .absent,
                 keepToken: OutView<UInt8> = .absent, rejected: UnsafeMutablePointer<Int64>? = nil,
                 weights: OutView<Float> = .absent, weightRule: WeightRule = WeightRule(level: .token, mode: .truncate),
-                metrics: UnsafeMutablePointer<MaskMetrics>? = nil) {
+                metrics: UnsafeMutablePointer<MaskMetrics>? = nil, advantageCounts: UnsafeMutablePointer<Int64>? = nil) {
         self.keepRow = keepRow
         self.count = count
         self.nonfinite = nonfinite
@@ -35,6 +38,7 @@ public struct MaskOutputs: @unchecked Sendable {
         self.weights = weights
         self.weightRule = weightRule
         self.metrics = metrics
+        self.advantageCounts = advantageCounts
     }
 }
 
@@ -51,7 +55,11 @@ public func trustRegionMask(_ batch: Batch, criteria: [Criterion], options: Redu
     defer { records?.deallocate() }
     var scan = MaskScan(batch: batch, criteria: criteria, options: options, outputs: outputs, givenKeepRow: nil, records: records)
     dispatchReader(batch, to: &scan)
-    if let records { outputs.metrics?.pointee = records.reduce(criteria: criteria, source: batch.source) }
+    if let records {
+        var metrics = records.reduce(criteria: criteria, source: batch.source)
+        metrics.positions = batch.gridCount
+        outputs.metrics?.pointee = metrics
+    }
     return .ok
 }
 
@@ -186,6 +194,11 @@ struct MaskScan: ReaderConsumer {
     let partials: RowPartials?
     /// Work after the first pass over a row: LN-TRM statistics, weights.
     let secondPass: Bool
+    /// The pass of the 2026 token rules before the row scan (binary estimators, the advantage
+    /// token rule; SPEC §4.7, §4.8); nil when the call has none.
+    let rules: RulesPass?
+    /// The advantage sequence rule's limit (SPEC §4.8), when the call decides rows with one.
+    let sequenceLimit: Double?
 
     init(batch: Batch, criteria: [Criterion], options: ReductionOptions, outputs: MaskOutputs, givenKeepRow: StridedView?,
          records: MetricRecords? = nil, partials: RowPartials? = nil) {
@@ -195,6 +208,7 @@ struct MaskScan: ReaderConsumer {
         tokenBands = criteria.filter { !$0.isRowCriterion }.map(TokenBand.init)
         var extraSums: SumSet = records == nil ? [] : SumSet.metrics(batch).union(SumSet(criteria.map { SumSet($0.estimator) }))
         if outputs.weights.base != nil && outputs.weightRule.level != .token { extraSums.insert(.linear) }
+        if options.advantageRule?.sequenceLimit != nil { extraSums.insert(.linear) }  // the sequence rule's mean
         plan = ScanPlan(criteria: criteria, options: options, extraSums: extraSums)
         rejectEmpty = options.rejectEmpty
         workers = workerCount(threads: options.threads, rows: batch.rows, positions: batch.gridCount)
@@ -203,6 +217,8 @@ struct MaskScan: ReaderConsumer {
         self.records = records
         self.partials = partials
         secondPass = outputs.weights.base != nil || criteria.contains { $0.aggregation == .lnTRM }
+        rules = RulesPass(criteria: criteria, options: options, metrics: records != nil)
+        sequenceLimit = givenKeepRow == nil ? options.advantageRule?.sequenceLimit : nil
     }
 
     mutating func run<Reader: RowReader>(_ reader: Reader.Type) {
@@ -217,12 +233,13 @@ struct MaskScan: ReaderConsumer {
         // Column-major batches go in tiles of up to 64 rows (`scanColumns`); the rows left over,
         // and every other layout, one row at a time. Work units: tiles first, then single rows.
         let columnar = tokenBands.isEmpty && outputs.keepToken.base == nil && givenKeepRow == nil && !secondPass
-            && columnScanServes(batch)
+            && rules == nil && columnScanServes(batch)
         let laneGroups = columnar ? batch.rows / chunkWidth : 0
         let tiles = (laneGroups * chunkWidth + columnTileRows - 1) / columnTileRows
         let firstSingle = laneGroups * chunkWidth
-        // Rejections per worker: row criteria first, then token criteria; summed in worker order.
-        let perWorker = rowCriteria.count + tokenBands.count
+        // Rejections per worker: row criteria first, then token criteria, then the advantage
+        // rule's counts; summed in worker order.
+        let perWorker = rowCriteria.count + tokenBands.count + (sequenceLimit != nil || rules?.advantage != nil ? AdvantageCount.slots : 0)
         var rejected = [Int](repeating: 0, count: Swift.max(1, workers * perWorker))
         rejected.withUnsafeMutableBufferPointer { counters in
             let counters = UncheckedBuffer(counters)
@@ -244,6 +261,12 @@ struct MaskScan: ReaderConsumer {
             }
         }
         clearPackedGaps()
+        if let counts = outputs.advantageCounts {
+            let base = rowCriteria.count + tokenBands.count
+            for slot in 0..<AdvantageCount.slots {
+                counts[slot] = perWorker > base ? Int64((0..<workers).reduce(0) { $0 + rejected[$1 * perWorker + base + slot] }) : 0
+            }
+        }
         guard let out = outputs.rejected else { return }
         var next = (row: 0, token: rowCriteria.count)
         for (index, criterion) in criteria.enumerated() {
@@ -266,10 +289,16 @@ struct MaskScan: ReaderConsumer {
         let decided = givenKeepRow.map { $0.isNonzero(row) }
         let tokens = outputs.keepToken.base == nil ? nil : GridRow(outputs.keepToken, row: row, start: span.start, layout: batch.layout)
         var summary = RowSummary()
+        var binary = BinaryRowStats()
         var passingTokens = 0  // counted tokens that pass every token criterion
         if n > 0 && decided != false {
+            // 2026 rules: binary statistics and token bits first (the row is then in cache).
+            let binaryKeep = rules?.decidesTokens == true ? UnsafeMutablePointer<UInt8>.allocate(capacity: n) : nil
+            defer { binaryKeep?.deallocate() }
+            binaryKeep?.initialize(repeating: 1, count: n)
+            if let rules { binary = rules.scan(batch, row: row, start: span.start, count: n, bits: binaryKeep, rejected: rejected) }
             let source = Reader(batch, row: row, start: span.start, count: n)
-            let tokenWork = !tokenBands.isEmpty || tokens != nil
+            let tokenWork = !tokenBands.isEmpty || tokens != nil || binaryKeep != nil
             let plainChunks = source.hasPlainChunks
             let plan = self.plan
             var lanes = LaneStats()
@@ -293,7 +322,9 @@ struct MaskScan: ReaderConsumer {
                         let width = Swift.min(chunkWidth, groupEnd - p)
                         let (raw, valid) = width == chunkWidth ? source.chunk(at: p) : source.partialChunk(at: p, count: width)
                         let (value, tokenValid) = lanes.add(raw, valid, plan: plan, group: &group, Shape.self)
-                        if tokenWork { passingTokens += judgeTokens(value, tokenValid, at: p, width: width, tokens, rejected) }
+                        if tokenWork {
+                            passingTokens += judgeTokens(value, tokenValid, at: p, width: width, tokens, rejected, binaryKeep)
+                        }
                         p += width
                     }
                     lanes.flush(group, plan: plan, Shape.self)
@@ -303,7 +334,8 @@ struct MaskScan: ReaderConsumer {
             }
             summary.finish(lanes)
         }
-        let keep = decided ?? decideRow(row, summary, passingTokens: tokenBands.isEmpty ? summary.counted : passingTokens,
+        let judged = !tokenBands.isEmpty || rules?.decidesTokens == true  // passingTokens was counted
+        let keep = decided ?? decideRow(row, summary, binary, passingTokens: judged ? passingTokens : summary.counted,
                                         rejected: rejected) { criterion in
             lengthNeutralStatistic(Reader(batch, row: row, start: span.start, count: n), scanned: n, tokens: summary.counted,
                                    criterion: criterion, plan: plan)
@@ -317,12 +349,16 @@ struct MaskScan: ReaderConsumer {
     }
 
     /// Token criteria on one chunk: counts each criterion's rejections, writes the keep lanes and
-    /// returns how many lanes pass.
+    /// returns how many lanes pass. Binary criteria were judged by the rules pass: `binaryKeep`
+    /// holds its decisions (and it counted their rejections).
     @inline(never)
     private func judgeTokens(_ value: Lanes, _ tokenValid: LaneMask, at p: Int, width: Int, _ tokens: GridRow<UInt8>?,
-                             _ rejected: UnsafeMutableBufferPointer<Int>) -> Int {
+                             _ rejected: UnsafeMutableBufferPointer<Int>, _ binaryKeep: UnsafeMutablePointer<UInt8>?) -> Int {
         var keep = tokenValid
-        for (index, band) in tokenBands.enumerated() {
+        if let binaryKeep {
+            for lane in 0..<width where binaryKeep[p &+ lane] == 0 { keep[lane] = 0 }
+        }
+        for (index, band) in tokenBands.enumerated() where !band.estimator.isBinary {
             let pass = band.passes(value)
             let failed = tokenValid & ~pass
             if anySet(failed) { rejected[rowCriteria.count + index] += laneCount(failed) }
@@ -336,22 +372,38 @@ struct MaskScan: ReaderConsumer {
     /// decision. `passingTokens`: counted tokens that pass every token criterion.
     /// `lengthNeutral`: the LN-TRM statistic of a criterion (a second pass over the row). A
     /// partials scan writes the row's partials instead (and keeps every row: nothing is decided).
-    func decideRow(_ row: Int, _ summary: RowSummary, passingTokens: Int, rejected: UnsafeMutableBufferPointer<Int>,
-                   lengthNeutral: (Criterion) -> Float) -> Bool {
+    func decideRow(_ row: Int, _ summary: RowSummary, _ binary: BinaryRowStats, passingTokens: Int,
+                   rejected: UnsafeMutableBufferPointer<Int>, lengthNeutral: (Criterion) -> Float) -> Bool {
         if let partials {
             partials.store(row, summary, nanPolicy: plan.nanPolicy)
             return true
         }
         let nanPolicy = plan.nanPolicy
+        var rowRule = true
+        if let sequenceLimit, !passesSequenceRule(row, summary, limit: sequenceLimit) {
+            rowRule = false
+            rejected[rowCriteria.count + tokenBands.count + AdvantageCount.rows] += 1
+        }
         let statistics = records.map { $0.statistics.baseAddress.unsafelyUnwrapped + row * $0.rowCriteria }
         let keep = judgeRow(row, counted: summary.counted, nonfinite: summary.nonfinite, rowCriteria: rowCriteria,
-                            rejectEmpty: rejectEmpty, outputs: outputs, rejected: rejected) { column, criterion in
+                            rejectEmpty: rejectEmpty, rowRule: rowRule, outputs: outputs, rejected: rejected) { column, criterion in
+            if criterion.estimator.isBinary {
+                let statistic = binary.statistic(criterion, nanPolicy: nanPolicy, deltaNaNs: summary.nans)
+                statistics?[column] = statistic
+                return (statistic, criterion.passes(statistic))
+            }
             var statistic = summary.statistic(criterion, nanPolicy: nanPolicy)
             if criterion.aggregation == .lnTRM && !statistic.isNaN { statistic = lengthNeutral(criterion) }
             statistics?[column] = statistic
-            return statistic
+            if criterion.aggregation == .geo {  // SPEC §4.9: decided on the float64 log mean
+                return (statistic, criterion.passesInLogSpace(summary.logMean(nanPolicy: nanPolicy)))
+            }
+            return (statistic, criterion.passes(statistic))
         }
-        records?.record(row: row, summary, keep: keep, keptTokens: passingTokens, nanPolicy: nanPolicy)
+        if let records {
+            records.record(row: row, summary, binary, k3Clamped: clampedK3Total(row, summary), keep: keep,
+                           keptTokens: passingTokens, nanPolicy: nanPolicy)
+        }
         return keep
     }
 
@@ -376,10 +428,14 @@ struct MaskScan: ReaderConsumer {
 /// scan and the decision from merged partials share. A row without counted tokens has statistics 0
 /// and is kept unless `rejectEmpty` (no criterion is charged with it); any other row is kept iff
 /// every criterion passes, inclusive bounds, a NaN statistic failing (fail closed). Writes the
-/// row's outputs, counts each criterion's rejections, and returns the decision.
+/// row's outputs, counts each criterion's rejections, and returns the decision. `rowRule`: the
+/// advantage sequence rule's decision (SPEC §4.8), ANDed in (its rejections are counted by the
+/// caller); `statistic` gives each criterion's statistic and whether it passes.
 @inline(__always)
-func judgeRow(_ row: Int, counted: Int, nonfinite: Int, rowCriteria: [Criterion], rejectEmpty: Bool, outputs: MaskOutputs,
-              rejected: UnsafeMutableBufferPointer<Int>, statistic: (_ column: Int, _ criterion: Criterion) -> Float) -> Bool {
+func judgeRow(_ row: Int, counted: Int, nonfinite: Int, rowCriteria: [Criterion], rejectEmpty: Bool, rowRule: Bool = true,
+              outputs: MaskOutputs,
+              rejected: UnsafeMutableBufferPointer<Int>,
+              statistic: (_ column: Int, _ criterion: Criterion) -> (value: Float, passes: Bool)) -> Bool {
     var keep = true
     if counted == 0 {
         keep = !rejectEmpty
@@ -388,14 +444,15 @@ func judgeRow(_ row: Int, counted: Int, nonfinite: Int, rowCriteria: [Criterion]
         }
     } else {
         for (column, criterion) in rowCriteria.enumerated() {
-            let value = statistic(column, criterion)
+            let (value, passes) = statistic(column, criterion)
             if outputs.rowStats.base != nil { outputs.rowStats.store(value, row: row, col: column) }
-            if !criterion.passes(value) {
+            if !passes {
                 keep = false
                 rejected[column] += 1
             }
         }
     }
+    keep = keep && rowRule
     if outputs.keepRow.base != nil { outputs.keepRow.store(keep ? 1 : 0, row: row) }
     if outputs.count.base != nil { outputs.count.store(Int64(counted), row: row) }
     if outputs.nonfinite.base != nil { outputs.nonfinite.store(Int64(nonfinite), row: row) }

@@ -36,11 +36,21 @@ public struct MaskMetrics: Sendable, Equatable {
     /// for the others.
     public var tokenMean = SIMD8<Double>(repeating: .nan)
     public var tokenMax = SIMD8<Double>(repeating: .nan)
+    /// The same for the binary estimators (SPEC §4.7), by `rawValue - 8` (five used).
+    public var binaryTokenMean = SIMD8<Double>(repeating: .nan)
+    public var binaryTokenMax = SIMD8<Double>(repeating: .nan)
     /// Mean, maximum and minimum of each row criterion's statistic over non-empty rows, by
     /// criterion index; NaN for token criteria.
     public var rowMean: [Double] = []
     public var rowMax: [Double] = []
     public var rowMin: [Double] = []
+    /// Positions of the token grid (`B * T` padded, `N` packed).
+    public var positions = 0
+    /// Token means of delta and |delta| (after the clamp); NaN for a `values` input.
+    public var deltaMean = Double.nan, deltaAbsMean = Double.nan
+    /// `min(k3, 10)`: its token mean, and the mean over non-empty rows of its row means; NaN for
+    /// a `values` input.
+    public var k3ClampedTokenMean = Double.nan, k3ClampedRowMean = Double.nan
 
     public init() {}
 }
@@ -55,6 +65,11 @@ struct RowRecord {
     var sums = RowSums()
     /// The row maximum of each estimator, by raw value.
     var maxima = SIMD8<Float>()
+    /// The binary estimators' row sums and maxima (`BinaryRowStats`).
+    var binarySum = SIMD8<Double>()
+    var binaryMax = SIMD8<Float>()
+    /// The row sum of `min(k3, 10)`.
+    var k3Clamped = 0.0
 }
 
 /// Bytes of the per-row records of `rows` rows with `rowCriteria` row criteria, or nil when
@@ -70,8 +85,10 @@ struct MetricRecords: @unchecked Sendable {
     let records: UnsafeMutableBufferPointer<RowRecord>
     let statistics: UnsafeMutableBufferPointer<Float>
     let rowCriteria: Int
-    /// The estimators the criteria use.
+    /// The estimators of delta the criteria use.
     let estimators: [Estimator]
+    /// The binary estimators the criteria use (the rules pass reduces them).
+    let binaryEstimators: [Estimator]
 
     /// nil when the memory is not available (`malloc` fails: the call returns `.tooLarge`
     /// instead of aborting). Validation bounded the size (`metricRecordBytes`).
@@ -89,16 +106,19 @@ struct MetricRecords: @unchecked Sendable {
         statistics.initialize(repeating: 0)
         var estimators: [Estimator] = []
         for criterion in criteria where !estimators.contains(criterion.estimator) { estimators.append(criterion.estimator) }
-        self.estimators = estimators
+        self.estimators = estimators.filter { !$0.isBinary }
+        binaryEstimators = estimators.filter(\.isBinary)
     }
 
     func deallocate() {
         free(UnsafeMutableRawPointer(records.baseAddress))
     }
 
-    func record(row: Int, _ summary: RowSummary, keep: Bool, keptTokens: Int, nanPolicy: NaNPolicy) {
+    func record(row: Int, _ summary: RowSummary, _ binary: BinaryRowStats, k3Clamped: Double, keep: Bool, keptTokens: Int,
+                nanPolicy: NaNPolicy) {
         var record = RowRecord(counted: summary.counted, keptTokens: keep ? keptTokens : 0, keep: keep,
-                               nan: nanPolicy == .reject && summary.nans > 0, sums: summary.sums)
+                               nan: nanPolicy == .reject && (summary.nans > 0 || binary.nan), sums: summary.sums,
+                               binarySum: binary.sum, binaryMax: binary.max, k3Clamped: k3Clamped)
         for estimator in estimators where summary.counted > 0 {
             record.maxima[Int(estimator.rawValue)] = summary.statistic(Criterion(.max, estimator), nanPolicy: nanPolicy)
         }
@@ -111,7 +131,9 @@ struct MetricRecords: @unchecked Sendable {
         m.rows = records.count
         var sums = RowSums()
         var tokenMax = SIMD8<Double>(repeating: -.infinity)
-        var perRow = (logPerplexityGap: 0.0, k3: 0.0)
+        var binarySum = SIMD8<Double>(), binaryMax = SIMD8<Double>(repeating: -.infinity)
+        var perRow = (logPerplexityGap: 0.0, k3: 0.0, k3ClampedMean: 0.0)
+        var k3Clamped = 0.0
         var columns = [(sum: Double, max: Double, min: Double)](repeating: (0, -.infinity, .infinity), count: rowCriteria)
         var anyNaN = false
         for (row, record) in records.enumerated() {
@@ -131,8 +153,15 @@ struct MetricRecords: @unchecked Sendable {
                 let e = Int(estimator.rawValue)
                 tokenMax[e] = Swift.max(tokenMax[e], Double(record.maxima[e]))
             }
+            for estimator in binaryEstimators {
+                let e = BinaryRowStats.slot(estimator)
+                binarySum[e] += record.binarySum[e]
+                binaryMax[e] = Swift.max(binaryMax[e], Double(record.binaryMax[e]))
+            }
             perRow.logPerplexityGap += Swift.abs(s.raw / Double(record.counted))
             perRow.k3 += s.k3
+            k3Clamped += record.k3Clamped
+            perRow.k3ClampedMean += record.k3Clamped / Double(record.counted)
             for column in 0..<rowCriteria {
                 let value = Double(statistics[row * rowCriteria + column])
                 columns[column] = (columns[column].sum + value, nanMax(columns[column].max, value),
@@ -148,11 +177,20 @@ struct MetricRecords: @unchecked Sendable {
             m.tokenMean[e] = mean(sums.of(estimator), tokens)
             m.tokenMax[e] = m.tokens > 0 ? tokenMax[e] : 0
         }
+        for estimator in binaryEstimators {
+            let e = BinaryRowStats.slot(estimator)
+            m.binaryTokenMean[e] = mean(binarySum[e], tokens)
+            m.binaryTokenMax[e] = m.tokens > 0 ? binaryMax[e] : 0
+        }
         if !source.givesValues {
             m.klK1 = mean(-sums.linear, tokens)
             m.klK3 = mean(sums.k3, tokens)
             m.chi2Token = mean(sums.chi2, tokens)
             m.pluginKLSeq = mean(perRow.k3, rows)
+            m.deltaMean = mean(sums.linear, tokens)
+            m.deltaAbsMean = mean(sums.abs, tokens)
+            m.k3ClampedTokenMean = mean(k3Clamped, tokens)
+            m.k3ClampedRowMean = mean(perRow.k3ClampedMean, rows)
         }
         if source.secondary != nil { m.logPerplexityGap = mean(perRow.logPerplexityGap, rows) }
         m.rowMean = [Double](repeating: .nan, count: criteria.count)
@@ -186,8 +224,14 @@ extension MaskMetrics {
         chi2Token = .nan
         pluginKLMax = .nan
         pluginKLSeq = .nan
+        deltaMean = .nan
+        deltaAbsMean = .nan
+        k3ClampedTokenMean = .nan
+        k3ClampedRowMean = .nan
         tokenMean = SIMD8(repeating: .nan)
         tokenMax = SIMD8(repeating: .nan)
+        binaryTokenMean = SIMD8(repeating: .nan)
+        binaryTokenMax = SIMD8(repeating: .nan)
         rowMean = rowMean.map { _ in .nan }
         rowMax = rowMean
         rowMin = rowMean

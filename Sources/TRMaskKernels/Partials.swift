@@ -119,13 +119,15 @@ public func decidePartials(_ partials: RowPartials, criteria: [Criterion], optio
             _ = judgeRow(row, counted: counted, nonfinite: Int(partials.nonfinite.load(row: row)), rowCriteria: criteria,
                          rejectEmpty: options.rejectEmpty, outputs: outputs, rejected: rejected) { column, criterion in
                 let k = columns[column]
+                let statistic: Float
                 switch criterion.aggregation {
-                case .max: return partials.max.load(row: row, col: k)
-                case .min: return partials.min.load(row: row, col: k)
+                case .max: statistic = partials.max.load(row: row, col: k)
+                case .min: statistic = partials.min.load(row: row, col: k)
                 case .sum, .mean, .ser:
-                    return sumStatistic(criterion.aggregation, sum: partials.sum.load(row: row, col: k), count: counted)
-                case .token, .lnTRM: return .nan  // refused by validation; NaN would fail closed
+                    statistic = sumStatistic(criterion.aggregation, sum: partials.sum.load(row: row, col: k), count: counted)
+                case .token, .lnTRM, .geo: statistic = .nan  // refused by validation; NaN would fail closed
                 }
+                return (statistic, criterion.passes(statistic))
             }
         }
         if let out = outputs.rejected {
@@ -143,13 +145,14 @@ private func decomposes(_ aggregation: Aggregation) -> Bool {
     switch aggregation {
     case .max, .min, .sum, .mean, .ser: true
     case .token, .lnTRM: false  // LN-TRM weighs each token by its position in the whole row
+    case .geo: false  // a mean of delta, which partials of `ratio` do not hold
     }
 }
 
 /// Distinct estimators (the columns must be unambiguous).
 private func checkEstimatorList(_ estimators: [Estimator]) -> Status {
-    for (index, estimator) in estimators.enumerated() where estimators[..<index].contains(estimator) {
-        return .badEstimator
+    for (index, estimator) in estimators.enumerated() where estimators[..<index].contains(estimator) || estimator.isBinary {
+        return .badEstimator  // binary estimators come from the rules pass, which partials do not run
     }
     return .ok
 }

@@ -31,6 +31,7 @@ struct SumSet: OptionSet {
         case .abs: self = .abs
         case .ratio: self = .ratio
         case .tv: self = .tv
+        case .bdiff, .btv, .bkl, .bklTR, .bklSym: self = []  // reduced by the rules pass
         }
     }
 
@@ -38,8 +39,8 @@ struct SumSet: OptionSet {
     static func metrics(_ batch: Batch) -> SumSet {
         switch batch.source {
         case .values: .linear
-        case .logRatio: [.linear, .k3, .chi2]
-        case .logProbs: [.linear, .k3, .chi2, .raw]
+        case .logRatio: [.linear, .k3, .chi2, .abs]
+        case .logProbs: [.linear, .k3, .chi2, .raw, .abs]
         }
     }
 }
@@ -68,6 +69,7 @@ struct ScanPlan {
         for criterion in criteria {
             switch criterion.aggregation {
             case .sum, .mean, .ser: sums.formUnion(SumSet(criterion.estimator))
+            case .geo: sums.formUnion(.linear)
             case .min: nearZero = nearZero || criterion.estimator.shape == .valley
             case .max, .token, .lnTRM: break
             }
@@ -87,7 +89,7 @@ struct ScanPlan {
             case .max: c.estimator.shape == .valley
             case .sum, .mean: c.estimator == .k3
             case .token, .lnTRM: true
-            case .min, .ser: false
+            case .min, .ser, .geo: false
             }
         }
     }
@@ -370,8 +372,15 @@ struct RowSummary {
                 let left = minValue <= 0 ? estimate(estimator, maxNonPositive) : Float.infinity
                 return Swift.min(right, left)
             }
+        case .geo: return Float(sums.linear / Double(counted))  // decided on the float64 mean (`logMean`)
         case .token, .lnTRM: return 0  // LN-TRM: `lengthNeutralStatistic`
         }
+    }
+
+    /// `g = mean_t delta` in float64 (SPEC §4.9), by the rules of `statistic`.
+    func logMean(nanPolicy: NaNPolicy) -> Double {
+        if nanPolicy == .reject && nans > 0 { return .nan }
+        return counted == 0 ? 0 : sums.linear / Double(counted)
     }
 
     /// The float64 sum of `estimator` over the counted tokens, by the rules of `statistic`: 0 for
@@ -395,6 +404,7 @@ struct RowSums {
         case .abs: abs
         case .ratio: ratio
         case .tv: tv
+        case .bdiff, .btv, .bkl, .bklTR, .bklSym: .nan  // reduced by the rules pass
         }
     }
 }

@@ -27,6 +27,9 @@ public enum Status: Int32, CaseIterable, Sendable {
     case needsTokens = 23
     case badPartials = 24
     case tooLarge = 25
+    case needsLogProbs = 26
+    case badAdvantageRule = 27
+    case needsAdvantages = 28
     case badRejection = 30
     case badCorrectionWeights = 31
     case badDivisor = 32
@@ -60,6 +63,9 @@ public enum Status: Int32, CaseIterable, Sendable {
         case .needsTokens: "TRM_E_NEEDS_TOKENS"
         case .badPartials: "TRM_E_BAD_PARTIALS"
         case .tooLarge: "TRM_E_TOO_LARGE"
+        case .needsLogProbs: "TRM_E_NEEDS_LOG_PROBS"
+        case .badAdvantageRule: "TRM_E_BAD_ADVANTAGE_RULE"
+        case .needsAdvantages: "TRM_E_NEEDS_ADVANTAGES"
         case .badRejection: "TRM_E_BAD_REJECTION"
         case .badCorrectionWeights: "TRM_E_BAD_CORRECTION_WEIGHTS"
         case .badDivisor: "TRM_E_BAD_DIVISOR"
@@ -95,6 +101,9 @@ public enum Status: Int32, CaseIterable, Sendable {
         case .needsTokens: "a token criterion or keep_token needs every token: row partials cannot give it"
         case .badPartials: "partials do not match (row count, estimator list) or hold a negative or overflowing count"
         case .tooLarge: "the request needs more working memory than trmask allocates (see the header's limits)"
+        case .needsLogProbs: "binary estimators (bdiff, btv, bkl, bkl_tr, bkl_sym) and the bdiff/bkl advantage rules need logp_train and logp_roll (advantage rules at least a log-ratio), not values"
+        case .badAdvantageRule: "invalid advantage rule: unknown statistic or zero mode, a NaN or negative bound (ratio: not > 0), a NaN sequence limit, a flag not 0/1, or nothing to do"
+        case .needsAdvantages: "advantages do not fit the rule: missing, given without a rule, both per-token and per-row, or per-token for the sequence rule (it needs one per row)"
         case .badRejection: "invalid rejection option: unknown level, an estimator other than k1/k2/k3, NaN bound or lo > hi, or too many"
         case .badCorrectionWeights: "invalid correction weights: level token or sequence, mode truncate (0 < hi) or mask (0 < lo <= hi)"
         case .badDivisor: "the weight divisor must be finite and > 0"

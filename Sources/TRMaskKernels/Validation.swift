@@ -147,6 +147,17 @@ func checkBatch(_ batch: Batch, into extents: inout ExtentList) -> Status {
         status = checkOffsets(batch, add)
         if status != .ok { return status }
     }
+    if batch.advantages != nil && batch.rowAdvantages != nil { return .needsAdvantages }
+    if let advantages = batch.advantages {
+        status = addData(advantages)
+        if status != .ok { return status }
+    }
+    if let rowAdvantages = batch.rowAdvantages {
+        guard rowAdvantages.dtype.isFloat else { return .badDType }
+        guard rowAdvantages.rowStride == 0 else { return .badStride }
+        status = add(rowAdvantages, .oneD(batch.rows, rowAdvantages.colStride))
+        if status != .ok { return status }
+    }
     if let lengths = batch.lengths {
         guard lengths.dtype.isIndex else { return .badDType }
         guard lengths.rowStride == 0 else { return .badStride }
@@ -216,6 +227,21 @@ func checkOutput(_ base: UnsafeRawPointer?, _ dims: Dims, elementSize: Int, take
 func checkOptions(_ options: ReductionOptions) -> Status {
     guard options.clamp > 0 else { return .badOption }  // also refuses NaN
     guard options.threads >= 0 else { return .badOption }
+    guard options.binaryEps >= 0 && options.binaryEps < 0.5 else { return .badOption }  // also refuses NaN
+    return .ok
+}
+
+/// An advantage rule and the advantages it reads (SPEC §4.8): a valid rule; per-token or per-row
+/// advantages for the token rule, per-row ones for the row rule; advantages only with a rule;
+/// log-probabilities for the `bdiff` and `bkl` statistics.
+func checkAdvantageRule(_ batch: Batch, _ rule: AdvantageRule?) -> Status {
+    guard let rule else { return batch.advantages == nil && batch.rowAdvantages == nil ? .ok : .needsAdvantages }
+    guard rule.isValid else { return .badAdvantageRule }
+    if rule.statistic != .none && batch.advantages == nil && batch.rowAdvantages == nil { return .needsAdvantages }
+    if rule.sequenceLimit != nil && batch.rowAdvantages == nil { return .needsAdvantages }
+    if rule.statistic == .none && batch.advantages != nil { return .needsAdvantages }  // nothing would read them
+    if rule.needsLogProbs && batch.source.secondary == nil { return .needsLogProbs }
+    if batch.source.givesValues { return .needsLogProbs }  // the rules read delta or the log-probs
     return .ok
 }
 
@@ -223,6 +249,7 @@ private func checkCriteria(_ criteria: [Criterion], _ batch: Batch) -> Status {
     guard criteria.count <= maximumCriteria else { return .badSize }
     for criterion in criteria {
         guard (criterion.estimator == .value) == batch.source.givesValues else { return .badEstimator }
+        if criterion.estimator.isBinary && batch.source.secondary == nil { return .needsLogProbs }
         let status = checkCriterion(criterion)
         if status != .ok { return status }
     }
@@ -260,6 +287,8 @@ private func validateMask(_ batch: Batch, criteria: [Criterion], options: Reduct
     if status != .ok { return status }
     status = checkCriteria(criteria, batch)
     if status != .ok { return status }
+    status = checkAdvantageRule(batch, options.advantageRule)
+    if status != .ok { return status }
     let rowCriteria = criteria.reduce(0) { $0 + ($1.isRowCriterion ? 1 : 0) }
     guard let keepDims = rowDims(outputs.keepRow, batch), let countDims = rowDims(outputs.count, batch),
           let nonfiniteDims = rowDims(outputs.nonfinite, batch) else { return .badStride }
@@ -277,6 +306,10 @@ private func validateMask(_ batch: Batch, criteria: [Criterion], options: Reduct
         status = checkOutput(outputs.keepToken, dims, taken: &taken)
     }
     if status == .ok { status = checkOutput(rejected, .oneD(criteria.count, 1), taken: &taken) }
+    if status == .ok {
+        let counts = OutView<Int64>(base: outputs.advantageCounts, rowStride: 1)
+        status = checkOutput(counts, .oneD(AdvantageCount.slots, 1), taken: &taken)
+    }
     if status == .ok && outputs.weights.base != nil {
         guard outputs.weightRule.isValid else { return .badWeightRule }
         guard !batch.source.givesValues else { return .badInputs }  // weights need a log-ratio
@@ -336,6 +369,7 @@ func validateTokenValues(_ batch: Batch, estimator: Estimator, options: Reductio
         status = checkOptions(options)
         if status != .ok { return status }
         guard (estimator == .value) == batch.source.givesValues else { return .badEstimator }
+        if estimator.isBinary && batch.source.secondary == nil { return .needsLogProbs }
         if batch.layout == .packed && out.base != nil && out.rowStride != 0 { return .badStride }
         status = checkOutput(out, gridDims(batch, rowStride: out.rowStride, colStride: out.colStride), taken: &taken)
         return status == .ok ? checkBatchContents(batch) : status

@@ -63,16 +63,18 @@ final class ExactKLCABITests: XCTestCase {
                 var batch = trm_batch_t(struct_size: UInt32(MemoryLayout<trm_batch_t>.size), layout: Int32(TRM_LAYOUT_PADDED), n_rows: 2, n_cols: 2,
                                         logp_train: none, logp_roll: none, log_ratio: none,
                                         values: trm_view_t(data: UnsafeRawPointer(values.baseAddress), dtype: Int32(TRM_DTYPE_F32), reserved: 0, stride_row: 2, stride_col: 1),
-                                        mask: none, lengths: none, offsets: none)
+                                        mask: none, lengths: none, offsets: none, advantages: none, row_advantages: none)
                 var criteria = [trm_criterion_t(aggregation: Int32(TRM_AGG_MAX), estimator: Int32(TRM_EST_VALUE), lo: -.infinity, hi: 0.1, kl_max: 0, eps: 0),
                                 trm_criterion_t(aggregation: Int32(TRM_AGG_MEAN), estimator: Int32(TRM_EST_VALUE), lo: -.infinity, hi: 0.002, kl_max: 0, eps: 0)]
                 var options = trm_options_t(struct_size: UInt32(MemoryLayout<trm_options_t>.size), nan_policy: Int32(TRM_NAN_REJECT), clamp: .infinity,
-                                            reject_empty: 0, threads: 0)
+                                            reject_empty: 0, threads: 0,
+                                binary_eps_set: 0, reserved: 0, binary_eps: 0, advantage: trm_advantage_rule_t())
                 let absent = trm_out_t(data: nil, stride_row: 0, stride_col: 0)
                 var out = trm_mask_out_t(struct_size: UInt32(MemoryLayout<trm_mask_out_t>.size), reserved: 0,
                                          keep_row: trm_out_t(data: UnsafeMutableRawPointer(keep.baseAddress), stride_row: 1, stride_col: 0),
                                          count: absent, nonfinite: absent, row_stats: absent, keep_token: absent, rejected: nil,
-                                         weights: absent, weight_rule: trm_weight_rule_t(), metrics: nil)
+                                         weights: absent, weight_rule: trm_weight_rule_t(), metrics: nil,
+                                                     advantage_counts: nil)
                 return trm_mask(&batch, &criteria, 2, &options, &out)
             }
         }

@@ -59,7 +59,8 @@ final class PartialsCABITests: XCTestCase {
     lazy var train: [Float] = (0..<24).map { i in roll[i] + (i == 14 ? 1.0 : Float(i % 3) * 0.01) }
     let lengths: [Int64] = [8, 8, 0]
     let options = trm_options_t(struct_size: UInt32(MemoryLayout<trm_options_t>.size), nan_policy: Int32(TRM_NAN_REJECT),
-                                clamp: .infinity, reject_empty: 1, threads: 0)
+                                clamp: .infinity, reject_empty: 1, threads: 0,
+                                binary_eps_set: 0, reserved: 0, binary_eps: 0, advantage: trm_advantage_rule_t())
     let criteria = [trm_criterion_t(aggregation: Int32(TRM_AGG_MAX), estimator: Int32(TRM_EST_K2), lo: -.infinity, hi: 0.1, kl_max: 0, eps: 0),
                     trm_criterion_t(aggregation: Int32(TRM_AGG_MEAN), estimator: Int32(TRM_EST_K3), lo: -.infinity, hi: 0.002, kl_max: 0, eps: 0)]
     let none = trm_view_t(data: nil, dtype: Int32(TRM_DTYPE_NONE), reserved: 0, stride_row: 0, stride_col: 0)
@@ -78,7 +79,7 @@ final class PartialsCABITests: XCTestCase {
                         logp_roll: trm_view_t(data: r.baseAddress! + range.lowerBound, dtype: Int32(TRM_DTYPE_F32), reserved: 0, stride_row: Int64(cols), stride_col: 1),
                         log_ratio: none, values: none, mask: none,
                         lengths: trm_view_t(data: l.baseAddress, dtype: Int32(TRM_DTYPE_I64), reserved: 0, stride_row: 0, stride_col: 1),
-                        offsets: none)
+                        offsets: none, advantages: none, row_advantages: none)
                     return body(&batch)
                 }
             }
@@ -103,7 +104,8 @@ final class PartialsCABITests: XCTestCase {
                                                      count: absent, nonfinite: absent,
                                                      row_stats: trm_out_t(data: stats.baseAddress, stride_row: 2, stride_col: 1),
                                                      keep_token: keepToken ? trm_out_t(data: grid.baseAddress, stride_row: 8, stride_col: 1) : absent,
-                                                     rejected: rejected.baseAddress, weights: absent, weight_rule: trm_weight_rule_t(), metrics: nil)
+                                                     rejected: rejected.baseAddress, weights: absent, weight_rule: trm_weight_rule_t(), metrics: nil,
+                                                     advantage_counts: nil)
                             return call(criteria.baseAddress!, &options, &out)
                         }
                     }

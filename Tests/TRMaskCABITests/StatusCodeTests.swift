@@ -20,7 +20,8 @@ struct Call {
                     trm_criterion_t(aggregation: TRM_AGG_MEAN, estimator: TRM_EST_K3, lo: -.infinity, hi: 0.002, kl_max: 0, eps: 0)]
     var nCriteria: Int64 = 2
     var options = trm_options_t(struct_size: UInt32(MemoryLayout<trm_options_t>.size), nan_policy: TRM_NAN_REJECT,
-                                clamp: .infinity, reject_empty: 0, threads: 0)
+                                clamp: .infinity, reject_empty: 0, threads: 0,
+                                binary_eps_set: 0, reserved: 0, binary_eps: 0, advantage: trm_advantage_rule_t())
     var out = trm_mask_out_t()
     var packed = false
     var useLengths = false
@@ -116,7 +117,7 @@ final class StatusCodeTests: XCTestCase {
             (TRM_E_BAD_LAYOUT, { _ in }, { c, _, _ in c.batch.layout = 2 }),
             (TRM_E_BAD_INPUTS, { _ in }, { c, _, _ in c.batch.log_ratio = c.batch.logp_train }),
             (TRM_E_BAD_INPUTS, { _ in }, { c, _, _ in c.batch.logp_train = trm_view_t() }),
-            (TRM_E_BAD_ESTIMATOR, { $0.criteria[0].estimator = 8 }, { _, _, _ in }),
+            (TRM_E_BAD_ESTIMATOR, { $0.criteria[0].estimator = 42 }, { _, _, _ in }),
             (TRM_E_BAD_ESTIMATOR, { $0.criteria[0].estimator = TRM_EST_VALUE }, { _, _, _ in }),
             (TRM_E_BAD_AGGREGATION, { $0.criteria[1].aggregation = 9 }, { _, _, _ in }),
             (TRM_E_BAD_NAN_POLICY, { $0.options.nan_policy = -1 }, { _, _, _ in }),
@@ -130,6 +131,27 @@ final class StatusCodeTests: XCTestCase {
             (TRM_E_BAD_OPTION, { $0.options.threads = -4 }, { _, _, _ in }),
             (TRM_E_BAD_OPTION, { $0.options.reject_empty = 5 }, { _, _, _ in }),
             (TRM_E_BAD_OPTION, { _ in }, { c, _, _ in c.batch.mask.reserved = 1 }),
+            (TRM_E_BAD_OPTION, { $0.options.binary_eps_set = 1; $0.options.binary_eps = 0.5 }, { _, _, _ in }),
+            (TRM_E_BAD_OPTION, { $0.options.binary_eps_set = 2 }, { _, _, _ in }),
+            // The 2026 rules (docs/rules-2026.md).
+            (TRM_E_NEEDS_LOG_PROBS, { $0.criteria[0].estimator = TRM_EST_BKL_SYM }, { c, _, _ in
+                c.batch.log_ratio = c.batch.logp_train
+                c.batch.logp_train = trm_view_t()
+                c.batch.logp_roll = trm_view_t()
+            }),
+            (TRM_E_NEEDS_LOG_PROBS, { $0.options.advantage.statistic = TRM_ADV_BDIFF }, { c, _, _ in
+                c.batch.log_ratio = c.batch.logp_train
+                c.batch.logp_train = trm_view_t()
+                c.batch.advantages = c.batch.logp_roll
+                c.batch.logp_roll = trm_view_t()
+            }),
+            (TRM_E_BAD_ADVANTAGE_RULE, { $0.options.advantage.statistic = 7 }, { _, _, _ in }),
+            (TRM_E_BAD_ADVANTAGE_RULE, { $0.options.advantage.statistic = TRM_ADV_RATIO }, { c, _, _ in
+                c.batch.advantages = c.batch.logp_roll  // low = high = 0: not ratios
+            }),
+            (TRM_E_BAD_ADVANTAGE_RULE, { $0.options.advantage.sequence = 1; $0.options.advantage.sequence_limit = .nan }, { _, _, _ in }),
+            (TRM_E_NEEDS_ADVANTAGES, { $0.options.advantage.sequence = 1 }, { _, _, _ in }),
+            (TRM_E_NEEDS_ADVANTAGES, { _ in }, { c, _, _ in c.batch.advantages = c.batch.logp_roll }),
         ]
         for (index, (expected, setup, edit)) in cases.enumerated() {
             var call = Call()
@@ -139,12 +161,12 @@ final class StatusCodeTests: XCTestCase {
             XCTAssertTrue(call.untouched, "case \(index) wrote an output")
         }
         let reached = Set(cases.map(\.0))
-        let issueThreeCodes = Set((1...16).map { Int32($0) })
-        XCTAssertEqual(reached, issueThreeCodes, "every refusal code of trm_mask is reached")
+        let maskCodes = Set((1...16).map { Int32($0) }).union([TRM_E_NEEDS_LOG_PROBS, TRM_E_BAD_ADVANTAGE_RULE, TRM_E_NEEDS_ADVANTAGES])
+        XCTAssertEqual(reached, maskCodes, "every refusal code of trm_mask is reached")
     }
 
     func testStatusTextForEveryCode() {
-        for code in Int32(0)...Int32(TRM_E_BAD_BOUND_INPUT) {
+        for code in Array(Int32(0)...Int32(TRM_E_BAD_BOUND_INPUT)) + [TRM_E_NEEDS_LOG_PROBS, TRM_E_BAD_ADVANTAGE_RULE, TRM_E_NEEDS_ADVANTAGES] {
             XCTAssertFalse(String(cString: trm_status_string(code)).isEmpty)
             XCTAssertTrue(String(cString: trm_status_name(code)).hasPrefix("TRM_"))
         }

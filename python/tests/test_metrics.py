@@ -50,7 +50,7 @@ VALUE_POOL = [
     Criterion("token", "value", lo=-0.1, hi=0.1),
 ]
 
-COUNT_KEYS = ("n_rows", "n_rows_nonempty", "n_tokens", "plugin_max_len")
+COUNT_KEYS = ("n_rows", "n_rows_nonempty", "n_tokens", "plugin_max_len", "n_positions")
 #: Metrics that are counts (Python ints); the rest are Python floats.
 INT_KEYS = COUNT_KEYS + ("n_rows_kept", "n_tokens_kept")
 _PER_CRITERION = ("rejected_", "row_mean_", "row_max_", "row_min_")
@@ -62,7 +62,10 @@ def by_index(metrics: dict, criteria) -> dict:
     criteria; the mapping is `criterion_names`, which test_key_names_follow_criteria checks."""
     rename = {prefix + name: f"{prefix}{i}" for i, name in enumerate(criterion_names(criteria)) for prefix in _PER_CRITERION}
     return {rename.get(k, k): v for k, v in metrics.items()}
-LOG_RATIO_KEYS = ("kl_k1", "kl_k3", "chi2_token", "plugin_kl_seq")
+
+
+LOG_RATIO_KEYS = ("kl_k1", "kl_k3", "chi2_token", "plugin_kl_seq", "delta_mean", "delta_abs_mean", "k3_clamped_token_mean",
+                  "k3_clamped_row_mean")
 
 
 def same(a: float, b: float) -> bool:
@@ -123,6 +126,7 @@ def check_metrics(result, ref_inputs, criteria, *, nan_policy="reject", clamp=No
     kept = int(np.count_nonzero(np.asarray(result.keep_row)))
     assert got["n_rows_kept"] == kept
     assert got["n_tokens_kept"] == int(np.count_nonzero(np.asarray(result.keep_token)))
+    assert got["n_tokens_rejected"] == got["n_tokens"] - got["n_tokens_kept"]
     assert got["masked_row_fraction"] == ((rows - kept) / rows if rows else 0.0)
     for i, r in enumerate(result.rejected):
         assert got[f"rejected_{i}"] == r
@@ -203,6 +207,13 @@ def check_metrics(result, ref_inputs, criteria, *, nan_policy="reject", clamp=No
     check("kl_k3", exp_rtol * _sum_abs_finite(k3[batch.counted]) / max(n_tokens, 1) + 1e-30)
     check("chi2_token", exp_rtol * _sum_abs_finite(chi2) / max(n_tokens, 1) + 1e-30)
     check("plugin_kl_seq", exp_rtol * _sum_abs_finite(k3[batch.counted]) / max(n_nonempty, 1) + 1e-30)
+    # The 2026 drift metrics: float32 deltas summed in float64; min(k3, 10) per token (SPEC §2 bound).
+    check("delta_mean", SUM_RTOL * _sum_abs_finite(delta) / max(n_tokens, 1) + 1e-30)
+    check("delta_abs_mean", SUM_RTOL * _sum_abs_finite(delta) / max(n_tokens, 1) + 1e-30)
+    capped = np.minimum(k3, 10.0)
+    check("k3_clamped_token_mean", exp_rtol * _sum_abs_finite(capped[batch.counted]) / max(n_tokens, 1) + 1e-30)
+    per_row = [_sum_abs_finite(batch.row(i, capped)) / batch.count[i] for i in np.flatnonzero(nonempty)]
+    check("k3_clamped_row_mean", exp_rtol * sum(per_row) / max(n_nonempty, 1) + 1e-30)
 
 
 # ---------------------------------------------------------------------------------------- parity
@@ -297,7 +308,9 @@ def test_empty_batch(shape, offsets):
         assert m[key] == 0.0, key
     for i in range(len(criteria)):
         assert m[f"rejected_{i}"] == 0.0
-    assert all(v == 0.0 for v in m.values()), m
+    # Every metric is 0, except the grid size of a packed batch without rows.
+    assert m["n_positions"] == float(math.prod(shape))
+    assert all(v == 0.0 for k, v in m.items() if k != "n_positions"), m
     check_metrics(result, dict(logp_train=z, logp_roll=z, **kwargs), criteria, what=f"B=0 {shape}")
 
 

@@ -207,6 +207,34 @@ BREAKS = {
         lambda c: setattr(c.batch.logp_train, "reserved", 1),
         lambda c: setattr(c.out, "reserved", 1),
         lambda c: setattr(c.metrics, "reserved", 1),
+        lambda c: (setattr(c.options, "binary_eps_set", 1), setattr(c.options, "binary_eps", 0.5)),
+        lambda c: (setattr(c.options, "binary_eps_set", 1), setattr(c.options, "binary_eps", -1e-9)),
+        lambda c: setattr(c.options, "binary_eps_set", 2),
+        lambda c: setattr(c.options, "reserved", 1),
+    ],
+    # The 2026 rules (docs/rules-2026.md).
+    "TRM_E_NEEDS_LOG_PROBS": [
+        lambda c: (_log_ratio_input(c), setattr(c.criteria[0], "estimator", _ffi.ESTIMATORS["bkl_sym"])),
+        lambda c: (_log_ratio_input(c), _advantages(c, "bdiff", 0.2, 0.2)),
+        lambda c: (_values_input(c), _advantages(c, "ratio", 0.8, 1.25)),
+    ],
+    "TRM_E_BAD_ADVANTAGE_RULE": [
+        lambda c: _advantages(c, "ratio", 0.0, 1.25),
+        lambda c: _advantages(c, "bdiff", -0.1, 0.2),
+        lambda c: _advantages(c, "bkl", 0.1, math.nan),
+        lambda c: (_advantages(c, "bdiff", 0.2, 0.2), setattr(c.options.advantage, "statistic", 9)),
+        lambda c: (_advantages(c, "bdiff", 0.2, 0.2), setattr(c.options.advantage, "zero_advantage", 2)),
+        lambda c: (_advantages(c, "bdiff", 0.2, 0.2), setattr(c.options.advantage, "sequence", 3)),
+        lambda c: (_advantages(c, "bdiff", 0.2, 0.2), setattr(c.options.advantage, "reserved", 1)),
+        lambda c: setattr(c.options.advantage, "low", 0.1),  # bounds on no rule
+        lambda c: (_row_advantages(c), setattr(c.options.advantage, "sequence", 1),
+                   setattr(c.options.advantage, "sequence_limit", math.nan)),
+    ],
+    "TRM_E_NEEDS_ADVANTAGES": [
+        lambda c: (_advantages(c, "ratio", 0.8, 1.25), setattr(c.batch, "advantages", trmask._arrays.ABSENT)),
+        lambda c: setattr(c.batch, "advantages", c.view(c.lr)),  # without a rule
+        lambda c: (_advantages(c, "bdiff", 0.2, 0.2), _row_advantages(c)),  # both kinds
+        lambda c: (_advantages(c, "bdiff", 0.2, 0.2), setattr(c.options.advantage, "sequence", 1)),  # sequence needs rows
     ],
     "TRM_E_BAD_LENGTH_NEUTRAL": [
         lambda c: setattr(c.criteria[0], "kl_max", 0.01),  # on a max criterion
@@ -227,6 +255,22 @@ BREAKS = {
         lambda c: c.want_weights((0, 1, 0.0, math.nan)),
     ],
 }
+
+
+def _log_ratio_input(call):
+    call.batch.log_ratio, call.batch.logp_train, call.batch.logp_roll = call.batch.logp_train, trmask._arrays.ABSENT, trmask._arrays.ABSENT
+
+
+def _advantages(call, statistic, low, high):
+    """A token advantage rule with per-token advantages (the rollout log-probs stand in)."""
+    rule = call.options.advantage
+    rule.statistic, rule.low, rule.high = _ffi.ADVANTAGE_STATISTICS[statistic], low, high
+    call.batch.advantages = call.view(call.lr)
+
+
+def _row_advantages(call):
+    call.row_advantages = np.ones(call.lt.shape[0], np.float64)  # kept alive by the call
+    call.batch.row_advantages = _ffi.View(call.row_advantages.ctypes.data, _ffi.DTYPE_F64, 0, 0, 1)
 
 
 def _values_input(call):

@@ -11,10 +11,12 @@ disagree. ``delta = logp_train - logp_roll`` is the log importance ratio (traini
 numpy arrays and torch CPU tensors go in without copies; the same kind comes out.
 """
 
+from ._advantage import AdvantageMaskResult, AdvantageRule, advantage_mask, off_policy_sequence_mask
 from ._api import MaskResult, SequenceStats, sequence_stats, token_values, trust_region_mask
 from ._bounds import BOUND_KEYS, PLUGIN_CAVEAT, PluginBounds, bounds, plugin_bounds
 from ._correction import CorrectionResult, Rejection, divide_weights, rollout_correction
 from ._criteria import DEFAULT_CRITERIA, Criterion, parse_criteria
+from ._groups import GroupAdvantages, group_advantages
 from ._exact import DEFAULT_EXACT_CRITERIA, ExactKLResult, exact_kl, exact_trust_region_mask, topk_kl_lower_bound
 from ._ffi import lib as _lib
 from ._importance import importance_weights
@@ -32,6 +34,9 @@ library_version = __version__
 __all__ = [
     "Criterion", "DEFAULT_CRITERIA", "MaskResult", "SequenceStats", "TrmaskError", "parse_criteria",
     "sequence_stats", "token_values", "trust_region_mask",
+    # The 2026 rules (docs/rules-2026.md): advantage-conditioned masks and GRPO groups.
+    "AdvantageMaskResult", "AdvantageRule", "GroupAdvantages", "advantage_mask", "group_advantages",
+    "off_policy_sequence_mask",
     # Importance weights beside the mask (docs/semantics.md §5).
     "WeightRule", "importance_weights",
     "BOUND_KEYS", "PLUGIN_CAVEAT", "PluginBounds", "bounds", "plugin_bounds",

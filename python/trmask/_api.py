@@ -53,9 +53,10 @@ class _PreparedBatch:
     #: What the fast path keeps: the raw arrays (named for `input_operands`).
     _FAST_NAMES = ("logp_train", "logp_roll", "mask")
 
-    def __init__(self, logp_train, logp_roll, log_ratio, values, mask, lengths, offsets):
-        if lengths is None and offsets is None and log_ratio is None and values is None and self._padded_fast(
-                logp_train, logp_roll, mask):
+    def __init__(self, logp_train, logp_roll, log_ratio, values, mask, lengths, offsets, advantages=None,
+                 row_advantages=False):
+        if (lengths is None and offsets is None and log_ratio is None and values is None and advantages is None
+                and self._padded_fast(logp_train, logp_roll, mask)):
             return
         if logp_train is not None and logp_roll is not None and log_ratio is None and values is None:
             primary_name, source = "logp_train", logp_train
@@ -88,7 +89,8 @@ class _PreparedBatch:
             self.grid_shape = primary.shape
         views = {"logp_train": _ffi.ABSENT_VIEW, "logp_roll": _ffi.ABSENT_VIEW, "log_ratio": _ffi.ABSENT_VIEW,
                  "values": _ffi.ABSENT_VIEW, "mask": _ffi.ABSENT_VIEW, "lengths": _ffi.ABSENT_VIEW,
-                 "offsets": offsets.fields() if self.packed else _ffi.ABSENT_VIEW, primary_name: primary.fields()}
+                 "offsets": offsets.fields() if self.packed else _ffi.ABSENT_VIEW, primary_name: primary.fields(),
+                 "advantages": _ffi.ABSENT_VIEW, "row_advantages": _ffi.ABSENT_VIEW}
         if logp_roll is not None:
             roll = Operand("logp_roll", logp_roll, FLOAT_DTYPES).broadcast_to(self.grid_shape, primary_name)
             self.operands.append(roll)
@@ -103,11 +105,25 @@ class _PreparedBatch:
                 raise TrmaskError(f"`lengths` has shape {lengths.shape}; expected ({self.rows},), one per row")
             self.operands.append(lengths)
             views["lengths"] = lengths.fields()
+        if advantages is not None:
+            advantages = Operand("advantages", advantages, FLOAT_DTYPES)
+            per_row = advantages.shape == (self.rows,) and (not self.packed or row_advantages or self.rows != self.cols)
+            if per_row:
+                views["row_advantages"] = advantages.fields()
+            elif advantages.shape == tuple(self.grid_shape):
+                views["advantages"] = advantages.fields()
+            else:
+                raise TrmaskError(f"`advantages` has shape {advantages.shape}; expected one per token "
+                                  f"{tuple(self.grid_shape)} or one per row ({self.rows},)")
+            if row_advantages and not per_row:
+                raise TrmaskError(f"`advantages` has shape {advantages.shape}; the sequence rule needs one per row "
+                                  f"({self.rows},)")
+            self.operands.append(advantages)
         self.struct = _ffi.Batch()
         _ffi.BATCH_PACKER.pack_into(
             self.struct, 0, ctypes.sizeof(_ffi.Batch), _ffi.LAYOUT_PACKED if self.packed else _ffi.LAYOUT_PADDED,
             self.rows, self.cols, *views["logp_train"], *views["logp_roll"], *views["log_ratio"], *views["values"],
-            *views["mask"], *views["lengths"], *views["offsets"])
+            *views["mask"], *views["lengths"], *views["offsets"], *views["advantages"], *views["row_advantages"])
 
     def _padded_fast(self, logp_train, logp_roll, mask) -> bool:
         """The common call, decided and packed with a few attribute reads: C-contiguous float32
@@ -136,7 +152,8 @@ class _PreparedBatch:
         _ffi.BATCH_PACKER.pack_into(
             self.struct, 0, ctypes.sizeof(_ffi.Batch), _ffi.LAYOUT_PADDED, rows, cols,
             data(logp_train), _ffi.DTYPE_F32, 0, cols, 1, data(logp_roll), _ffi.DTYPE_F32, 0, cols, 1,
-            *_ffi.ABSENT_VIEW, *_ffi.ABSENT_VIEW, *mask_view, *_ffi.ABSENT_VIEW, *_ffi.ABSENT_VIEW)
+            *_ffi.ABSENT_VIEW, *_ffi.ABSENT_VIEW, *mask_view, *_ffi.ABSENT_VIEW, *_ffi.ABSENT_VIEW, *_ffi.ABSENT_VIEW,
+            *_ffi.ABSENT_VIEW)
         return True
 
     def input_operands(self) -> list:
@@ -149,6 +166,9 @@ class _PreparedBatch:
     def check_estimators(self, estimators) -> None:
         """Estimator `value` reads `values=`; the others need log-probs or a log-ratio."""
         for estimator in estimators:
+            if estimator in _ffi.BINARY_ESTIMATORS and self.source != "logp_train":
+                raise TrmaskError(f"estimator {estimator!r} is a function of the probabilities p_t = exp(logp_train) and "
+                                  f"p_r = exp(logp_roll): pass both log-probs, not {self.source}=")
             if (estimator == "value") != (self.source == "values"):
                 if estimator == "value":
                     raise TrmaskError("estimator 'value' reads a precomputed divergence: pass it as values=")
@@ -159,7 +179,8 @@ class _PreparedBatch:
         return _arrays.new_output(self.like, shape, dtype)
 
 
-def _options(nan_policy: str, clamp: Optional[float], reject_empty: bool, threads: int) -> _ffi.Options:
+def _options(nan_policy: str, clamp: Optional[float], reject_empty: bool, threads: int,
+             binary_eps: Optional[float] = None, advantage_rule=None) -> _ffi.Options:
     if nan_policy not in _ffi.NAN_POLICIES:
         raise TrmaskError(f"`nan_policy` is {nan_policy!r}; expected one of {', '.join(_ffi.NAN_POLICIES)}")
     limit = math.inf if clamp is None else float(clamp)
@@ -167,7 +188,14 @@ def _options(nan_policy: str, clamp: Optional[float], reject_empty: bool, thread
         raise TrmaskError(f"`clamp` is {clamp!r}; expected a number > 0, or None for no clamp")
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 0 or threads > 2**31 - 1:
         raise TrmaskError(f"`threads` is {threads!r}; expected an integer >= 0 (0 = automatic)")
-    return _ffi.Options(ctypes.sizeof(_ffi.Options), _ffi.NAN_POLICIES[nan_policy], limit, int(bool(reject_empty)), int(threads))
+    eps = 0.0
+    if binary_eps is not None:
+        eps = float(binary_eps)
+        if not 0 <= eps < 0.5:
+            raise TrmaskError(f"`binary_eps` is {binary_eps!r}; expected 0 <= eps < 0.5 (0 = exact), or None for 1e-6")
+    rule = _ffi.AdvantageRule() if advantage_rule is None else advantage_rule.c_struct()
+    return _ffi.Options(ctypes.sizeof(_ffi.Options), _ffi.NAN_POLICIES[nan_policy], limit, int(bool(reject_empty)), int(threads),
+                        int(binary_eps is not None), 0, eps, rule)
 
 
 def _c_criteria(criteria: Sequence[Criterion]):
@@ -186,12 +214,12 @@ class _Plan:
 
     __slots__ = ("criteria", "c_criteria", "criteria_address", "n_row", "options", "options_address", "estimators")
 
-    def __init__(self, criteria, nan_policy, clamp, reject_empty, threads):
+    def __init__(self, criteria, nan_policy, clamp, reject_empty, threads, binary_eps=None, advantage_rule=None):
         self.criteria = normalize_criteria(criteria)
         self.c_criteria = _c_criteria(self.criteria)
         self.criteria_address = _addressof(self.c_criteria)  # the plan keeps the array alive
         self.n_row = sum(1 for c in self.criteria if c.is_row)
-        self.options = _options(nan_policy, clamp, reject_empty, threads)
+        self.options = _options(nan_policy, clamp, reject_empty, threads, binary_eps, advantage_rule)
         self.options_address = _addressof(self.options)
         self.estimators = frozenset(c.estimator for c in self.criteria)
 
@@ -199,17 +227,17 @@ class _Plan:
 _PLANS: dict = {}
 
 
-def _plan(criteria, nan_policy, clamp, reject_empty, threads) -> _Plan:
+def _plan(criteria, nan_policy, clamp, reject_empty, threads, binary_eps=None, advantage_rule=None) -> _Plan:
     if type(criteria) is list:
         criteria = tuple(criteria)
-    key = (criteria, nan_policy, clamp, reject_empty, threads)
+    key = (criteria, nan_policy, clamp, reject_empty, threads, binary_eps, advantage_rule)
     try:
         return _PLANS[key]
     except KeyError:
         pass
     except TypeError:  # unhashable entries: build without caching
-        return _Plan(criteria, nan_policy, clamp, reject_empty, threads)
-    plan = _Plan(criteria, nan_policy, clamp, reject_empty, threads)
+        return _Plan(criteria, nan_policy, clamp, reject_empty, threads, binary_eps, advantage_rule)
+    plan = _Plan(criteria, nan_policy, clamp, reject_empty, threads, binary_eps, advantage_rule)
     if len(_PLANS) >= 256:
         _PLANS.clear()
     _PLANS[key] = plan
@@ -233,11 +261,14 @@ class MaskResult:
       None;
     - ``metrics``: the batch metrics (docs/metrics.md) when the call had ``metrics=True``, else
       None;
-    - ``criteria``: the criteria used.
+    - ``criteria``: the criteria used;
+    - ``advantage_counts``: with ``advantage_rule=``, a dict of the rule's counts (docs/rules-2026.md):
+      ``adv_masked_upper``, ``adv_masked_lower``, ``adv_masked_positive``,
+      ``adv_masked_negative`` (tokens) and ``adv_rows_rejected`` (the sequence rule); else None.
     Arrays are numpy arrays, or torch tensors when the log-probs were tensors.
     """
 
-    def __init__(self, keep_row, keep_token, ints, stats, criteria, weights=None, metrics=None):
+    def __init__(self, keep_row, keep_token, ints, stats, criteria, weights=None, metrics=None, advantage_counts=None):
         # `ints` holds count, nonfinite and rejected back to back, `stats` one row per row
         # criterion: the properties below are views of these outputs (no input is read after
         # the call).
@@ -248,6 +279,7 @@ class MaskResult:
         self.metrics = metrics
         self._ints = ints
         self._stats = stats
+        self.advantage_counts = advantage_counts
 
     @property
     def count(self):
@@ -276,7 +308,9 @@ class MaskResult:
 def trust_region_mask(logp_train: Any = None, logp_roll: Any = None, mask: Any = None, *, lengths: Any = None,
                       offsets: Any = None, log_ratio: Any = None, values: Any = None, criteria: CriteriaLike = None,
                       nan_policy: str = "reject", clamp: Optional[float] = None, reject_empty: bool = False,
-                      threads: int = 0, weights: WeightsLike = None, metrics: bool = False) -> MaskResult:
+                      threads: int = 0, weights: WeightsLike = None, metrics: bool = False,
+                      binary_eps: Optional[float] = None, advantages: Any = None,
+                      advantage_rule: Optional["AdvantageRule"] = None) -> MaskResult:
     """Trust Region Masking (docs/semantics.md §3-§4): which rows (and tokens) stay in the gradient.
 
     ``delta = logp_train - logp_roll`` is the log importance ratio ``log(pi_theta / pi_roll)``
@@ -302,10 +336,21 @@ def trust_region_mask(logp_train: Any = None, logp_roll: Any = None, mask: Any =
     ``weights``: a `WeightRule` (or a dict of its fields) to compute importance weights in the same
     call (``result.weights``; see `importance_weights`, with this call's ``keep_row``).
     ``metrics=True``: the batch metrics of docs/semantics.md §9 in ``result.metrics``, from the same pass.
+    ``binary_eps``: the clamp of the binary KL estimators (``bkl``, ``bkl_tr``, ``bkl_sym``;
+    docs/rules-2026.md): None = 1e-6, 0 = exact.
+    ``advantage_rule``: an `AdvantageRule` (docs/rules-2026.md) with ``advantages``
+    (per token ``[B, T]`` / ``[N]``, or per row ``[B]``), ANDed with the criteria: its token rule
+    masks tokens in ``keep_token``, its sequence rule rejects rows; counts in
+    ``result.advantage_counts``.
     """
-    plan = _plan(criteria, nan_policy, clamp, reject_empty, threads)
+    if (advantages is None) != (advantage_rule is None):
+        raise TrmaskError("pass `advantages` and `advantage_rule` together (an AdvantageRule says how advantages mask)")
+    plan = _plan(criteria, nan_policy, clamp, reject_empty, threads, binary_eps, advantage_rule)
     rule = normalize_weights(weights)
-    batch = _PreparedBatch(logp_train, logp_roll, log_ratio, values, mask, lengths, offsets)
+    sequence_only = advantage_rule is not None and advantage_rule.statistic == "none"
+    batch = _PreparedBatch(logp_train, logp_roll, log_ratio, values, mask, lengths, offsets, advantages, sequence_only)
+    if advantage_rule is not None:
+        advantage_rule.check_source(batch.source)
     batch.check_estimators(plan.estimators)
     rows, n_criteria = batch.rows, len(plan.criteria)
     pointer = _arrays.pointer
@@ -328,19 +373,23 @@ def trust_region_mask(logp_train: Any = None, logp_roll: Any = None, mask: Any =
     if metrics:
         metric_struct = _ffi.Metrics()
         metric_struct.struct_size = ctypes.sizeof(_ffi.Metrics)
+    counts = None if advantage_rule is None else (ctypes.c_int64 * len(_ffi.ADVANTAGE_COUNTS))()
     out = _ffi.MaskOut()
     _ffi.MASK_OUT_PACKER.pack_into(
         out, 0, _MASK_OUT_SIZE, 0, keep_pointer, 1, 0, ints_pointer, 1, 0,
         ints_pointer and ints_pointer + 8 * rows, 1, 0, stats_pointer, 1, rows, *token_fields,
         ints_pointer and ints_pointer + 16 * rows, *weight_fields,
-        0 if metric_struct is None else _addressof(metric_struct))
+        0 if metric_struct is None else _addressof(metric_struct), 0 if counts is None else _addressof(counts))
     status = _lib.trm_mask(_addressof(batch.struct), plan.criteria_address, n_criteria, plan.options_address,
                            _addressof(out))
     if status:
         raise_for_status(status, "trust_region_mask")
 
+    advantage_counts = None if counts is None else dict(zip(_ffi.ADVANTAGE_COUNTS, counts))
     metrics_out = None if metric_struct is None else metrics_dict(metric_struct, plan.criteria, ints[2 * rows:].tolist())
-    return MaskResult(keep_row, keep_token, ints, stats, plan.criteria, weight_grid, metrics_out)
+    if metrics_out is not None and advantage_counts is not None:
+        metrics_out.update({key: int(value) for key, value in advantage_counts.items()})
+    return MaskResult(keep_row, keep_token, ints, stats, plan.criteria, weight_grid, metrics_out, advantage_counts)
 
 
 class SequenceStats:
@@ -377,10 +426,13 @@ def sequence_stats(logp_train: Any = None, logp_roll: Any = None, mask: Any = No
 
 
 def token_values(logp_train: Any = None, logp_roll: Any = None, estimator: str = "k3", *, log_ratio: Any = None,
-                 values: Any = None, clamp: Optional[float] = None, out: Any = None, threads: int = 0):
+                 values: Any = None, clamp: Optional[float] = None, out: Any = None, threads: int = 0,
+                 binary_eps: Optional[float] = None):
     """``estimator(clamp(delta))`` at every position, valid or not (docs/semantics.md §2), as float32 of the
     inputs' shape (``[B, T]``, or 1-D). Written into ``out`` when given (float32, same shape,
-    writable, not overlapping the inputs)."""
+    writable, not overlapping the inputs). The binary estimators (``bdiff``, ``btv``, ``bkl``,
+    ``bkl_tr``, ``bkl_sym``; docs/rules-2026.md) need both log-probs and take ``binary_eps``
+    (None = 1e-6, 0 = exact); the clamp does not apply to them."""
     if estimator not in _ffi.ESTIMATORS:
         raise TrmaskError(f"`estimator` is {estimator!r}; expected one of {', '.join(_ffi.ESTIMATORS)}")
     primary = next((x for x in (logp_train, log_ratio, values) if x is not None), None)
@@ -388,7 +440,7 @@ def token_values(logp_train: Any = None, logp_roll: Any = None, estimator: str =
     offsets = np.array([0, len(primary)], dtype=np.int64) if one_d else None
     batch = _PreparedBatch(logp_train, logp_roll, log_ratio, values, None, None, offsets)
     batch.check_estimators((estimator,))
-    options = _options("reject", clamp, False, threads)
+    options = _options("reject", clamp, False, threads, binary_eps)
     if out is None:
         out = batch.output(batch.grid_shape, "float32")
     else:

@@ -3,16 +3,20 @@
 String grammar (for config files), items separated by commas, whitespace ignored:
 
     item      := [number "<="] aggregation ":" estimator [("<=" | ">=") number]
-    aggregation := max | min | sum | mean | token | ser
+    aggregation := max | min | sum | mean | token | ser | geo
                  | "ln_trm(kl_max=" number [";eps=" number] ")"
     estimator := delta | k1 | k2 | k3 | abs | ratio | tv | value
+                 | bdiff | btv | bkl | bkl_tr | bkl_sym
     number    := a float literal, or inf / -inf
 
 A leading ``lo <=`` and a trailing ``>= lo`` cannot be combined. Examples:
 ``"max:k2<=0.1,mean:k3<=0.002"`` (the paper's TRM-Max&Avg, the default),
 ``"-0.001<=mean:delta<=0.001"`` (a geometric-mean ratio band), ``"min:delta>=-9.21"`` (a veto),
 ``"0.5<=token:ratio<=2"`` (IcePop), ``"ser:tv<=0.05"`` and
-``"ln_trm(kl_max=0.01;eps=0.05):tv<=0.03"`` (the length-neutral rules of docs/semantics.md §4.4).
+``"ln_trm(kl_max=0.01;eps=0.05):tv<=0.03"`` (the length-neutral rules of docs/semantics.md §4.4),
+``"token:btv<=0.2"`` (DPPO's binary TV), ``"max:bkl_sym<=0.1"`` (a sequence-level binary trust
+region) and ``"0.999<=geo:ratio<=1.001"`` (a geometric-mean band decided in log space); the
+2026 rules are described in docs/rules-2026.md.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from .errors import TrmaskError
 
 AGGREGATIONS = tuple(_ffi.AGGREGATIONS)
 ESTIMATORS = tuple(_ffi.ESTIMATORS)
-NON_NEGATIVE = ("k2", "k3", "abs", "ratio", "tv")
+NON_NEGATIVE = ("k2", "k3", "abs", "ratio", "tv", "btv", "bkl", "bkl_tr", "bkl_sym")
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,9 @@ class Criterion:
         if self.agg in ("ser", "ln_trm") and self.estimator != "tv":
             raise TrmaskError(f"criterion {self.agg}:{self.estimator}: {self.agg} is defined on estimator 'tv' "
                               f"(docs/semantics.md §4.4)")
+        if self.agg == "geo" and self.estimator != "ratio":
+            raise TrmaskError(f"criterion geo:{self.estimator}: geo bounds the geometric-mean ratio, estimator 'ratio' "
+                              f"(e.g. Criterion('geo', 'ratio', lo=0.999, hi=1.001))")
         if self.agg != "ln_trm":
             if self.kl_max is not None or self.eps is not None:
                 raise TrmaskError(f"criterion {self}: kl_max and eps belong to 'ln_trm' criteria only")

@@ -15,9 +15,18 @@ DTYPE_I8, DTYPE_I16, DTYPE_U16, DTYPE_U32, DTYPE_U64 = range(9, 14)
 # Layouts (TRM_LAYOUT_*).
 LAYOUT_PADDED, LAYOUT_PACKED = 0, 1
 # Estimators (TRM_EST_*), aggregations (TRM_AGG_*) and NaN policies (TRM_NAN_*), by name.
-ESTIMATORS = {"delta": 0, "k1": 1, "k2": 2, "k3": 3, "abs": 4, "ratio": 5, "tv": 6, "value": 7}
-AGGREGATIONS = {"max": 0, "min": 1, "sum": 2, "mean": 3, "token": 4, "ser": 5, "ln_trm": 6}
+ESTIMATORS = {"delta": 0, "k1": 1, "k2": 2, "k3": 3, "abs": 4, "ratio": 5, "tv": 6, "value": 7,
+              "bdiff": 8, "btv": 9, "bkl": 10, "bkl_tr": 11, "bkl_sym": 12}
+#: The binary estimators (SPEC §4.7): functions of p_t and p_r, which need both log-probs.
+BINARY_ESTIMATORS = ("bdiff", "btv", "bkl", "bkl_tr", "bkl_sym")
+AGGREGATIONS = {"max": 0, "min": 1, "sum": 2, "mean": 3, "token": 4, "ser": 5, "ln_trm": 6, "geo": 7}
 NAN_POLICIES = {"reject": 0, "skip": 1, "zero": 2}
+# Advantage rules (TRM_ADV_*, TRM_ADV_ZERO_*; SPEC §4.8).
+ADVANTAGE_STATISTICS = {"none": 0, "bdiff": 1, "bkl": 2, "ratio": 3}
+ZERO_ADVANTAGE = {"lower": 0, "keep": 1}
+#: The advantage rule's counts (trm_mask_out_t.advantage_counts), in order.
+ADVANTAGE_COUNTS = ("adv_masked_upper", "adv_masked_lower", "adv_masked_positive", "adv_masked_negative",
+                    "adv_rows_rejected")
 # Importance weight levels (TRM_WEIGHT_*) and modes (TRM_WEIGHT_MODE_*).
 WEIGHT_LEVELS = {"token": 0, "sequence": 1, "geometric": 2}
 WEIGHT_MODES = {"truncate": 0, "clip": 1, "mask": 2}
@@ -37,12 +46,19 @@ class Out(ctypes.Structure):
 class Batch(ctypes.Structure):
     _fields_ = [("struct_size", c_uint32), ("layout", c_int32), ("n_rows", c_int64), ("n_cols", c_int64),
                 ("logp_train", View), ("logp_roll", View), ("log_ratio", View), ("values", View),
-                ("mask", View), ("lengths", View), ("offsets", View)]
+                ("mask", View), ("lengths", View), ("offsets", View), ("advantages", View), ("row_advantages", View)]
+
+
+class AdvantageRule(ctypes.Structure):
+    _fields_ = [("statistic", c_int32), ("zero_advantage", c_int32), ("low", c_double), ("high", c_double),
+                ("sequence", c_int32), ("reserved", c_int32), ("sequence_limit", c_double)]
 
 
 class Options(ctypes.Structure):
     _fields_ = [("struct_size", c_uint32), ("nan_policy", c_int32), ("clamp", c_double),
-                ("reject_empty", c_int32), ("threads", c_int32)]
+                ("reject_empty", c_int32), ("threads", c_int32),
+                ("binary_eps_set", c_int32), ("reserved", c_int32), ("binary_eps", c_double),
+                ("advantage", AdvantageRule)]
 
 
 class CCriterion(ctypes.Structure):
@@ -56,6 +72,8 @@ class WeightRule(ctypes.Structure):
 
 #: The scalar fields of trm_metrics_t after struct_size and reserved: counts, then doubles.
 METRIC_COUNTS = ("n_rows", "n_rows_nonempty", "n_tokens", "n_rows_kept", "n_tokens_kept", "max_len")
+#: The drift metrics of the SPEC §9 additions (doubles appended after n_tokens_rejected).
+DRIFT_METRICS = ("delta_mean", "delta_abs_mean", "k3_clamped_token_mean", "k3_clamped_row_mean")
 METRIC_DOUBLES = ("masked_row_fraction", "log_ppl_abs_diff", "kl_k1", "kl_k3", "chi2_token", "plugin_kl_max",
                   "plugin_kl_seq")
 
@@ -64,13 +82,16 @@ class Metrics(ctypes.Structure):
     _fields_ = ([("struct_size", c_uint32), ("reserved", c_int32)] + [(key, c_int64) for key in METRIC_COUNTS]
                 + [(key, c_double) for key in METRIC_DOUBLES]
                 + [("token_mean", c_double * 8), ("token_max", c_double * 8), ("row_mean", c_double * MAX_CRITERIA),
-                   ("row_max", c_double * MAX_CRITERIA), ("row_min", c_double * MAX_CRITERIA)])
+                   ("row_max", c_double * MAX_CRITERIA), ("row_min", c_double * MAX_CRITERIA),
+                   ("binary_token_mean", c_double * 5), ("binary_token_max", c_double * 5),
+                   ("n_positions", c_int64), ("n_tokens_rejected", c_int64)]
+                + [(key, c_double) for key in DRIFT_METRICS])
 
 
 class MaskOut(ctypes.Structure):
     _fields_ = [("struct_size", c_uint32), ("reserved", c_int32), ("keep_row", Out), ("count", Out),
                 ("nonfinite", Out), ("row_stats", Out), ("keep_token", Out), ("rejected", c_void_p),
-                ("weights", Out), ("weight_rule", WeightRule), ("metrics", c_void_p)]
+                ("weights", Out), ("weight_rule", WeightRule), ("metrics", c_void_p), ("advantage_counts", c_void_p)]
 
 
 def _pack_format(structure) -> str:
@@ -200,6 +221,23 @@ class CorrectionOut(ctypes.Structure):
                 ("weights", TypedOut), ("stats", c_void_p)]
 
 
+class Groups(ctypes.Structure):
+    """trm_groups_t: GRPO group advantages over the rows that vote (SPEC §4.10)."""
+    _fields_ = [("struct_size", c_uint32), ("reserved", c_int32), ("n_rows", c_int64), ("group", View), ("reward", View),
+                ("keep", View), ("no_std_normalization", c_int32), ("singleton", c_int32), ("eps_set", c_int32),
+                ("reserved2", c_int32), ("eps", c_double)]
+
+
+#: The counts of trm_group_out_t, in order.
+GROUP_COUNTS = ("n_groups", "n_groups_no_voter", "n_groups_one_voter", "n_rows_nonfinite_reward")
+SINGLETON_RULES = {"zero": 0, "raw": 1}
+
+
+class GroupOut(ctypes.Structure):
+    _fields_ = ([("struct_size", c_uint32), ("reserved", c_int32), ("advantages", Out), ("voters", Out), ("mean", Out),
+                 ("std", Out)] + [(key, c_int64) for key in GROUP_COUNTS])
+
+
 _status = c_int32
 # Pointer arguments are plain addresses: ctypes converts `byref(x)`, arrays and ints to c_void_p
 # several times faster than to a typed POINTER (a tiny batch's call is a few microseconds).
@@ -225,6 +263,8 @@ _FUNCTIONS = [
     # Rollout correction in verl's arithmetic.
     ("trm_rollout_correction", [_pointer, _pointer, _pointer], _status),
     ("trm_weights_divide", [c_int32, c_int64, c_int64, View, c_double, TypedOut], _status),
+    # GRPO group advantages (SPEC §4.10).
+    ("trm_group_advantages", [_pointer, _pointer], _status),
 ]
 
 lib = _loader.load()

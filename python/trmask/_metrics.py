@@ -34,8 +34,13 @@ def metrics_dict(m: _ffi.Metrics, criteria, rejected) -> dict:
     for name, count in zip(names, rejected):
         out[f"rejected_{name}"] = int(count)
     for est in dict.fromkeys(c.estimator for c in criteria):
-        out[f"token_mean_{est}"] = m.token_mean[_ffi.ESTIMATORS[est]]
-        out[f"token_max_{est}"] = m.token_max[_ffi.ESTIMATORS[est]]
+        if est in _ffi.BINARY_ESTIMATORS:
+            slot = _ffi.ESTIMATORS[est] - _ffi.ESTIMATORS["bdiff"]
+            out[f"token_mean_{est}"] = m.binary_token_mean[slot]
+            out[f"token_max_{est}"] = m.binary_token_max[slot]
+        else:
+            out[f"token_mean_{est}"] = m.token_mean[_ffi.ESTIMATORS[est]]
+            out[f"token_max_{est}"] = m.token_max[_ffi.ESTIMATORS[est]]
     for index, (name, criterion) in enumerate(zip(names, criteria)):
         if criterion.is_row:
             out[f"row_mean_{name}"] = m.row_mean[index]
@@ -44,4 +49,9 @@ def metrics_dict(m: _ffi.Metrics, criteria, rejected) -> dict:
     for key in ("log_ppl_abs_diff", "kl_k1", "kl_k3", "chi2_token", "plugin_kl_max", "plugin_kl_seq"):
         out[key] = getattr(m, key)
     out["plugin_max_len"] = int(m.max_len)
+    # The drift metrics of the 2026 additions (docs/metrics.md).
+    out["n_positions"] = int(m.n_positions)
+    out["n_tokens_rejected"] = int(m.n_tokens_rejected)
+    for key in _ffi.DRIFT_METRICS:
+        out[key] = getattr(m, key)
     return out

@@ -82,6 +82,9 @@ def _estimator_names(estimators, argument: str) -> tuple:
     for name in names:
         if name not in _ffi.ESTIMATORS:
             raise TrmaskError(f"`{argument}` has {name!r}; expected names from {', '.join(_ffi.ESTIMATORS)}")
+        if name in _ffi.BINARY_ESTIMATORS:
+            raise TrmaskError(f"`{argument}` has {name!r}: binary estimators have no row partials (they need every "
+                              f"token's two log-probs); decide them with trust_region_mask on the whole row")
     if len(set(names)) != len(names):
         raise TrmaskError(f"`{argument}` is {names}; each estimator may appear once")
     return names

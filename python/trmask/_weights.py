@@ -24,8 +24,11 @@ class WeightRule:
     or ``geometric`` (``exp(mean_t delta_t)``), sums over the row's counted tokens, in float64.
     ``mode``: ``truncate`` (TIS, ``min(w, hi)``: needs ``hi``, takes no ``lo``), ``clip``
     (``min(max(w, lo), hi)``) or ``mask`` (IcePop/MIS, ``w`` if ``lo <= w <= hi`` else 0); an
-    absent bound leaves its side open. Weights are float32; the bounds apply to the float32 value
-    (rounded inward), so a written weight always satisfies them.
+    absent bound leaves its side open. Weights are float32; for ``truncate`` and ``clip`` the
+    bounds apply to the float32 value (rounded inward), so a written weight always satisfies them.
+    ``mask`` decides in log space (``ln lo <= delta <= ln hi`` per token, on the float64 log weight
+    for ``sequence``/``geometric``; docs/rules-2026.md): a kept weight is ``rho`` rounded to
+    float32, a rejected one exactly 0.
     """
 
     level: str = "token"

@@ -19,6 +19,9 @@ Decisions where the contract is silent:
   tokens follow the policy like delta (``zero``: they contribute 0).
 - NaN policy: ``skip`` excludes NaN tokens; ``zero`` counts them with delta 0; ``reject`` keeps
   them, so every mean or extremum that sees one is NaN.
+- The 2026 additions: ``n_positions`` is every position of the grid (``B * T``, or ``N`` packed,
+  whatever the rows cover); ``delta_mean``, ``delta_abs_mean`` and the ``min(k3, 10)`` means use
+  the clamped delta, as every estimator; they are NaN for ``values``.
 """
 
 from __future__ import annotations
@@ -123,4 +126,15 @@ def reference_metrics(
             out["chi2_token"] = _mean(np.expm1(2.0 * token_values("delta")))
         out["plugin_kl_seq"] = _mean(row_stats(batch, "k3", clamp)["sum"][nonempty])
     out["plugin_max_len"] = float(np.max(batch.count)) if n_rows else 0.0
+    out["n_positions"] = float(math.prod(batch.shape))
+    out["n_tokens_rejected"] = out["n_tokens"] - out["n_tokens_kept"]
+    for key in ("delta_mean", "delta_abs_mean", "k3_clamped_token_mean", "k3_clamped_row_mean"):
+        out[key] = math.nan
+    if not batch.is_values:
+        delta = token_values("delta")
+        out["delta_mean"] = _mean(delta)
+        out["delta_abs_mean"] = _mean(np.abs(delta))
+        capped = np.minimum(estimator_values("k3", batch.x, clamp), 10.0)  # NaN stays NaN
+        out["k3_clamped_token_mean"] = _mean(capped[batch.counted])
+        out["k3_clamped_row_mean"] = _mean(np.array([_mean(batch.row(i, capped)) for i in np.flatnonzero(nonempty)]))
     return out

@@ -9,13 +9,14 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import trmask
 from conftest import ROOT
-from trmask import _api, _loader
+from trmask import _api
 
 REGRESSIONS = ROOT / "Tests" / "cabi" / "regressions.c"
 CASES = re.findall(r'^\s*\{"([a-z0-9_]+)", [a-z0-9_]+, TRM_[A-Z_]+\},$', REGRESSIONS.read_text(), flags=re.M)
@@ -25,9 +26,9 @@ CASES = re.findall(r'^\s*\{"([a-z0-9_]+)", [a-z0-9_]+, TRM_[A-Z_]+\},$', REGRESS
 def regressions(tmp_path_factory):
     if shutil.which("cc") is None:
         pytest.skip("cc is not installed")
-    library = _loader.candidate_paths()[0]
+    library = Path(trmask.get_library())  # the library this run loaded (a CPU variant's, or the override)
     binary = tmp_path_factory.mktemp("regressions") / "regressions"
-    subprocess.run(["cc", "-std=c99", "-Wall", "-Wextra", "-Werror", f"-I{ROOT / 'include'}", str(REGRESSIONS),
+    subprocess.run(["cc", "-std=c99", "-Wall", "-Wextra", "-Werror", f"-I{trmask.get_include()}", str(REGRESSIONS),
                     str(library), f"-Wl,-rpath,{library.parent}", "-lm", "-o", str(binary)], check=True)
     return binary
 

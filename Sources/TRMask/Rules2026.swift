@@ -7,7 +7,7 @@ public typealias ZeroAdvantage = TRMaskKernels.ZeroAdvantage
 public typealias SingletonRule = TRMaskKernels.SingletonRule
 public typealias GroupSummary = TRMaskKernels.GroupSummary
 
-/// What `advantageMask` returns (SPEC §4.8).
+/// What `advantageMask` returns (semantics §4.8).
 public struct AdvantageMaskResult: Equatable, Sendable {
     /// Token grid (layout as `MaskResult.keepToken`): valid, in a kept row, not masked by the rule.
     public var keepToken: [Bool]
@@ -18,7 +18,7 @@ public struct AdvantageMaskResult: Equatable, Sendable {
     public var maskedUpper: Int, maskedLower: Int, maskedPositive: Int, maskedNegative: Int, rowsRejected: Int
 }
 
-/// An advantage rule (SPEC §4.8) with `advantages` one per row (`rows` entries) or one per
+/// An advantage rule (semantics §4.8) with `advantages` one per row (`rows` entries) or one per
 /// token position (the token grid's size), ANDed with `criteria` (default none). Throws
 /// `.badSize` naming `advantages` for any other length.
 public func advantageMask(_ batch: TokenBatch, advantages: [Double], rule: AdvantageRule, criteria: [Criterion] = [],
@@ -55,7 +55,7 @@ public func advantageMask(_ batch: TokenBatch, advantages: [Double], rule: Advan
                                maskedNegative: Int(counts[3]), rowsRejected: Int(counts[4]))
 }
 
-/// What `groupAdvantages` returns (SPEC §4.10): per row, the advantage and its group's voter
+/// What `groupAdvantages` returns (semantics §4.10): per row, the advantage and its group's voter
 /// count, mean and std; and the batch's counts.
 public struct GroupAdvantageResult: Equatable, Sendable {
     public var advantages: [Float]
@@ -65,7 +65,7 @@ public struct GroupAdvantageResult: Equatable, Sendable {
     public var summary: GroupSummary
 }
 
-/// GRPO advantages where only kept rows with a finite reward vote (SPEC §4.10). `keep` nil =
+/// GRPO advantages where only kept rows with a finite reward vote (semantics §4.10). `keep` nil =
 /// every row. Throws `.badSize` naming the argument whose length differs from `groupIDs`'.
 public func groupAdvantages(groupIDs: [Int64], rewards: [Double], keep: [Bool]? = nil, normalizeStd: Bool = true,
                             eps: Double = 1e-6, singleton: SingletonRule = .zero) throws(TRMaskError) -> GroupAdvantageResult {

@@ -1,4 +1,4 @@
-"""Advantage-conditioned masks (SPEC §4.8; docs/rules-2026.md): DPPO's token rule, which masks
+"""Advantage-conditioned masks (semantics §4.8; docs/rules-2026.md): DPPO's token rule, which masks
 only the violation on the side the update pushes toward, and the off-policy sequence mask (OPSM)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ ZERO_ADVANTAGE = tuple(_ffi.ZERO_ADVANTAGE)
 
 @dataclass(frozen=True)
 class AdvantageRule:
-    """An advantage-conditioned token rule and/or sequence rule (SPEC §4.8).
+    """An advantage-conditioned token rule and/or sequence rule (semantics §4.8).
 
     Token rule (``statistic``): a counted token is masked iff ``A > 0`` and it violates the upper
     limit, or ``A < 0`` and it violates the lower limit; ``A = 0`` applies the lower test with
@@ -99,7 +99,7 @@ def advantage_mask(logp_train: Any, logp_roll: Any, mask: Any = None, advantages
                    low: float, high: float, zero_advantage: str = "lower", lengths: Any = None, offsets: Any = None,
                    nan_policy: str = "reject", clamp: Optional[float] = None, binary_eps: Optional[float] = None,
                    threads: int = 0) -> AdvantageMaskResult:
-    """DPPO's advantage-conditioned token mask (SPEC §4.8; `AdvantageRule` has the rule), in one
+    """DPPO's advantage-conditioned token mask (semantics §4.8; `AdvantageRule` has the rule), in one
     pass: ``advantages`` per token (``[B, T]``, packed ``[N]``) or per row (``[B]``), any float
     dtype. Inputs and options as in `trust_region_mask`. Usual limits: ``bdiff`` 0.2 / 0.2,
     ``ratio`` 0.8 / 1.28 (docs/rules-2026.md)."""
@@ -115,7 +115,7 @@ def advantage_mask(logp_train: Any, logp_roll: Any, mask: Any = None, advantages
 def off_policy_sequence_mask(logp_train: Any = None, logp_roll: Any = None, mask: Any = None, advantages: Any = None,
                              limit: float = None, *, lengths: Any = None, offsets: Any = None, log_ratio: Any = None,
                              nan_policy: str = "reject", clamp: Optional[float] = None, threads: int = 0) -> MaskResult:
-    """The off-policy sequence mask (DeepSeek-V3.2, TRL, slime; SPEC §4.8): keep row ``i`` iff
+    """The off-policy sequence mask (DeepSeek-V3.2, TRL, slime; semantics §4.8): keep row ``i`` iff
     ``advantages[i] >= 0`` or ``mean_t(-delta) <= limit`` over its valid tokens (an empty row has
     mean 0). ``advantages``: one per row, ``[B]``. Returns a `MaskResult` (``keep_row``,
     ``keep_token``, ``advantage_counts["adv_rows_rejected"]``)."""

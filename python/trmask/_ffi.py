@@ -17,11 +17,11 @@ LAYOUT_PADDED, LAYOUT_PACKED = 0, 1
 # Estimators (TRM_EST_*), aggregations (TRM_AGG_*) and NaN policies (TRM_NAN_*), by name.
 ESTIMATORS = {"delta": 0, "k1": 1, "k2": 2, "k3": 3, "abs": 4, "ratio": 5, "tv": 6, "value": 7,
               "bdiff": 8, "btv": 9, "bkl": 10, "bkl_tr": 11, "bkl_sym": 12}
-#: The binary estimators (SPEC §4.7): functions of p_t and p_r, which need both log-probs.
+#: The binary estimators (semantics §4.7): functions of p_t and p_r, which need both log-probs.
 BINARY_ESTIMATORS = ("bdiff", "btv", "bkl", "bkl_tr", "bkl_sym")
 AGGREGATIONS = {"max": 0, "min": 1, "sum": 2, "mean": 3, "token": 4, "ser": 5, "ln_trm": 6, "geo": 7}
 NAN_POLICIES = {"reject": 0, "skip": 1, "zero": 2}
-# Advantage rules (TRM_ADV_*, TRM_ADV_ZERO_*; SPEC §4.8).
+# Advantage rules (TRM_ADV_*, TRM_ADV_ZERO_*; semantics §4.8).
 ADVANTAGE_STATISTICS = {"none": 0, "bdiff": 1, "bkl": 2, "ratio": 3}
 ZERO_ADVANTAGE = {"lower": 0, "keep": 1}
 #: The advantage rule's counts (trm_mask_out_t.advantage_counts), in order.
@@ -72,7 +72,7 @@ class WeightRule(ctypes.Structure):
 
 #: The scalar fields of trm_metrics_t after struct_size and reserved: counts, then doubles.
 METRIC_COUNTS = ("n_rows", "n_rows_nonempty", "n_tokens", "n_rows_kept", "n_tokens_kept", "max_len")
-#: The drift metrics of the SPEC §9 additions (doubles appended after n_tokens_rejected).
+#: The drift metrics of the semantics §9 additions (doubles appended after n_tokens_rejected).
 DRIFT_METRICS = ("delta_mean", "delta_abs_mean", "k3_clamped_token_mean", "k3_clamped_row_mean")
 METRIC_DOUBLES = ("masked_row_fraction", "log_ppl_abs_diff", "kl_k1", "kl_k3", "chi2_token", "plugin_kl_max",
                   "plugin_kl_seq")
@@ -222,7 +222,7 @@ class CorrectionOut(ctypes.Structure):
 
 
 class Groups(ctypes.Structure):
-    """trm_groups_t: GRPO group advantages over the rows that vote (SPEC §4.10)."""
+    """trm_groups_t: GRPO group advantages over the rows that vote (semantics §4.10)."""
     _fields_ = [("struct_size", c_uint32), ("reserved", c_int32), ("n_rows", c_int64), ("group", View), ("reward", View),
                 ("keep", View), ("no_std_normalization", c_int32), ("singleton", c_int32), ("eps_set", c_int32),
                 ("reserved2", c_int32), ("eps", c_double)]
@@ -263,7 +263,7 @@ _FUNCTIONS = [
     # Rollout correction in verl's arithmetic.
     ("trm_rollout_correction", [_pointer, _pointer, _pointer], _status),
     ("trm_weights_divide", [c_int32, c_int64, c_int64, View, c_double, TypedOut], _status),
-    # GRPO group advantages (SPEC §4.10).
+    # GRPO group advantages (semantics §4.10).
     ("trm_group_advantages", [_pointer, _pointer], _status),
 ]
 

@@ -1,4 +1,4 @@
-"""GRPO group advantages where only kept rows vote (SPEC §4.10; docs/rules-2026.md)."""
+"""GRPO group advantages where only kept rows vote (semantics §4.10; docs/rules-2026.md)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ class GroupAdvantages:
 
 def group_advantages(group_ids: Any, rewards: Any, keep: Any = None, *, normalize_std: bool = True, eps: float = 1e-6,
                      singleton: str = "zero") -> GroupAdvantages:
-    """GRPO advantages over voting rows (SPEC §4.10): row ``i`` votes iff ``keep[i]`` (e.g. a
+    """GRPO advantages over voting rows (semantics §4.10): row ``i`` votes iff ``keep[i]`` (e.g. a
     mask's ``keep_row``; None = every row) and its reward is finite. Per group of voters,
     ``(r - mean) / (std + eps)`` (sample std) or ``r - mean``; a single voter gets 0
     (``singleton="zero"``, NeMo-RL) or ``r / (1 + eps)`` (``"raw"``, verl); non-voters 0.

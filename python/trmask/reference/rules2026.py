@@ -1,4 +1,4 @@
-"""Reference for the 2026 rules (SPEC §4.7-§4.10, §9 additions), written from the spec alone.
+"""Reference for the 2026 rules (semantics §4.7-§4.10, §9 additions), written from the spec alone.
 
 The binary estimators use Python's `decimal` at 60 digits (exp, ln of the exact float inputs), so
 they are exact to far below any tolerance and share no formula with the kernels, which use
@@ -33,14 +33,14 @@ def _kl_bernoulli(a: Decimal, b: Decimal) -> Decimal:
 
 
 def _clamped_probability(log_p: float, eps: float) -> Decimal:
-    """exp(min(max(l, ln eps), ln(1 - eps))), the clamp taken in log space (SPEC §4.7)."""
+    """exp(min(max(l, ln eps), ln(1 - eps))), the clamp taken in log space (semantics §4.7)."""
     p = _dec(log_p).exp() if log_p != -math.inf else Decimal(0)
     e = _dec(eps)
     return min(max(p, e), 1 - e)
 
 
 def binary_value(lt: float, lr: float, estimator: str, eps: float = 1e-6) -> float:
-    """One binary estimator at one token, as a float64 (SPEC §4.7)."""
+    """One binary estimator at one token, as a float64 (semantics §4.7)."""
     if math.isnan(lt) or math.isnan(lr):
         return math.nan
     if lt == lr:
@@ -68,13 +68,13 @@ def binary_values(lt, lr, estimator: str, eps: float = 1e-6) -> np.ndarray:
 
 
 def float32_delta(lt, lr) -> np.ndarray:
-    """delta = lt - lr rounded once to float32, as float64 (SPEC §1, the batch's rounding rule)."""
+    """delta = lt - lr rounded once to float32, as float64 (semantics §1, the batch's rounding rule)."""
     with np.errstate(invalid="ignore"):
         return (np.asarray(lt, np.float32) - np.asarray(lr, np.float32)).astype(np.float64)
 
 
 def geo_log_mean(lt, lr, mask) -> np.ndarray:
-    """g_i = mean_t delta over valid tokens (float64), 0 for empty rows (SPEC §4.9)."""
+    """g_i = mean_t delta over valid tokens (float64), 0 for empty rows (semantics §4.9)."""
     delta = float32_delta(lt, lr)
     valid = np.asarray(mask) != 0
     counts = valid.sum(axis=1)
@@ -95,7 +95,7 @@ def geo_keep(log_mean, lo: float, hi: float) -> np.ndarray:
 
 
 def icepop(lt, lr, lo: float, hi: float):
-    """IcePop in log space (SPEC §4.9): keep iff ln lo <= delta <= ln hi; weight rho or exactly 0."""
+    """IcePop in log space (semantics §4.9): keep iff ln lo <= delta <= ln hi; weight rho or exactly 0."""
     delta = float32_delta(lt, lr)
     with np.errstate(invalid="ignore"):
         keep = (delta >= _log_bound(lo)) & (delta <= _log_bound(hi))
@@ -106,7 +106,7 @@ def icepop(lt, lr, lo: float, hi: float):
 
 def advantage_keep(lt, lr, adv, kind: str, low: float, high: float, zero_advantage: str = "lower",
                    eps: float = 1e-6):
-    """The advantage-conditioned token mask of SPEC §4.8: (keep, masked_upper, masked_lower).
+    """The advantage-conditioned token mask of semantics §4.8: (keep, masked_upper, masked_lower).
 
     kind: "bdiff" (upper D > high, lower D < -low), "bkl" (upper lt > lr and bkl > high, lower
     lt < lr and bkl > low) or "ratio" (upper delta > ln high, lower delta < ln low). A NaN
@@ -137,14 +137,14 @@ def advantage_keep(lt, lr, adv, kind: str, low: float, high: float, zero_advanta
 
 
 def opsm_keep(lt, lr, mask, row_adv, limit: float) -> np.ndarray:
-    """Off-policy sequence mask (SPEC §4.8): keep iff A_i >= 0 or mean_t(-delta) <= limit."""
+    """Off-policy sequence mask (semantics §4.8): keep iff A_i >= 0 or mean_t(-delta) <= limit."""
     mean_k1 = -geo_log_mean(lt, lr, mask)
     with np.errstate(invalid="ignore"):
         return (np.asarray(row_adv, np.float64) >= 0) | (mean_k1 <= limit)
 
 
 def group_advantages(group, reward, keep, normalize_std: bool = True, eps: float = 1e-6, singleton: str = "zero"):
-    """GRPO advantages over voting rows (SPEC §4.10): (adv float64 [B], n_rows_nonfinite_reward)."""
+    """GRPO advantages over voting rows (semantics §4.10): (adv float64 [B], n_rows_nonfinite_reward)."""
     group = np.asarray(group, np.int64)
     reward = np.asarray(reward, np.float64)
     keep = np.asarray(keep) != 0
@@ -171,7 +171,7 @@ def group_advantages(group, reward, keep, normalize_std: bool = True, eps: float
 
 
 def drift_metrics(lt, lr, mask) -> dict:
-    """delta_mean, delta_abs_mean, k3 clamped at 10 per token and per row (SPEC §9 additions)."""
+    """delta_mean, delta_abs_mean, k3 clamped at 10 per token and per row (semantics §9 additions)."""
     delta = float32_delta(lt, lr)
     valid = np.asarray(mask) != 0
     k3 = np.minimum(np.expm1(delta) - delta, 10.0)

@@ -1,6 +1,7 @@
-/// Rollout correction in verl's arithmetic (header: trm_rollout_correction; SPEC §8, §8.1): one
-/// pass per row for the rejection options' statistics and decisions, a second over the row (still
-/// in cache) for the output mask and the weights, per-row records reduced in row order
+/// Rollout correction in verl's arithmetic (header: trm_rollout_correction; SPEC §8, §8.1): each
+/// row is widened once into per-worker scratch (log-ratio, m, exp(clamp(delta)) in float64), then
+/// passes over the scratch give the row's sums, each rejection option's statistics and verdicts,
+/// the output mask and the weights; per-row records are reduced in row order
 /// (`CorrectionStatistics.swift`).
 
 #if canImport(Glibc)

@@ -1030,8 +1030,9 @@ typedef struct trm_correction_out_t {
 } trm_correction_out_t;
 
 /* Rollout correction (verl's compute_rollout_correction_and_rejection_mask arithmetic): the
- * rejection options' mask, importance weights and every statistic above, in one pass per row
- * (a second pass over the row, still in cache, writes the mask and the sequence weights).
+ * rejection options' mask, importance weights and every statistic above, reading each row once
+ * (into per-thread scratch: log-ratio, m and exp(clamp(delta)) in float64; the statistics, the
+ * mask and the weights come from passes over that scratch while it is in cache).
  *
  * batch: required; logp_train with logp_roll (delta = logp_train - logp_roll rounded once to
  * compute_dtype), or log_ratio; a values input is refused (TRM_E_BAD_INPUTS). Validity: a

@@ -15,6 +15,8 @@ protocol ComputeRounding {
     static func round(_ x: Double) -> Double
     /// `round` on eight lanes.
     static func round(_ x: SIMD8<Double>) -> SIMD8<Double>
+    /// Stores `x`, a value of this dtype, as this dtype.
+    static func store(_ x: Double, at address: UnsafeMutableRawPointer)
 }
 
 extension ComputeRounding {
@@ -26,20 +28,24 @@ extension ComputeRounding {
 }
 
 enum RoundF64: ComputeRounding {
+    @inline(__always) static func store(_ x: Double, at address: UnsafeMutableRawPointer) { address.storeBytes(of: x, as: Double.self) }
     @inline(__always) static func round(_ x: Double) -> Double { x }
     @inline(__always) static func round(_ x: SIMD8<Double>) -> SIMD8<Double> { x }
 }
 
 enum RoundF32: ComputeRounding {
+    @inline(__always) static func store(_ x: Double, at address: UnsafeMutableRawPointer) { address.storeBytes(of: Float(x), as: Float.self) }
     @inline(__always) static func round(_ x: Double) -> Double { Double(Float(x)) }
     @inline(__always) static func round(_ x: SIMD8<Double>) -> SIMD8<Double> { SIMD8<Double>(SIMD8<Float>(x)) }
 }
 
 enum RoundBF16: ComputeRounding {
+    @inline(__always) static func store(_ x: Double, at address: UnsafeMutableRawPointer) { storeFloat(x, at: address, .bf16) }
     @inline(__always) static func round(_ x: Double) -> Double { Double(bfloat16Rounded(Float(x))) }
 }
 
 enum RoundF16: ComputeRounding {
+    @inline(__always) static func store(_ x: Double, at address: UnsafeMutableRawPointer) { storeFloat(x, at: address, .f16) }
     @inline(__always) static func round(_ x: Double) -> Double { halfRounded(Double(Float(x))) }
 }
 

@@ -1,6 +1,7 @@
-/// Rollout correction in verl's arithmetic (header: trm_rollout_correction; SPEC §8, §8.1): one
-/// pass per row for the rejection options' statistics and decisions, a second over the row (still
-/// in cache) for the output mask and the weights, per-row records reduced in row order
+/// Rollout correction in verl's arithmetic (header: trm_rollout_correction; SPEC §8, §8.1): each
+/// row is widened once into per-worker scratch (log-ratio, m, exp(clamp(delta)) in float64), then
+/// passes over the scratch give the row's sums, each rejection option's statistics and verdicts,
+/// the output mask and the weights; per-row records are reduced in row order
 /// (`CorrectionStatistics.swift`).
 
 #if canImport(Glibc)
@@ -88,6 +89,30 @@ struct PreparedRejection {
 
 }
 
+/// How the contiguous loop of `load` reads `m`: no mask (1), bytes (bool or uint8), float32.
+protocol MaskLoad {
+    static func mass(_ base: UnsafeRawPointer?, _ p: Int, weights: Bool) -> Double
+}
+
+enum NoMaskLoad: MaskLoad {
+    @inline(__always) static func mass(_ base: UnsafeRawPointer?, _ p: Int, weights: Bool) -> Double { 1 }
+}
+
+enum ByteMaskLoad: MaskLoad {
+    /// A bool's byte is 0 or 1, so its value and its validity agree.
+    @inline(__always) static func mass(_ base: UnsafeRawPointer?, _ p: Int, weights: Bool) -> Double {
+        let byte = base.unsafelyUnwrapped.load(fromByteOffset: p, as: UInt8.self)
+        return weights ? Double(byte) : (byte != 0 ? 1 : 0)
+    }
+}
+
+enum FloatMaskLoad: MaskLoad {
+    @inline(__always) static func mass(_ base: UnsafeRawPointer?, _ p: Int, weights: Bool) -> Double {
+        let value = Double(base.unsafelyUnwrapped.assumingMemoryBound(to: Float.self)[p])
+        return weights ? value : (value != 0 ? 1 : 0)
+    }
+}
+
 /// verl's per-token estimators of `d = clamp(delta)`, each operation rounded by `R`; `e` is
 /// `R(exp(d))`.
 protocol TokenEstimator {
@@ -142,18 +167,24 @@ struct CorrectionRowRecord {
 /// Moments of a per-token quantity over a row's positions with `m != 0`.
 struct Moments {
     var weighted = 0.0       // sum m x
-    var max = -Double.infinity
-    var min = Double.infinity
+    var largest = -Double.infinity
+    var smallest = Double.infinity
+    var sawNaN = false
     var high = 0.0           // sum m [x > hi]
     var low = 0.0            // sum m [x < lo]
     var clampedSum = 0.0     // sum m c, c = clamp(x, clampLo, clampHi)
     var clampedSquares = 0.0 // sum m c^2
 
+    /// The maximum and minimum, NaN when a NaN was added (torch's reductions propagate NaN).
+    var max: Double { sawNaN ? .nan : largest }
+    var min: Double { sawNaN ? .nan : smallest }
+
     @inline(__always)
     mutating func add(_ x: Double, mass m: Double, clampLo: Double, clampHi: Double) {
         weighted += m * x
-        max = propagatingMax(max, x)
-        min = propagatingMin(min, x)
+        if x > largest { largest = x }
+        if x < smallest { smallest = x }
+        if x.isNaN { sawNaN = true }
         let c = clamped(x, clampLo, clampHi)
         clampedSum += m * c
         clampedSquares += m * c * c
@@ -284,37 +315,19 @@ struct CorrectionScan<R: ComputeRounding> {
     private func load(_ cursors: (RowCursor, RowCursor?, RowCursor?), count n: Int, into s: Scratch) -> (train: Double, roll: Double) {
         let (primary, secondary, mask) = cursors
         let weights = config.maskWeights
-        // The common layout gets a loop of its own: contiguous float32 log-probs, and a
-        // contiguous byte or float32 mask (or none).
-        if primary.dtype == .f32 && primary.stride == 1, secondary.map({ $0.dtype == .f32 && $0.stride == 1 }) ?? true,
-           mask.map({ $0.stride == 1 && ($0.dtype == .f32 || $0.dtype.isByteMask) }) ?? true {
+        // The common layout gets loops of its own: contiguous float32 log-probs, and a contiguous
+        // byte or float32 mask (or none).
+        if primary.dtype == .f32 && primary.stride == 1, secondary.map({ $0.dtype == .f32 && $0.stride == 1 }) ?? true {
             let train = primary.base.assumingMemoryBound(to: Float.self)
             let roll = secondary?.base.assumingMemoryBound(to: Float.self)
-            var trainSum = 0.0, rollSum = 0.0
-            for p in 0..<n {
-                var m = 1.0
-                if let mask {
-                    if mask.dtype == .f32 {
-                        let value = Double(mask.base.assumingMemoryBound(to: Float.self)[p])
-                        m = weights ? value : (value != 0 ? 1 : 0)
-                    } else {
-                        m = maskValue(mask.base + p, mask.dtype, weights: weights)
-                    }
-                }
-                s.mass[p] = m
-                let t = Double(train[p])
-                if let roll {
-                    let r = Double(roll[p])
-                    s.delta[p] = R.round(t - r)
-                    if m != 0 {
-                        trainSum += m * t
-                        rollSum += m * r
-                    }
-                } else {
-                    s.delta[p] = R.round(t)
-                }
+            switch mask {
+            case nil: return widen(train, roll, NoMaskLoad.self, nil, count: n, into: s)
+            case let mask? where mask.stride == 1 && mask.dtype.isByteMask:
+                return widen(train, roll, ByteMaskLoad.self, mask.base, count: n, into: s)
+            case let mask? where mask.stride == 1 && mask.dtype == .f32:
+                return widen(train, roll, FloatMaskLoad.self, mask.base, count: n, into: s)
+            default: break
             }
-            return (trainSum, rollSum)
         }
         var trainSum = 0.0, rollSum = 0.0
         for p in 0..<n {
@@ -323,6 +336,30 @@ struct CorrectionScan<R: ComputeRounding> {
             let t = primary.double(p)
             if let secondary {
                 let r = secondary.double(p)
+                s.delta[p] = R.round(t - r)
+                if m != 0 {
+                    trainSum += m * t
+                    rollSum += m * r
+                }
+            } else {
+                s.delta[p] = R.round(t)
+            }
+        }
+        return (trainSum, rollSum)
+    }
+
+    /// The contiguous float32 loop of `load`, specialised for the mask's element type.
+    @inline(__always)
+    private func widen<Mask: MaskLoad>(_ train: UnsafePointer<Float>, _ roll: UnsafePointer<Float>?, _ kind: Mask.Type,
+                                       _ mask: UnsafeRawPointer?, count n: Int, into s: Scratch) -> (train: Double, roll: Double) {
+        let weights = config.maskWeights
+        var trainSum = 0.0, rollSum = 0.0
+        for p in 0..<n {
+            let m = Mask.mass(mask, p, weights: weights)
+            s.mass[p] = m
+            let t = Double(train[p])
+            if let roll {
+                let r = Double(roll[p])
                 s.delta[p] = R.round(t - r)
                 if m != 0 {
                     trainSum += m * t
@@ -426,7 +463,7 @@ struct CorrectionScan<R: ComputeRounding> {
     }
 
     /// One option over the row's valid tokens: a token option's moments and verdicts (into
-    /// `s.keep`), a sequence option's raw sum (in `statistic`) or maximum (in `moments.max`).
+    /// `s.keep`), a sequence option's raw sum or maximum (in `statistic`).
     private func scanOption<K: TokenEstimator>(_ option: PreparedRejection, _ estimator: K.Type, _ s: Scratch,
                                                count n: Int) -> OptionRecord {
         var entry = OptionRecord()
@@ -457,7 +494,7 @@ struct CorrectionScan<R: ComputeRounding> {
             for p in 0..<n where s.mass[p] != 0 {
                 maximum = propagatingMax(maximum, K.value(clamped(s.delta[p], -limit, limit), s.exps[p], R.self))
             }
-            entry.moments.max = maximum
+            entry.statistic = maximum
         }
         return entry
     }
@@ -470,7 +507,7 @@ struct CorrectionScan<R: ComputeRounding> {
         case .sequenceMean:
             let denominator = rounded(record.mass + 1e-8, to: config.meanDType)
             statistic = rounded(rounded(entry.statistic, to: sumDType) / denominator, to: meanDType)
-        default: statistic = record.valid == 0 ? 0 : entry.moments.max
+        default: statistic = record.valid == 0 ? 0 : entry.statistic
         }
         entry = OptionRecord(statistic: statistic)
         guard record.valid > 0 else { return }
@@ -527,10 +564,10 @@ struct CorrectionScan<R: ComputeRounding> {
                 if raw < weights.lo || raw > weights.hi { oob += m }
                 rawSum += m * raw
             }
-            if let grid { storeFloat(weight, at: grid.address(p), weights.dtype) }
+            if let grid { W.store(weight, at: grid.address(p)) }
         }
         if let grid {
-            for p in counted..<span.count { storeFloat(0, at: grid.address(p), weights.dtype) }
+            for p in counted..<span.count { W.store(0, at: grid.address(p)) }
         }
         (record.weights, record.rawSum, record.oob) = (moments, rawSum, oob)
     }

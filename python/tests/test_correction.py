@@ -347,13 +347,64 @@ def test_new_statuses_are_reached_and_outputs_untouched():
         status, weights = _ctypes_call(changes)
         assert status == code, (changes, status)
         assert (weights == -7.0).all()
+    mask_grid = np.zeros((2, 3), np.uint8)
+    out_cases = [
+        ([("struct_size", 8)], 2),  # TRM_E_BAD_STRUCT_SIZE
+        ([("reserved", 1)], 16),
+        ([("mask", _ffi.TypedOut(mask_grid.ctypes.data, 99, 0, 3, 1))], 4),  # unknown dtype
+        ([("mask", _ffi.TypedOut(mask_grid.ctypes.data, _ffi.DTYPE_U8, 0, 0, 1))], 5),  # rows overlap
+        ([("keep_row", _ffi.Out(mask_grid.ctypes.data, 1, 1))], 5),  # a 1-D output with a column stride
+    ]
+    for changes, code in out_cases:
+        status, weights = _ctypes_call(out_changes=changes)
+        assert status == code, (changes, status)
+        assert (weights == -7.0).all() and not mask_grid.any()
     grid = np.ones((2, 3), np.float32)
     view = _ffi.TypedOut(grid.ctypes.data, _ffi.DTYPE_F32, 0, 3, 1)
     assert _ffi.lib.trm_weights_divide(_ffi.LAYOUT_PADDED, 2, 3, _ffi.View(0, 0, 0, 0, 0), 0.0, view) == 32
     assert _ffi.lib.trm_weights_divide(_ffi.LAYOUT_PADDED, 2, 3, _ffi.View(0, 0, 0, 0, 0), 2.0,
                                        _ffi.TypedOut(grid.ctypes.data, _ffi.DTYPE_I32, 0, 3, 1)) == 4
+    assert _ffi.lib.trm_weights_divide(7, 2, 3, _ffi.View(0, 0, 0, 0, 0), 2.0, view) == 8  # TRM_E_BAD_LAYOUT
+    flat_view = _ffi.TypedOut(grid.ctypes.data, _ffi.DTYPE_F32, 0, 0, 1)
+    assert _ffi.lib.trm_weights_divide(_ffi.LAYOUT_PACKED, 1, 6, _ffi.View(0, 0, 0, 0, 0), 2.0, flat_view) == 14  # no offsets
+    assert _ffi.lib.trm_weights_divide(_ffi.LAYOUT_PACKED, 1, 6, _ffi.View(0, 0, 0, 0, 0), 2.0, view) == 5  # row stride
     assert (grid == 1).all()
     assert lib_status_names_cover(30, 31, 32)
+
+
+def test_aliased_and_stats_struct_refusals():
+    lt = np.zeros((2, 3), np.float32)
+    with pytest.raises(trmask.TrmaskError, match="TRM_E_BAD_INPUTS"):
+        _raise_values(lt)
+    stats = _ffi.CorrectionStats()
+    stats.struct_size = 16
+    batch = _ffi.Batch()
+    batch.struct_size, batch.layout, batch.n_rows, batch.n_cols = ctypes.sizeof(_ffi.Batch), _ffi.LAYOUT_PADDED, 2, 3
+    batch.log_ratio = _ffi.View(lt.ctypes.data, _ffi.DTYPE_F32, 0, 3, 1)
+    config = _ffi.CorrectionConfig(ctypes.sizeof(_ffi.CorrectionConfig), _ffi.DTYPE_F32, _ffi.DTYPE_F32, 0, 20.0, 0, 0, 0,
+                                   1, 0, _ffi.WeightRule(0, 0, 0.0, 2.0))
+    out = _ffi.CorrectionOut(ctypes.sizeof(_ffi.CorrectionOut), 0, _ffi.TypedOut(0, 0, 0, 0, 0), _ffi.Out(0, 0, 0),
+                             _ffi.TypedOut(lt.ctypes.data, _ffi.DTYPE_F32, 0, 3, 1), 0)
+    assert _ffi.lib.trm_rollout_correction(ctypes.byref(batch), ctypes.byref(config), ctypes.byref(out)) == 7  # aliasing
+    out.weights = _ffi.TypedOut(0, 0, 0, 0, 0)
+    out.stats = ctypes.addressof(stats)
+    assert _ffi.lib.trm_rollout_correction(ctypes.byref(batch), ctypes.byref(config), ctypes.byref(out)) == 2
+    stats.struct_size, stats.reserved = ctypes.sizeof(_ffi.CorrectionStats), 1
+    assert _ffi.lib.trm_rollout_correction(ctypes.byref(batch), ctypes.byref(config), ctypes.byref(out)) == 16
+    assert stats.n_rows == 0  # untouched on error
+
+
+def _raise_values(lt):
+    """A values= batch straight through ctypes: the rollout correction needs a log-ratio."""
+    batch = _ffi.Batch()
+    batch.struct_size, batch.layout, batch.n_rows, batch.n_cols = ctypes.sizeof(_ffi.Batch), _ffi.LAYOUT_PADDED, 2, 3
+    batch.values = _ffi.View(lt.ctypes.data, _ffi.DTYPE_F32, 0, 3, 1)
+    config = _ffi.CorrectionConfig(ctypes.sizeof(_ffi.CorrectionConfig), _ffi.DTYPE_F32, _ffi.DTYPE_F32, 0, 20.0, 0, 0, 0,
+                                   0, 0, _ffi.WeightRule(0, 0, 0.0, 0.0))
+    out = _ffi.CorrectionOut(ctypes.sizeof(_ffi.CorrectionOut), 0, _ffi.TypedOut(0, 0, 0, 0, 0), _ffi.Out(0, 0, 0),
+                             _ffi.TypedOut(0, 0, 0, 0, 0), 0)
+    from trmask._api import raise_for_status
+    raise_for_status(_ffi.lib.trm_rollout_correction(ctypes.byref(batch), ctypes.byref(config), ctypes.byref(out)), "x")
 
 
 def lib_status_names_cover(*codes):

@@ -32,8 +32,8 @@ MASK_KINDS = ("bool", "int64", "int64_weighted", "float32", "float32_weighted")
 def batches(draw, allow_empty_batch=True):
     """(logp_train, logp_roll, response_mask) as float32 / mask tensors [B, T], with empty rows,
     special values in valid tokens and in padding."""
-    rows = draw(st.integers(0 if allow_empty_batch else 1, 5))
-    cols = draw(st.integers(0, 9))
+    rows = draw(st.integers(0 if allow_empty_batch else 1, 6))
+    cols = draw(st.integers(0, 12))
     seed = draw(st.integers(0, 2**32 - 1))
     scale = draw(st.sampled_from([1e-3, 0.05, 0.3, 2.0, 30.0]))
     special_rate = draw(st.sampled_from([0.0, 0.0, 0.1]))

@@ -32,7 +32,7 @@ def same_refusal(theirs, ours) -> bool:
     """True when both returned; asserts that both refused alike otherwise (ours may be a
     subclass of verl's exception type: trmask's are also TrmaskError)."""
     if currently_in_test_context():
-        event("verl refused" if theirs[0] == "error" else "verl returned: compared")
+        event(f"verl refused: {type(theirs[1]).__name__} {str(theirs[1])[:40]}" if theirs[0] == "error" else "verl returned: compared")
     if theirs[0] == "error":
         assert ours[0] == "error", f"verl raised {theirs[1]!r}; trmask returned"
         assert isinstance(ours[1], type(theirs[1])), f"verl raised {theirs[1]!r}; trmask raised {ours[1]!r}"

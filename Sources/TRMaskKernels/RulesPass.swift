@@ -243,9 +243,3 @@ func wideBinaryLanes(_ lt: SIMD8<Double>, _ lr: SIMD8<Double>, needs: BinaryNeed
     }
     return out
 }
-
-extension FloatBand {
-    /// `contains` for one value.
-    @inline(__always)
-    func contains(_ v: Float) -> Bool { v >= lo[0] && v <= hi[0] }
-}

@@ -9,13 +9,16 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
+import trmask
 from conftest import ROOT
 
 README = (ROOT / "README.md").read_text()
-LIBRARY = ROOT / "python" / "trmask" / "_lib" / "libtrmask.so"
+# The library this process loaded (its CPU variant; the installed one under `make test`).
+LIBRARY = Path(trmask.get_library())
 SWIFT_EXAMPLE = ROOT / "examples" / "swift" / "Sources" / "TRMaskExample" / "main.swift"
 
 
@@ -30,7 +33,7 @@ def test_c_snippet_compiles_with_warnings_as_errors_and_runs(tmp_path):
     source = tmp_path / "readme.c"
     source.write_text(_block("c"))
     binary = tmp_path / "readme"
-    build = subprocess.run(["cc", "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror", f"-I{ROOT / 'include'}",
+    build = subprocess.run(["cc", "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror", f"-I{trmask.get_include()}",
                             str(source), f"-L{LIBRARY.parent}", "-ltrmask", f"-Wl,-rpath,{LIBRARY.parent}", "-lm",
                             "-o", str(binary)], capture_output=True, text=True)
     assert build.returncode == 0, build.stderr

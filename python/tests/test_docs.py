@@ -17,7 +17,7 @@ import trmask
 from conftest import ROOT
 
 README = (ROOT / "README.md").read_text()
-# The library this run loads (the installed wheel under `make test`), and its installed header.
+# The library this process loaded (its CPU variant; the installed one under `make test`).
 LIBRARY = Path(trmask.get_library())
 SWIFT_EXAMPLE = ROOT / "examples" / "swift" / "Sources" / "TRMaskExample" / "main.swift"
 

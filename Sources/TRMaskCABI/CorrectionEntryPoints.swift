@@ -14,9 +14,7 @@ public func trm_rollout_correction(_ batch: UnsafePointer<trm_batch_t>!, _ confi
         var outputs = CorrectionOutputs(mask: try typedOut(out.mask), keepRow: try TRMaskCABI.out(out.keep_row, as: UInt8.self),
                                         weights: try typedOut(out.weights))
         guard let target = out.stats else { return rolloutCorrection(batch, config: config, outputs: outputs) }
-        let size = UnsafeRawPointer(target).loadUnaligned(as: UInt32.self)
-        guard Int(size) >= MemoryLayout<trm_correction_stats_t>.size else { throw .badStructSize }
-        guard target.pointee.reserved == 0 else { throw .badOption }
+        try checkOutputStruct(target, reserved: target.pointee.reserved)
         var statistics = CorrectionStatistics()
         let status = withUnsafeMutablePointer(to: &statistics) { pointer in
             outputs.statistics = pointer

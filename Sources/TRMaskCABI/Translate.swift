@@ -103,14 +103,20 @@ func weightRule(_ rule: trm_weight_rule_t) throws(Status) -> WeightRule {
     return WeightRule(level: level, mode: mode, lo: rule.lo, hi: rule.hi == 0 ? .infinity : rule.hi)  // 0 = no cap
 }
 
+/// An output struct the library fills: its `struct_size` (the first field) covers this ABI's
+/// layout and its reserved field is 0.
+func checkOutputStruct<T>(_ target: UnsafeMutablePointer<T>, reserved: Int32) throws(Status) {
+    let size = UnsafeRawPointer(target).loadUnaligned(as: UInt32.self)
+    guard Int(size) >= MemoryLayout<T>.size else { throw .badStructSize }
+    guard reserved == 0 else { throw .badOption }
+}
+
 /// Runs `body` with a place for the kernel's metrics when `target` is given, and copies them
 /// into `target` when `body` succeeds (so nothing is written on error).
 func withMetrics(_ target: UnsafeMutablePointer<trm_metrics_t>?,
                  _ body: (UnsafeMutablePointer<MaskMetrics>?) -> Status) throws(Status) -> Status {
     guard let target else { return body(nil) }
-    let size = UnsafeRawPointer(target).loadUnaligned(as: UInt32.self)
-    guard Int(size) >= MemoryLayout<trm_metrics_t>.size else { throw .badStructSize }
-    guard target.pointee.reserved == 0 else { throw .badOption }
+    try checkOutputStruct(target, reserved: target.pointee.reserved)
     var metrics = MaskMetrics()
     let status = body(&metrics)
     if status == .ok { store(metrics, into: target) }

@@ -89,6 +89,52 @@ struct PreparedRejection {
 
 }
 
+/// How `widen` reads a row: the first stream (log-probs of the trainer, or the log-ratio), the
+/// rollout's log-probs when `paired`, and `m`.
+protocol RowLoad {
+    var paired: Bool { get }
+    func train(_ p: Int) -> Double
+    func roll(_ p: Int) -> Double
+    func mass(_ p: Int, weights: Bool) -> Double
+}
+
+/// Contiguous float32 streams with a mask read by `Mask`.
+struct ContiguousLoad<Mask: MaskLoad>: RowLoad {
+    let train: UnsafePointer<Float>
+    let roll: UnsafePointer<Float>?
+    let mask: UnsafeRawPointer?
+
+    var paired: Bool { roll != nil }
+    @inline(__always) func train(_ p: Int) -> Double { Double(train[p]) }
+    @inline(__always) func roll(_ p: Int) -> Double { Double(roll.unsafelyUnwrapped[p]) }
+    @inline(__always) func mass(_ p: Int, weights: Bool) -> Double { Mask.mass(mask, p, weights: weights) }
+}
+
+/// Any layout and dtype, element by element.
+struct CursorLoad: RowLoad {
+    let primary: RowCursor
+    let secondary: RowCursor?
+    let mask: RowCursor?
+
+    var paired: Bool { secondary != nil }
+    @inline(__always) func train(_ p: Int) -> Double { primary.double(p) }
+    @inline(__always) func roll(_ p: Int) -> Double { secondary.unsafelyUnwrapped.double(p) }
+
+    /// The element's value (`weights`; bool as 0/1) or 1 where it is nonzero.
+    @inline(__always) func mass(_ p: Int, weights: Bool) -> Double {
+        guard let mask else { return 1 }
+        let address = mask.address(p)
+        let value: Double
+        switch mask.dtype {
+        case .u8, .bool: value = Double(address.load(as: UInt8.self))
+        case .i32: value = Double(address.loadUnaligned(as: Int32.self))
+        case .i64: value = Double(address.loadUnaligned(as: Int64.self))
+        default: value = loadDouble(address, mask.dtype)
+        }
+        return weights ? value : (value != 0 ? 1 : 0)
+    }
+}
+
 /// How the contiguous loop of `load` reads `m`: no mask (1), bytes (bool or uint8), float32.
 protocol MaskLoad {
     static func mass(_ base: UnsafeRawPointer?, _ p: Int, weights: Bool) -> Double
@@ -314,28 +360,34 @@ struct CorrectionScan<R: ComputeRounding> {
     /// sums of the log-probs (0 for a log-ratio input).
     private func load(_ cursors: (RowCursor, RowCursor?, RowCursor?), count n: Int, into s: Scratch) -> (train: Double, roll: Double) {
         let (primary, secondary, mask) = cursors
-        let weights = config.maskWeights
         // The common layout gets loops of its own: contiguous float32 log-probs, and a contiguous
         // byte or float32 mask (or none).
         if primary.dtype == .f32 && primary.stride == 1, secondary.map({ $0.dtype == .f32 && $0.stride == 1 }) ?? true {
             let train = primary.base.assumingMemoryBound(to: Float.self)
             let roll = secondary?.base.assumingMemoryBound(to: Float.self)
             switch mask {
-            case nil: return widen(train, roll, NoMaskLoad.self, nil, count: n, into: s)
+            case nil: return widen(ContiguousLoad<NoMaskLoad>(train: train, roll: roll, mask: nil), count: n, into: s)
             case let mask? where mask.stride == 1 && mask.dtype.isByteMask:
-                return widen(train, roll, ByteMaskLoad.self, mask.base, count: n, into: s)
+                return widen(ContiguousLoad<ByteMaskLoad>(train: train, roll: roll, mask: mask.base), count: n, into: s)
             case let mask? where mask.stride == 1 && mask.dtype == .f32:
-                return widen(train, roll, FloatMaskLoad.self, mask.base, count: n, into: s)
+                return widen(ContiguousLoad<FloatMaskLoad>(train: train, roll: roll, mask: mask.base), count: n, into: s)
             default: break
             }
         }
+        return widen(CursorLoad(primary: primary, secondary: secondary, mask: mask), count: n, into: s)
+    }
+
+    /// The loop of `load`, specialised for how the row is read.
+    @inline(__always)
+    private func widen<Load: RowLoad>(_ load: Load, count n: Int, into s: Scratch) -> (train: Double, roll: Double) {
+        let weights = config.maskWeights, paired = load.paired
         var trainSum = 0.0, rollSum = 0.0
         for p in 0..<n {
-            let m = mask.map { maskValue($0.address(p), $0.dtype, weights: weights) } ?? 1
+            let m = load.mass(p, weights: weights)
             s.mass[p] = m
-            let t = primary.double(p)
-            if let secondary {
-                let r = secondary.double(p)
+            let t = load.train(p)
+            if paired {
+                let r = load.roll(p)
                 s.delta[p] = R.round(t - r)
                 if m != 0 {
                     trainSum += m * t
@@ -346,45 +398,6 @@ struct CorrectionScan<R: ComputeRounding> {
             }
         }
         return (trainSum, rollSum)
-    }
-
-    /// The contiguous float32 loop of `load`, specialised for the mask's element type.
-    @inline(__always)
-    private func widen<Mask: MaskLoad>(_ train: UnsafePointer<Float>, _ roll: UnsafePointer<Float>?, _ kind: Mask.Type,
-                                       _ mask: UnsafeRawPointer?, count n: Int, into s: Scratch) -> (train: Double, roll: Double) {
-        let weights = config.maskWeights
-        var trainSum = 0.0, rollSum = 0.0
-        for p in 0..<n {
-            let m = Mask.mass(mask, p, weights: weights)
-            s.mass[p] = m
-            let t = Double(train[p])
-            if let roll {
-                let r = Double(roll[p])
-                s.delta[p] = R.round(t - r)
-                if m != 0 {
-                    trainSum += m * t
-                    rollSum += m * r
-                }
-            } else {
-                s.delta[p] = R.round(t)
-            }
-        }
-        return (trainSum, rollSum)
-    }
-
-    /// `m` of one mask element: its value (`mask_weights`; bool as 0/1) or 1 where it is nonzero.
-    @inline(__always)
-    private func maskValue(_ address: UnsafeRawPointer, _ dtype: DType, weights: Bool) -> Double {
-        switch dtype {
-        case .u8: let byte = address.load(as: UInt8.self); return weights ? Double(byte) : (byte != 0 ? 1 : 0)
-        case .bool: return address.load(as: UInt8.self) != 0 ? 1 : 0
-        case .i32, .i64:
-            let value = dtype == .i32 ? Int64(address.loadUnaligned(as: Int32.self)) : address.loadUnaligned(as: Int64.self)
-            return weights ? Double(value) : (value != 0 ? 1 : 0)
-        default:
-            let value = loadDouble(address, dtype)
-            return weights ? value : (value != 0 ? 1 : 0)
-        }
     }
 
     /// exps[p] = R(exp(clamp(delta[p]))) for p < n, eight at a time (the last chunk padded with

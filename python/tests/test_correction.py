@@ -305,26 +305,44 @@ def test_normalize_matches_divide():
         _same_bits(plain.weights, normalized.weights)
 
 
-def _ctypes_call(config_changes=(), out_changes=(), weights_divisor=None):
-    lt = np.zeros((2, 3), np.float32)
+def _c_batch(array, source="log_ratio"):
+    """A padded [2, 3] batch whose `source` view is `array`."""
     batch = _ffi.Batch()
     batch.struct_size, batch.layout, batch.n_rows, batch.n_cols = ctypes.sizeof(_ffi.Batch), _ffi.LAYOUT_PADDED, 2, 3
-    batch.log_ratio = _ffi.View(lt.ctypes.data, _ffi.DTYPE_F32, 0, 3, 1)
+    setattr(batch, source, _ffi.View(array.ctypes.data, _ffi.DTYPE_F32, 0, 3, 1))
+    return batch
+
+
+def _c_config(rejections=None, weights=1):
+    return _ffi.CorrectionConfig(ctypes.sizeof(_ffi.CorrectionConfig), _ffi.DTYPE_F32, _ffi.DTYPE_F32, 0, 20.0, 0,
+                                 0 if rejections is None else 1, 0 if rejections is None else ctypes.addressof(rejections),
+                                 weights, 0, _ffi.WeightRule(0, 0, 0.0, 2.0))
+
+
+def _c_out(weights=None, stats=None):
+    grid = _ffi.TypedOut(0, 0, 0, 0, 0) if weights is None else _ffi.TypedOut(weights.ctypes.data, _ffi.DTYPE_F32, 0, 3, 1)
+    return _ffi.CorrectionOut(ctypes.sizeof(_ffi.CorrectionOut), 0, _ffi.TypedOut(0, 0, 0, 0, 0), _ffi.Out(0, 0, 0), grid,
+                              0 if stats is None else ctypes.addressof(stats))
+
+
+def _c_run(batch, config, out):
+    return _ffi.lib.trm_rollout_correction(ctypes.byref(batch), ctypes.byref(config), ctypes.byref(out))
+
+
+def _ctypes_call(config_changes=(), out_changes=()):
+    lt = np.zeros((2, 3), np.float32)
     rejection = (_ffi.CRejection * 1)(_ffi.CRejection(0, 3, -math.inf, 0.1))
-    config = _ffi.CorrectionConfig(ctypes.sizeof(_ffi.CorrectionConfig), _ffi.DTYPE_F32, _ffi.DTYPE_F32, 0, 20.0, 0, 1,
-                                   ctypes.addressof(rejection), 1, 0, _ffi.WeightRule(0, 0, 0.0, 2.0))
+    config = _c_config(rejection)
     for key, value in config_changes:
         if key == "rejection":
             rejection[0] = value
         else:
             setattr(config, key, value)
     weights = np.full((2, 3), -7.0, np.float32)
-    out = _ffi.CorrectionOut(ctypes.sizeof(_ffi.CorrectionOut), 0, _ffi.TypedOut(0, 0, 0, 0, 0), _ffi.Out(0, 0, 0),
-                             _ffi.TypedOut(weights.ctypes.data, _ffi.DTYPE_F32, 0, 3, 1), 0)
+    out = _c_out(weights)
     for key, value in out_changes:
         setattr(out, key, value)
-    status = _ffi.lib.trm_rollout_correction(ctypes.byref(batch), ctypes.byref(config), ctypes.byref(out))
-    return status, weights
+    return _c_run(_c_batch(lt), config, out), weights
 
 
 def test_new_statuses_are_reached_and_outputs_untouched():
@@ -369,65 +387,20 @@ def test_new_statuses_are_reached_and_outputs_untouched():
     assert _ffi.lib.trm_weights_divide(_ffi.LAYOUT_PACKED, 1, 6, _ffi.View(0, 0, 0, 0, 0), 2.0, flat_view) == 14  # no offsets
     assert _ffi.lib.trm_weights_divide(_ffi.LAYOUT_PACKED, 1, 6, _ffi.View(0, 0, 0, 0, 0), 2.0, view) == 5  # row stride
     assert (grid == 1).all()
-    assert lib_status_names_cover(30, 31, 32)
+    for code, name in ((30, "TRM_E_BAD_REJECTION"), (31, "TRM_E_BAD_CORRECTION_WEIGHTS"), (32, "TRM_E_BAD_DIVISOR")):
+        assert _ffi.lib.trm_status_name(code).decode() == name and _ffi.lib.trm_status_string(code)
 
 
 def test_aliased_and_stats_struct_refusals():
     lt = np.zeros((2, 3), np.float32)
-    with pytest.raises(trmask.TrmaskError, match="TRM_E_BAD_INPUTS"):
-        _raise_values(lt)
+    assert _c_run(_c_batch(lt, "values"), _c_config(weights=0), _c_out()) == 9  # TRM_E_BAD_INPUTS: needs a log-ratio
+    assert _c_run(_c_batch(lt), _c_config(), _c_out(weights=lt)) == 7  # TRM_E_ALIASING: weights over the input
     stats = _ffi.CorrectionStats()
     stats.struct_size = 16
-    batch = _ffi.Batch()
-    batch.struct_size, batch.layout, batch.n_rows, batch.n_cols = ctypes.sizeof(_ffi.Batch), _ffi.LAYOUT_PADDED, 2, 3
-    batch.log_ratio = _ffi.View(lt.ctypes.data, _ffi.DTYPE_F32, 0, 3, 1)
-    config = _ffi.CorrectionConfig(ctypes.sizeof(_ffi.CorrectionConfig), _ffi.DTYPE_F32, _ffi.DTYPE_F32, 0, 20.0, 0, 0, 0,
-                                   1, 0, _ffi.WeightRule(0, 0, 0.0, 2.0))
-    out = _ffi.CorrectionOut(ctypes.sizeof(_ffi.CorrectionOut), 0, _ffi.TypedOut(0, 0, 0, 0, 0), _ffi.Out(0, 0, 0),
-                             _ffi.TypedOut(lt.ctypes.data, _ffi.DTYPE_F32, 0, 3, 1), 0)
-    assert _ffi.lib.trm_rollout_correction(ctypes.byref(batch), ctypes.byref(config), ctypes.byref(out)) == 7  # aliasing
-    out.weights = _ffi.TypedOut(0, 0, 0, 0, 0)
-    out.stats = ctypes.addressof(stats)
-    assert _ffi.lib.trm_rollout_correction(ctypes.byref(batch), ctypes.byref(config), ctypes.byref(out)) == 2
+    assert _c_run(_c_batch(lt), _c_config(), _c_out(stats=stats)) == 2
     stats.struct_size, stats.reserved = ctypes.sizeof(_ffi.CorrectionStats), 1
-    assert _ffi.lib.trm_rollout_correction(ctypes.byref(batch), ctypes.byref(config), ctypes.byref(out)) == 16
+    assert _c_run(_c_batch(lt), _c_config(), _c_out(stats=stats)) == 16
     assert stats.n_rows == 0  # untouched on error
-
-
-def _raise_values(lt):
-    """A values= batch straight through ctypes: the rollout correction needs a log-ratio."""
-    batch = _ffi.Batch()
-    batch.struct_size, batch.layout, batch.n_rows, batch.n_cols = ctypes.sizeof(_ffi.Batch), _ffi.LAYOUT_PADDED, 2, 3
-    batch.values = _ffi.View(lt.ctypes.data, _ffi.DTYPE_F32, 0, 3, 1)
-    config = _ffi.CorrectionConfig(ctypes.sizeof(_ffi.CorrectionConfig), _ffi.DTYPE_F32, _ffi.DTYPE_F32, 0, 20.0, 0, 0, 0,
-                                   0, 0, _ffi.WeightRule(0, 0, 0.0, 0.0))
-    out = _ffi.CorrectionOut(ctypes.sizeof(_ffi.CorrectionOut), 0, _ffi.TypedOut(0, 0, 0, 0, 0), _ffi.Out(0, 0, 0),
-                             _ffi.TypedOut(0, 0, 0, 0, 0), 0)
-    from trmask._api import raise_for_status
-    raise_for_status(_ffi.lib.trm_rollout_correction(ctypes.byref(batch), ctypes.byref(config), ctypes.byref(out)), "x")
-
-
-def lib_status_names_cover(*codes):
-    return all(_ffi.lib.trm_status_name(code).decode().startswith("TRM_E_") and _ffi.lib.trm_status_string(code)
-               for code in codes)
-
-
-def test_python_refusals_name_the_argument():
-    lt = np.zeros((2, 3), np.float32)
-    with pytest.raises(trmask.TrmaskError, match="level"):
-        trmask.Rejection("seq_median", "k3")
-    with pytest.raises(trmask.TrmaskError, match="estimator"):
-        trmask.Rejection("token", "tv")
-    with pytest.raises(trmask.TrmaskError, match="lo <= hi"):
-        trmask.Rejection("token", "k1", lo=1.0, hi=0.0)
-    with pytest.raises(trmask.TrmaskError, match="weights"):
-        trmask.rollout_correction(lt, lt, weights=trmask.WeightRule("geometric", "truncate", hi=2.0))
-    with pytest.raises(trmask.TrmaskError, match="normalize"):
-        trmask.rollout_correction(lt, lt, normalize=True)
-    with pytest.raises(trmask.TrmaskError, match="compute_dtype"):
-        trmask.rollout_correction(lt, lt, compute_dtype="int8")
-    with pytest.raises(trmask.TrmaskError, match="clamp"):
-        trmask.rollout_correction(lt, lt, clamp=0.0)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

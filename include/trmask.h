@@ -16,8 +16,13 @@
  *   an output whose extent intersects another array's extent is refused even if the elements
  *   interleave). Within one output, strides must not map two elements to one address (checked
  *   with the nesting rule: sorted by |stride|, each |stride| exceeds the extent of the smaller).
- * - Functions are thread-safe: they keep no global state. Results are bit-identical for every
- *   `threads` value (rows are never split across threads; sums use an order fixed in source).
+ * - Functions are thread-safe. Their one global state is a pool of helper threads, started by the
+ *   first multi-threaded call and kept (idle helpers poll for ~0.1 ms, then sleep): one call uses
+ *   it at a time, a call made while another thread's call holds it runs on its caller's thread
+ *   alone, and a fork()ed child starts its own pool. `threads` is the most threads a call uses:
+ *   counts above the processors online are clamped to them, and calls under 2^14 positions (or
+ *   logits) use one. Results are bit-identical for every `threads` value (rows are never split
+ *   across threads; sums use an order fixed in source).
  * - Nothing here traps or aborts on bad input: a status is always returned.
  *
  * The header includes only <stdint.h> and <stddef.h> and compiles as C99 and C++.
@@ -216,7 +221,7 @@ typedef struct trm_options_t {
     double clamp;         /* delta <- clamp(delta, -clamp, clamp) before every estimator; > 0;
                              INFINITY = no clamp (the default); verl uses 20 */
     int32_t reject_empty; /* 1: rows without valid tokens are rejected; 0: kept (default) */
-    int32_t threads;      /* >= 0; 0 = automatic (one thread below 2^18 positions) */
+    int32_t threads;      /* >= 0; 0 = automatic (every processor online); see above */
 } trm_options_t;
 
 /* One criterion: a row passes iff lo <= aggregation(estimator) <= hi (inclusive); a token
@@ -469,7 +474,7 @@ typedef struct trm_logit_pair_t {
 /* Options of the logit functions. */
 typedef struct trm_logit_options_t {
     uint32_t struct_size; /* sizeof(trm_logit_options_t) */
-    int32_t threads;      /* >= 0; 0 = automatic (one thread below 2^18 logits) */
+    int32_t threads;      /* >= 0; 0 = automatic (every processor online); see above */
     double temperature;   /* tau: finite, > 0, with 1/tau a normal float32 */
 } trm_logit_options_t;
 

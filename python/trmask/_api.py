@@ -300,8 +300,8 @@ def trust_region_mask(logp_train: Any = None, logp_roll: Any = None, mask: Any =
 
     ``nan_policy``: ``reject`` (a NaN log-ratio on a valid token rejects its row), ``skip`` (the
     token is ignored) or ``zero`` (delta := 0). ``clamp``: clamp delta to ``[-clamp, clamp]``
-    before every estimator (verl uses 20). ``threads``: 0 = automatic; results are identical for
-    every value. No input is copied.
+    before every estimator (verl uses 20). ``threads``: the most threads used (0 = every processor
+    online; docs/python.md); results are identical for every value. No input is copied.
 
     ``weights``: a `WeightRule` (or a dict of its fields) to compute importance weights in the same
     call (``result.weights``; see `importance_weights`, with this call's ``keep_row``).

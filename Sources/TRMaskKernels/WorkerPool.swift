@@ -43,7 +43,10 @@ final class WorkerPool: @unchecked Sendable {
     private let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let wake = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private let done = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
-    private var job: RowBlocks?
+    /// Not retained: the caller keeps its job alive until every helper has left it. A helper
+    /// holding a reference after it signals would make `forEachRowBlock`'s
+    /// `withoutActuallyEscaping` see the closure escape (a trap), so helpers never own one.
+    private var job: Unmanaged<RowBlocks>?
     private var openSlots = 0
     private var nextWorker = 1
     private var helpers = 0
@@ -89,7 +92,7 @@ final class WorkerPool: @unchecked Sendable {
         pthread_mutex_lock(lock)
         // One helper per other processor at most: more would only take turns on the same cores.
         while helpers < Swift.min(workers, availableProcessors) - 1 && startHelper() { helpers += 1 }
-        job = blocks
+        job = Unmanaged.passUnretained(blocks)
         openSlots = Swift.min(workers - 1, helpers)
         nextWorker = 1
         posted.wrappingAdd(1, ordering: .releasing)
@@ -140,7 +143,7 @@ final class WorkerPool: @unchecked Sendable {
                 active.wrappingAdd(1, ordering: .relaxed)
                 seen = number
                 pthread_mutex_unlock(lock)
-                job.drain(worker: worker)
+                job._withUnsafeGuaranteedRef { $0.drain(worker: worker) }
                 pthread_mutex_lock(lock)
                 if active.wrappingSubtract(1, ordering: .releasing).newValue == 0 { pthread_cond_signal(done) }
                 continue

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+import machine
 import trmask
 
 HERE = Path(__file__).resolve().parent
@@ -295,7 +296,7 @@ def crossover(repeat):
     """Two threads against one on growing batches: where `threads=0` starts using every core
     (`automaticThreadsMinimumPositions` in Sources/TRMaskKernels/Parallel.swift)."""
     print(f"{'thread crossover':<34} {'positions':>10} {'1 thread':>10} {'2 threads':>10}  speed-up")
-    for shift in range(14, 22):
+    for shift in range(10, 22):
         positions = 1 << shift
         rows = max(8, positions >> 12)
         lt, lr, mask = make_batch(rows, positions // rows, seed=5)
@@ -324,9 +325,9 @@ def main(argv=None) -> int:
     except ImportError:
         torch = None
     threads_list = [int(t) for t in args.threads.split(",")]
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
-    print(f"trmask {trmask.__version__} | {cpu} | {os.cpu_count()} cpus | numpy {np.__version__} | "
-          f"torch {torch.__version__ if torch else 'not installed'} | {time.strftime('%Y-%m-%d')}")
+    print(f"trmask {trmask.__version__} | numpy {np.__version__} | "
+          f"torch {torch.__version__ if torch else 'not installed'} | {time.strftime('%Y-%m-%d %H:%M')}")
+    print(machine.header())
     clib = build_c_baselines()
     table = Table()
     if args.only_rules2026:

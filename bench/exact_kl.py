@@ -32,6 +32,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 import trmask  # noqa: E402
 
+import machine  # noqa: E402  (bench/machine.py, next to this file)
+
 PROBE_C = r"""
 #include <immintrin.h>
 #include <stddef.h>
@@ -121,7 +123,8 @@ def main() -> None:
         ml_dtypes = None
     probe = build_probe()
     a32, b32 = make_logits(n, v)
-    print(f"# exact KL, N = {n}, V = {v}; {os.cpu_count()} CPUs; trmask {trmask.library_version}")
+    print(f"# exact KL, N = {n}, V = {v}; trmask {trmask.library_version}")
+    print(f"# {machine.header()}")
     print(f"{'variant':<24}{'dtype':<10}{'threads':>8}{'ns/pos':>12}{'GB/s':>8}{'x probe':>9}{'x torch':>9}{'x numpy':>9}")
     variants = [("float32", a32, b32)]
     if ml_dtypes is not None:

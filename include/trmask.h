@@ -16,11 +16,13 @@
  *   an output whose extent intersects another array's extent is refused even if the elements
  *   interleave). Within one output, strides must not map two elements to one address (checked
  *   with the nesting rule: sorted by |stride|, each |stride| exceeds the extent of the smaller).
- * - Functions are thread-safe: they keep no global state. Results are bit-identical for every
- *   `threads` value (rows are never split across threads; sums use an order fixed in source).
- *   `threads` = 0 picks the count (one thread for small inputs, else one per online core); a
- *   positive value starts min(threads, n_rows, 256) threads, even above the number of cores
- *   (not clamped to it: oversubscribed threads take turns, the results stay the same).
+ * - Functions are thread-safe. Their one global state is a pool of helper threads, started by the
+ *   first multi-threaded call and kept (idle helpers poll for ~0.1 ms, then sleep): one call uses
+ *   it at a time, a call made while another thread's call holds it runs on its caller's thread
+ *   alone, and a fork()ed child starts its own pool. `threads` is the most threads a call uses:
+ *   counts above the processors online are clamped to them, and calls under 2^14 positions (or
+ *   logits) use one. Results are bit-identical for every `threads` value (rows are never split
+ *   across threads; sums use an order fixed in source).
  * - Zero-initialised structs (`= {0}` or memset) are valid defaults, as in zlib-style APIs: set
  *   `struct_size` and what you need. A zero field means: absent array (a view's dtype
  *   TRM_DTYPE_NONE, an output's NULL data), padded layout, TRM_NAN_REJECT, no clamp, automatic
@@ -326,9 +328,7 @@ typedef struct trm_options_t {
     double clamp;         /* delta <- clamp(delta, -clamp, clamp) before every estimator; > 0;
                              0 or INFINITY = no clamp (the default); verl uses 20 */
     int32_t reject_empty; /* 1: rows without valid tokens are rejected; 0: kept (default) */
-    int32_t threads;      /* >= 0; 0 = automatic (one thread below 2^18 positions, else one per
-                             online core); n > 0 = min(n, n_rows, 256) threads, not clamped to
-                             the core count */
+    int32_t threads;      /* >= 0; 0 = automatic (every processor online); see above */
     /* Appended in ABI 3 (a zeroed field means the default). */
     int32_t binary_eps_set; /* 0: the binary estimators clamp with eps = 1e-6 (the default);
                                1: with binary_eps */
@@ -683,8 +683,7 @@ typedef struct trm_logit_pair_t {
 /* Options of the logit functions. */
 typedef struct trm_logit_options_t {
     uint32_t struct_size; /* sizeof(trm_logit_options_t) */
-    int32_t threads;      /* >= 0; 0 = automatic (one thread below 2^18 logits); n > 0 = min(n,
-                             n_rows * n_cols, 256) threads, not clamped to the core count */
+    int32_t threads;      /* >= 0; 0 = automatic (every processor online); see above */
     double temperature;   /* tau: finite, > 0, with 1/tau a normal float32; 0 = 1 (the default) */
 } trm_logit_options_t;
 

@@ -33,19 +33,30 @@ protocol TokenElement {
     static var wide: Bool { get }
     /// Eight consecutive elements as float32 (exact, but float64 rounds once).
     static func load(_ p: UnsafeRawPointer) -> Lanes
-    /// Elements 0, 2, ..., 14 from `p` (reads sixteen elements).
-    static func loadEven(_ p: UnsafeRawPointer) -> Lanes
     /// Eight consecutive elements as float64 (exact).
     static func loadWide(_ p: UnsafeRawPointer) -> SIMD8<Double>
     /// One element as float64 (exact).
     static func one(_ p: UnsafeRawPointer) -> Double
 }
 
+extension TokenElement {
+    /// Elements 0, 2, ..., 14 from `p` as float32: reads elements 0 ... 14 and none past them.
+    @inline(__always)
+    static func loadEven(_ p: UnsafeRawPointer) -> Lanes { evenElements(load(p), load(p + 7 &* dtype.size)) }
+}
+
+/// Elements 0, 2, ..., 14 of a run of fifteen, from its first eight (`low`, elements 0-7) and
+/// its last eight (`high`, elements 7-14): two loads that never reach past the run's last
+/// element, and one two-source shuffle.
+@inline(__always)
+func evenElements<T: SIMDScalar>(_ low: SIMD8<T>, _ high: SIMD8<T>) -> SIMD8<T> {
+    SIMD8(lowHalf: low.evenHalf, highHalf: high.oddHalf)
+}
+
 extension Float: TokenElement {
     static var dtype: DType { .f32 }
     static var wide: Bool { false }
     @inline(__always) static func load(_ p: UnsafeRawPointer) -> Lanes { p.loadUnaligned(as: Lanes.self) }
-    @inline(__always) static func loadEven(_ p: UnsafeRawPointer) -> Lanes { p.loadUnaligned(as: SIMD16<Float>.self).evenHalf }
     @inline(__always) static func loadWide(_ p: UnsafeRawPointer) -> SIMD8<Double> { widen(load(p)) }
     @inline(__always) static func one(_ p: UnsafeRawPointer) -> Double { Double(p.loadUnaligned(as: Float.self)) }
 }
@@ -54,7 +65,6 @@ extension Double: TokenElement {
     static var dtype: DType { .f64 }
     static var wide: Bool { true }
     @inline(__always) static func load(_ p: UnsafeRawPointer) -> Lanes { narrow(loadWide(p)) }
-    @inline(__always) static func loadEven(_ p: UnsafeRawPointer) -> Lanes { narrow(p.loadUnaligned(as: SIMD16<Double>.self).evenHalf) }
     @inline(__always) static func loadWide(_ p: UnsafeRawPointer) -> SIMD8<Double> { p.loadUnaligned(as: SIMD8<Double>.self) }
     @inline(__always) static func one(_ p: UnsafeRawPointer) -> Double { p.loadUnaligned(as: Double.self) }
 }
@@ -64,7 +74,6 @@ enum Half: TokenElement {
     static var dtype: DType { .f16 }
     static var wide: Bool { false }
     @inline(__always) static func load(_ p: UnsafeRawPointer) -> Lanes { halves(p.loadUnaligned(as: SIMD8<UInt16>.self)) }
-    @inline(__always) static func loadEven(_ p: UnsafeRawPointer) -> Lanes { halves(p.loadUnaligned(as: SIMD16<UInt16>.self).evenHalf) }
     @inline(__always) static func loadWide(_ p: UnsafeRawPointer) -> SIMD8<Double> { widen(load(p)) }
     @inline(__always) static func one(_ p: UnsafeRawPointer) -> Double { Double(halfToFloat(p.loadUnaligned(as: UInt16.self))) }
 
@@ -81,7 +90,6 @@ enum BFloat16: TokenElement {
     static var dtype: DType { .bf16 }
     static var wide: Bool { false }
     @inline(__always) static func load(_ p: UnsafeRawPointer) -> Lanes { widen16(p.loadUnaligned(as: SIMD8<UInt16>.self)) }
-    @inline(__always) static func loadEven(_ p: UnsafeRawPointer) -> Lanes { widen16(p.loadUnaligned(as: SIMD16<UInt16>.self).evenHalf) }
     @inline(__always) static func loadWide(_ p: UnsafeRawPointer) -> SIMD8<Double> { widen(load(p)) }
     @inline(__always) static func one(_ p: UnsafeRawPointer) -> Double {
         Double(Float(bitPattern: UInt32(p.loadUnaligned(as: UInt16.self)) << 16))
@@ -132,9 +140,10 @@ func byteMask(_ bytes: SIMD8<UInt8>) -> LaneMask {
     return laneMask(lanes .!= 0)
 }
 
-/// The validity mask of one row: absent (all valid), bytes at stride 1 or 2 (vector loads), or
-/// anything else (nonzero = valid, read one element per lane, out of line). The mode is fixed per
-/// call, so the switch on it is always predicted, and the hot loop holds only the vector paths.
+/// The validity mask of one row: absent (all valid), bytes at stride 1 or 2 (vector loads that
+/// never read past the chunk's last byte), or anything else (nonzero = valid, read one element
+/// per lane, out of line). The mode is fixed per call, so the switch on it is always predicted,
+/// and the hot loop holds only the vector paths.
 struct MaskCursor {
     enum Mode: UInt8 { case absent, unitBytes, evenBytes, perElement }
 
@@ -155,16 +164,22 @@ struct MaskCursor {
         (base, stride, dtype) = (cursor.base, cursor.stride, cursor.dtype)
     }
 
-    /// `vectorSafe`: a sixteen-byte load at stride 2 stays inside the row (it reads one byte
-    /// past the chunk's last element, so the chunk must not end the row).
     @inline(__always)
-    func chunk(at p: Int, vectorSafe: Bool) -> LaneMask {
+    func chunk(at p: Int) -> LaneMask {
         switch mode {
-        case .absent: return LaneMask(repeating: .max)
-        case .unitBytes: return byteMask((base.unsafelyUnwrapped + p).loadUnaligned(as: SIMD8<UInt8>.self))
-        case .evenBytes where vectorSafe:
-            return byteMask((base.unsafelyUnwrapped + 2 &* p).loadUnaligned(as: SIMD16<UInt8>.self).evenHalf)
-        case .evenBytes, .perElement: return elements(at: p, count: chunkWidth)
+        case .absent, .unitBytes: return plainChunk(at: p)
+        case .evenBytes: return evenChunk(at: p)
+        case .perElement: return elements(at: p, count: chunkWidth)
+        }
+    }
+
+    /// The mask bytes of the group at `p` (vector modes only).
+    @inline(__always)
+    func prefetchGroup(at p: Int) {
+        switch mode {
+        case .unitBytes: trm_prefetch(base.unsafelyUnwrapped + p)
+        case .evenBytes: prefetchLines(base.unsafelyUnwrapped + 2 &* p, bytes: 2 &* GroupSums.width)
+        case .absent, .perElement: break
         }
     }
 
@@ -173,12 +188,23 @@ struct MaskCursor {
         mode == .absent ? firstLanes(count) : elements(at: p, count: count)
     }
 
-    /// No mask, or bytes at unit stride: the modes `plainChunk` handles.
+    /// No mask, or bytes at unit stride: the modes `plainChunk` handles (a two-way choice: the
+    /// unit-stride hot loop carries no third case).
     var isPlain: Bool { mode == .absent || mode == .unitBytes }
 
     @inline(__always)
     func plainChunk(at p: Int) -> LaneMask {
         mode == .absent ? LaneMask(repeating: .max) : byteMask((base.unsafelyUnwrapped + p).loadUnaligned(as: SIMD8<UInt8>.self))
+    }
+
+    /// No mask, or bytes at stride 2: the modes `evenChunk` handles (every other column).
+    var isEven: Bool { mode == .absent || mode == .evenBytes }
+
+    @inline(__always)
+    func evenChunk(at p: Int) -> LaneMask {
+        guard mode != .absent else { return LaneMask(repeating: .max) }
+        let bytes = base.unsafelyUnwrapped + 2 &* p
+        return byteMask(evenElements(bytes.loadUnaligned(as: SIMD8<UInt8>.self), (bytes + 7).loadUnaligned(as: SIMD8<UInt8>.self)))
     }
 
     /// One element per lane, any dtype; lanes past `count` are invalid.
@@ -188,6 +214,12 @@ struct MaskCursor {
         for lane in 0..<count { lanes[lane] = loadFloat(base.unsafelyUnwrapped + (p &+ lane) &* stride &* dtype.size, dtype) }
         return laneMask(lanes .!= 0)
     }
+}
+
+/// Asks the caches for `bytes` bytes from `start`: one hint per 64-byte line.
+@inline(__always)
+func prefetchLines(_ start: UnsafeRawPointer, bytes: Int) {
+    for line in stride(from: 0, to: bytes, by: 64) { trm_prefetch(start + line) }
 }
 
 /// Whether a stream has two sides (log-probs) or one (log-ratio, values).
@@ -221,9 +253,7 @@ struct UnitReader<A: TokenElement, B: TokenElement, Kind: StreamKind>: RowReader
 
     @inline(__always)
     func chunk(at p: Int) -> (value: Lanes, valid: LaneMask) {
-        // A mask at stride 2 is read sixteen bytes at a time: the last byte is one past the
-        // chunk's last element, inside the row only while another position follows the chunk.
-        (values(at: p), mask.chunk(at: p, vectorSafe: p &+ chunkWidth < count))
+        (values(at: p), mask.chunk(at: p))
     }
 
     var hasPlainChunks: Bool { mask.isPlain }
@@ -235,12 +265,9 @@ struct UnitReader<A: TokenElement, B: TokenElement, Kind: StreamKind>: RowReader
 
     @inline(__always)
     func prefetchGroup(at p: Int) {
-        // One group is `width * size` bytes per stream: a cache line per 64 bytes.
-        for line in stride(from: 0, to: GroupSums.width &* A.dtype.size, by: 64) { trm_prefetch(first + (p &* A.dtype.size &+ line)) }
-        if Kind.paired {
-            for line in stride(from: 0, to: GroupSums.width &* B.dtype.size, by: 64) { trm_prefetch(second + (p &* B.dtype.size &+ line)) }
-        }
-        if mask.mode == .unitBytes { trm_prefetch(mask.base.unsafelyUnwrapped + p) }
+        prefetchLines(first + p &* A.dtype.size, bytes: GroupSums.width &* A.dtype.size)
+        if Kind.paired { prefetchLines(second + p &* B.dtype.size, bytes: GroupSums.width &* B.dtype.size) }
+        mask.prefetchGroup(at: p)
     }
 
     @inline(__always)
@@ -260,14 +287,16 @@ struct UnitReader<A: TokenElement, B: TokenElement, Kind: StreamKind>: RowReader
     }
 }
 
-/// Any column stride with one element type on both sides: stride 2 (every other column) uses
-/// vector loads while they stay inside the row; other strides read one element per lane.
+/// Any column stride with one element type on both sides: stride 2 (every other column) reads
+/// vectors (two loads of eight elements per chunk, never past the chunk's last element) and, with
+/// a mask at stride 2 or none, takes the scan's hot loop; other strides read one element per lane.
 struct StridedReader<E: TokenElement, Kind: StreamKind>: RowReader {
     let first: UnsafeRawPointer
     let second: UnsafeRawPointer
     let stride: Int
     let secondStride: Int
-    let count: Int
+    /// Stride 2 on every stream (float64 pairs excluded: they subtract in float64, per element).
+    let evenVectors: Bool
     let mask: MaskCursor
 
     @inline(__always)
@@ -278,7 +307,7 @@ struct StridedReader<E: TokenElement, Kind: StreamKind>: RowReader {
         second = secondary.base
         stride = primary.stride
         secondStride = secondary.stride
-        self.count = count
+        evenVectors = stride == 2 && (!Kind.paired || (secondStride == 2 && !E.wide))
         mask = MaskCursor(batch, row: row, start: start)
     }
 
@@ -290,15 +319,28 @@ struct StridedReader<E: TokenElement, Kind: StreamKind>: RowReader {
 
     @inline(__always)
     func chunk(at p: Int) -> (value: Lanes, valid: LaneMask) {
-        // Sixteen-element loads read one element past the chunk: only while that is inside the row.
-        // Float64 pairs subtract in float64: they take the gather path.
-        let vectorSafe = p &+ chunkWidth < count
-        if vectorSafe && stride == 2 && (!Kind.paired || (secondStride == 2 && !E.wide)) {
-            let a = E.loadEven(first + 2 &* p &* E.dtype.size)
-            let value = Kind.paired ? a - E.loadEven(second + 2 &* p &* E.dtype.size) : a
-            return (value, mask.chunk(at: p, vectorSafe: true))
-        }
-        return (gather(at: p, count: chunkWidth), mask.chunk(at: p, vectorSafe: vectorSafe))
+        (evenVectors ? evenValues(at: p) : gather(at: p, count: chunkWidth), mask.chunk(at: p))
+    }
+
+    var hasPlainChunks: Bool { evenVectors && mask.isEven }
+
+    @inline(__always)
+    func plainChunk(at p: Int) -> (value: Lanes, valid: LaneMask) {
+        (evenValues(at: p), mask.evenChunk(at: p))
+    }
+
+    @inline(__always)
+    func prefetchGroup(at p: Int) {
+        // Stride 2 (the only reader with plain chunks): a group spans twice its width.
+        prefetchLines(first + 2 &* p &* E.dtype.size, bytes: 2 &* GroupSums.width &* E.dtype.size)
+        if Kind.paired { prefetchLines(second + 2 &* p &* E.dtype.size, bytes: 2 &* GroupSums.width &* E.dtype.size) }
+        mask.prefetchGroup(at: p)
+    }
+
+    @inline(__always)
+    func evenValues(at p: Int) -> Lanes {
+        let a = E.loadEven(first + 2 &* p &* E.dtype.size)
+        return Kind.paired ? a - E.loadEven(second + 2 &* p &* E.dtype.size) : a
     }
 
     @inline(__always)

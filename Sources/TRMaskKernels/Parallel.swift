@@ -5,23 +5,26 @@ import Darwin
 #endif
 import Synchronization
 
-/// Processors online (the `threads = 0` upper bound).
+/// Processors online: the most threads a call uses (more would only take turns on the same cores).
 let availableProcessors: Int = Swift.max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
 
-/// Below this many grid positions (or logits, for the exact KL, each dearer than a position) a call
-/// runs on one thread: a second thread costs more (~45 us of start-up, cache traffic between cores)
-/// than it saves. Two threads win from 2^18 TRM positions on (1.1-1.2x; 1.5-1.6x at 2^20; the
-/// "thread crossover" rows of `bench/bench.py`, BENCHMARKS.md).
-let automaticThreadsMinimumPositions = 1 << 18
+/// Below this many grid positions (or logits, for the exact KL, each dearer than a position) a
+/// call runs on one thread, whatever `threads` asks: waking a helper and sharing the output's
+/// cache lines cost more than the second core saves. From here on two threads are no slower
+/// than one (the "thread crossover" rows of `bench/bench.py`, BENCHMARKS.md).
+let parallelMinimumPositions = 1 << 14
 
-/// The number of workers for `threads` (0 = automatic) over `rows` rows of `positions` tokens.
+/// The number of workers for `threads` (0 = automatic: every core) over `rows` rows of
+/// `positions` tokens: at most the processors available, one per row, one below
+/// `parallelMinimumPositions`. Results do not depend on it.
 func workerCount(threads: Int, rows: Int, positions: Int) -> Int {
-    let wanted = threads > 0 ? threads : (positions < automaticThreadsMinimumPositions ? 1 : availableProcessors)
-    return Swift.max(1, Swift.min(wanted, rows, maximumWorkers))
+    if positions < parallelMinimumPositions { return 1 }
+    let wanted = threads > 0 ? threads : availableProcessors
+    return Swift.max(1, Swift.min(wanted, rows, availableProcessors, maximumWorkers))
 }
 
 /// Work shared by the threads of one call.
-private final class RowBlocks: @unchecked Sendable {
+final class RowBlocks: @unchecked Sendable {
     let next = Atomic<Int>(0)
     let rows: Int
     let blockLength: Int
@@ -45,9 +48,9 @@ private final class RowBlocks: @unchecked Sendable {
     }
 }
 
-/// Calls `body(worker, rowRange)` over all of `0 ..< rows` in blocks, on `workers` threads
-/// (worker 0 is the calling thread). Returns when every block is done. If a thread cannot be
-/// started, the others take its share.
+/// Calls `body(worker, rowRange)` over all of `0 ..< rows` in blocks, on up to `workers` threads
+/// (worker 0 is the calling thread, the others come from the `WorkerPool`). Returns when every
+/// block is done.
 func forEachRowBlock(rows: Int, workers: Int, _ body: (Int, Range<Int>) -> Void) {
     if workers <= 1 || rows <= 1 {
         body(0, 0..<rows)
@@ -55,30 +58,6 @@ func forEachRowBlock(rows: Int, workers: Int, _ body: (Int, Range<Int>) -> Void)
     }
     withoutActuallyEscaping(body) { body in
         let blocks = RowBlocks(rows: rows, blockLength: Swift.max(1, rows / (workers * 8)), body: body)
-        var threads: [pthread_t] = []
-        for worker in 1..<workers {
-            let context = Unmanaged.passRetained(WorkerContext(blocks: blocks, worker: worker)).toOpaque()
-            var thread = pthread_t()
-            if pthread_create(&thread, nil, { raw in
-                let context = Unmanaged<WorkerContext>.fromOpaque(raw.unsafelyUnwrapped).takeRetainedValue()
-                context.blocks.drain(worker: context.worker)
-                return nil
-            }, context) == 0 {
-                threads.append(thread)
-            } else {
-                Unmanaged<WorkerContext>.fromOpaque(context).release()
-            }
-        }
-        blocks.drain(worker: 0)
-        for thread in threads { pthread_join(thread, nil) }
-    }
-}
-
-private final class WorkerContext: @unchecked Sendable {
-    let blocks: RowBlocks
-    let worker: Int
-    init(blocks: RowBlocks, worker: Int) {
-        self.blocks = blocks
-        self.worker = worker
+        WorkerPool.current().run(blocks, workers: workers)
     }
 }

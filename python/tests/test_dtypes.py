@@ -433,11 +433,16 @@ def test_reads_stay_inside_the_buffers_for_every_dtype():
                         trmask.trust_region_mask(roll, view, criteria=criteria).keep_token
                     trmask.trust_region_mask(a.reshape(-1), roll.reshape(-1), offsets=[0, n // 2, n], criteria=criteria)
                 trmask.trust_region_mask(log_ratio=tail(2 * n, dtype).reshape(rows, 2 * cols)[:, 1::2], criteria=criteria)
+                # Both sides at stride 2 without token criteria: the scan's hot loop reads vectors.
+                even = tail(2 * n, dtype).reshape(rows, 2 * cols)[:, 1::2]
+                trmask.trust_region_mask(even, even).keep_row
+                trmask.trust_region_mask(log_ratio=even).keep_row
                 trmask.token_values(log_ratio=tail(2 * n, dtype)[1::2], estimator="k3")
             for mask_dtype in (np.uint8, np.bool_, np.int64, np.float32, np.float16):
                 for mask in (tail(n, mask_dtype).reshape(rows, cols), tail(2 * n, mask_dtype).reshape(rows, 2 * cols)[:, 1::2]):
                     zeros = np.zeros((rows, cols), np.float32)
                     trmask.trust_region_mask(zeros, zeros, mask, criteria=criteria).keep_token
+                    trmask.trust_region_mask(zeros, zeros, mask).keep_row  # the hot loop
         print("ok")
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)

@@ -328,9 +328,8 @@ def trust_region_mask(logp_train: Any = None, logp_roll: Any = None, mask: Any =
 
     ``nan_policy``: ``reject`` (a NaN log-ratio on a valid token rejects its row), ``skip`` (the
     token is ignored) or ``zero`` (delta := 0). ``clamp``: clamp delta to ``[-clamp, clamp]``
-    before every estimator (verl uses 20). ``threads``: 0 = automatic; ``n > 0`` starts
-    ``min(n, B, 256)`` threads, even above the core count (not clamped to it); results are
-    identical for every value. No input array is copied (a Python list is converted once with
+    before every estimator (verl uses 20). ``threads``: the most threads used (0 = every processor
+    online; docs/python.md); results are identical for every value. No input array is copied (a Python list is converted once with
     ``np.asarray``; docs/python.md).
 
     ``weights``: a `WeightRule` (or a dict of its fields) to compute importance weights in the same

@@ -98,8 +98,8 @@ public struct ReductionOptions: Sendable {
     /// `delta <- clamp(delta, -clamp, clamp)` before every estimator; `+inf` = none.
     public var clamp: Double
     public var rejectEmpty: Bool
-    /// 0 = automatic (one thread below 2^18 positions, else one per online core); `n > 0` starts
-    /// `min(n, rows, 256)` threads, even above the core count (not clamped to it). Results are
+    /// The most threads a call uses: 0 = every processor online, larger counts clamped to them;
+    /// calls under 2^14 positions use one (the persistent pool, `WorkerPool`). Results are
     /// identical for every value.
     public var threads: Int
     /// The clamp `eps` of the binary KL estimators (SPEC §4.7): `0 <= eps < 0.5`, 0 = exact.

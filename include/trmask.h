@@ -63,14 +63,14 @@ extern "C" {
  * wrapper refuses a library whose trm_abi_version() differs from the one it was written for.
  * ------------------------------------------------------------------------------------------ */
 #define TRM_VERSION_MAJOR 0
-#define TRM_VERSION_MINOR 1
+#define TRM_VERSION_MINOR 2
 #define TRM_VERSION_PATCH 0
-#define TRM_VERSION_STRING "0.1.0"
+#define TRM_VERSION_STRING "0.2.0"
 #define TRM_ABI_VERSION 3
 
 /* The ABI version the loaded library implements (compare with TRM_ABI_VERSION). */
 uint32_t trm_abi_version(void);
-/* The library version as static text, e.g. "0.1.0". Never NULL. */
+/* The library version as static text, e.g. "0.2.0". Never NULL. */
 const char *trm_version(void);
 
 /* ---------------------------------------------------------------------------------------------

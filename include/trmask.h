@@ -40,11 +40,13 @@
  *   needs, before its first write. Checked by fuzz/ (libFuzzer, AddressSanitizer, guard pages
  *   around every array) and Tests/cabi/regressions.c.
  * - Limits (TRM_E_TOO_LARGE): a valid request that needs more than 4 GiB of working memory is
- *   refused, as is one whose allocation fails. Only two requests allocate per-call memory that
- *   grows with an argument: trm_mask's metrics keep a 128-byte record per row plus 4 bytes per
- *   row and row criterion (refused above about 33 million rows without row criteria, 11 million
- *   with 64: split the batch), and trm_topk_kl_lower_bound sorts one position's k ids (k above
- *   2^29 refused). Everything else allocates O(threads + criteria) memory at most.
+ *   refused, as is one whose allocation fails. The requests that allocate per-call memory that
+ *   grows with an argument: trm_mask's metrics keep a 240-byte record per row plus 4 bytes per
+ *   row and row criterion (refused above about 17.9 million rows without row criteria, 8.7 million
+ *   with 64: split the batch); trm_topk_kl_lower_bound sorts one position's k ids (k above 2^29
+ *   refused); trm_rollout_correction keeps a record per row and per row and rejection option,
+ *   and per worker thread 25 bytes per position of the longest row; trm_group_advantages sorts
+ *   8 bytes per row. Everything else allocates O(threads + criteria) memory at most.
  *
  * The header includes only <stdint.h> and <stddef.h> and compiles as C99 and C++.
  */
@@ -564,8 +566,8 @@ typedef struct trm_group_out_t {
  * the inputs.
  *
  * in, out: required. Outputs must not overlap each other or any input.
- * Returns TRM_OK, TRM_E_NULL_POINTER, TRM_E_BAD_STRUCT_SIZE, TRM_E_BAD_SIZE (n_rows negative,
- * or its working memory not addressable or not available), TRM_E_BAD_DTYPE, TRM_E_BAD_STRIDE,
+ * Returns TRM_OK, TRM_E_NULL_POINTER, TRM_E_BAD_STRUCT_SIZE, TRM_E_BAD_SIZE (n_rows negative),
+ * TRM_E_TOO_LARGE (its 8 n_rows bytes of working memory above the limit, or not available), TRM_E_BAD_DTYPE, TRM_E_BAD_STRIDE,
  * TRM_E_OUT_OF_RANGE, TRM_E_ALIASING, TRM_E_BAD_OPTION (a flag not 0/1, an unknown singleton
  * rule, eps not finite and >= 0, a reserved field not 0). On error no output is written. */
 trm_status_t trm_group_advantages(const trm_groups_t *in, trm_group_out_t *out);
@@ -1047,8 +1049,8 @@ typedef struct trm_correction_out_t {
  * mean_dtype or output dtype), TRM_E_BAD_STRIDE, TRM_E_OUT_OF_RANGE, TRM_E_ALIASING,
  * TRM_E_BAD_LAYOUT, TRM_E_BAD_INPUTS, TRM_E_BAD_OFFSETS, TRM_E_BAD_LENGTHS, TRM_E_BAD_OPTION
  * (clamp not > 0, threads < 0, a flag not 0/1, a reserved field not 0, weights wanted without
- * config->weights)), TRM_E_BAD_REJECTION, TRM_E_BAD_CORRECTION_WEIGHTS. On error no output is
- * written. */
+ * config->weights)), TRM_E_BAD_REJECTION, TRM_E_BAD_CORRECTION_WEIGHTS, TRM_E_TOO_LARGE (its
+ * working memory, "Limits" above, beyond 4 GiB). On error no output is written. */
 trm_status_t trm_rollout_correction(const trm_batch_t *batch, const trm_correction_config_t *config,
                                     const trm_correction_out_t *out);
 

@@ -24,6 +24,7 @@ func validateCorrection(_ batch: Batch, config: CorrectionConfig, outputs: Corre
         } else if outputs.weights.base != nil || config.normalize {
             return .badOption
         }
+        guard correctionScratchFits(batch, config: config) else { return .tooLarge }
         let maskDType = batch.mask?.dtype
         status = checkTypedGrid(outputs.mask, batch, allowed: { maskDType == nil || $0 == maskDType }, taken: &taken)
         if status != .ok { return status }
@@ -32,6 +33,21 @@ func validateCorrection(_ batch: Batch, config: CorrectionConfig, outputs: Corre
         if outputs.keepRow.base != nil && outputs.keepRow.colStride != 0 { return .badStride }
         return checkOutput(outputs.keepRow, .oneD(batch.rows, outputs.keepRow.rowStride), taken: &taken)
     }
+}
+
+/// Whether a call's working memory fits the limit every kernel shares (`maximumScratchBytes`):
+/// a record per row, one per row and rejection option, and per worker one row of scratch (three
+/// doubles and a flag per position, plus a SIMD chunk of room; a packed row is at most `cols`
+/// long). Checked before anything is allocated, so a huge valid batch is refused, not aborted.
+func correctionScratchFits(_ batch: Batch, config: CorrectionConfig) -> Bool {
+    let workers = workerCount(threads: config.threads, rows: batch.rows, positions: batch.gridCount)
+    let (span, overflow) = batch.cols.addingReportingOverflow(chunkWidth)
+    guard !overflow, let optionCells = sizeProduct(batch.rows, config.rejections.count),
+          let optionBytes = scratchBytes(optionCells, of: OptionRecord.self),
+          let scratchPerWorker = sizeProduct(span, 3 &* MemoryLayout<Double>.stride &+ MemoryLayout<Bool>.stride),
+          let scratch = sizeProduct(scratchPerWorker, workers),
+          let records = scratchBytes(batch.rows, of: CorrectionRowRecord.self, plus: optionBytes) else { return false }
+    return scratch <= maximumScratchBytes &- records
 }
 
 func validateDivide(_ batch: Batch, divisor: Double, weights: TypedOut) -> Status {

@@ -87,7 +87,7 @@ public func groupAdvantages(_ inputs: GroupInputs, outputs: GroupOutputs, summar
         return .ok
     }
     // malloc, not Swift's allocation (which aborts when memory runs out): a refusal is a status.
-    guard let raw = malloc(n * MemoryLayout<Int>.stride) else { return .badSize }  // n * 8 fits: validated
+    guard let raw = malloc(n * MemoryLayout<Int>.stride) else { return .tooLarge }  // n * 8 fits: validated
     defer { free(raw) }
     var order = UnsafeMutableBufferPointer(start: raw.bindMemory(to: Int.self, capacity: n), count: n)
     for row in 0..<n { order[row] = row }
@@ -149,11 +149,10 @@ private func reduceGroup(_ members: UnsafeMutableBufferPointer<Int>, inputs: Gro
 }
 
 /// Sizes, dtypes, strides and extents of every array; eps finite and >= 0; outputs apart from
-/// each other and from the inputs; `rows * 8` bytes of working memory addressable.
+/// each other and from the inputs; `rows * 8` bytes of working memory within the shared limit.
 private func validateGroups(_ inputs: GroupInputs, _ outputs: GroupOutputs) -> Status {
-    guard inputs.rows >= 0, !inputs.rows.multipliedReportingOverflow(by: MemoryLayout<Int>.stride).overflow else {
-        return .badSize
-    }
+    guard inputs.rows >= 0 else { return .badSize }
+    guard scratchBytes(inputs.rows, of: Int.self) != nil else { return .tooLarge }
     guard inputs.eps.isFinite, inputs.eps >= 0 else { return .badOption }
     return withExtentList { taken in
         func input(_ view: StridedView, accepts: (DType) -> Bool) -> Status {

@@ -18,12 +18,12 @@ final class SizeLimitTests: XCTestCase {
     }
 
     func testMetricRecordsAreTheSizeTheHeaderStates() {
-        XCTAssertEqual(MemoryLayout<RowRecord>.stride, 128, "include/trmask.h states 128 bytes per row")
+        XCTAssertEqual(MemoryLayout<RowRecord>.stride, 240, "include/trmask.h states 240 bytes per row")
         XCTAssertEqual(maximumScratchBytes, 1 << 32, "include/trmask.h states 4 GiB")
-        XCTAssertEqual(metricRecordBytes(rows: 1 << 25, rowCriteria: 0), 1 << 32)
-        XCTAssertNil(metricRecordBytes(rows: (1 << 25) + 1, rowCriteria: 0))
-        XCTAssertNotNil(metricRecordBytes(rows: 11_000_000, rowCriteria: 64))
-        XCTAssertNil(metricRecordBytes(rows: 12_000_000, rowCriteria: 64))
+        XCTAssertEqual(metricRecordBytes(rows: 17_895_697, rowCriteria: 0), 17_895_697 * 240)
+        XCTAssertNil(metricRecordBytes(rows: 17_895_698, rowCriteria: 0), "about 17.9 million rows")
+        XCTAssertNotNil(metricRecordBytes(rows: 8_600_000, rowCriteria: 64))
+        XCTAssertNil(metricRecordBytes(rows: 8_700_000, rowCriteria: 64), "about 8.7 million rows")
         XCTAssertNil(metricRecordBytes(rows: 1 << 58, rowCriteria: 64), "rows x criteria overflows")
     }
 

@@ -133,6 +133,33 @@ static trm_status_t metrics_on_huge_empty_batch(void) {
     return metrics.n_rows == -7 ? status : -1; /* untouched on error */
 }
 
+/* trm_rollout_correction sizes its per-row records and per-worker row scratch by the batch. */
+static trm_status_t correction_of(trm_batch_t *b) {
+    trm_rejection_t r = {.level = TRM_REJECT_SEQ_MAX, .estimator = TRM_EST_K2, .lo = -INFINITY, .hi = 0.1};
+    trm_correction_config_t config = {.struct_size = sizeof config, .compute_dtype = TRM_DTYPE_F32,
+                                      .mean_dtype = TRM_DTYPE_F32, .clamp = 20, .n_rejections = 1, .rejections = &r};
+    trm_correction_stats_t stats;
+    memset(&stats, 0, sizeof stats);
+    stats.n_rows = -7;
+    trm_correction_out_t o = {.struct_size = sizeof o, .stats = &stats};
+    trm_status_t status = trm_rollout_correction(b, &config, &o);
+    return stats.n_rows == -7 ? status : -1; /* untouched on error */
+}
+
+static trm_status_t correction_on_huge_empty_batch(void) {
+    trm_batch_t b = batch_of(TRM_LAYOUT_PADDED, 1000000000000, 0);
+    b.log_ratio = view(NULL, TRM_DTYPE_F32, 0, 1);
+    return correction_of(&b);
+}
+
+static const float one_value = 0.0f;
+
+static trm_status_t correction_on_huge_broadcast_row(void) {
+    trm_batch_t b = batch_of(TRM_LAYOUT_PADDED, 1, (int64_t)1 << 40);
+    b.log_ratio = view(&one_value, TRM_DTYPE_F32, 0, 0); /* one element read everywhere: valid input */
+    return correction_of(&b);
+}
+
 static trm_view3_t view3(const void *data, int32_t dtype, int64_t row, int64_t col, int64_t depth) {
     trm_view3_t v = {.data = data, .dtype = dtype, .stride_row = row, .stride_col = col, .stride_depth = depth};
     return v;
@@ -334,6 +361,8 @@ static const struct {
     {"metrics_rows_times_criteria_overflow", metrics_rows_times_criteria_overflow, TRM_E_TOO_LARGE},
     {"metrics_on_huge_empty_batch", metrics_on_huge_empty_batch, TRM_E_TOO_LARGE},
     {"topk_huge_k", topk_huge_k, TRM_E_TOO_LARGE},
+    {"correction_on_huge_empty_batch", correction_on_huge_empty_batch, TRM_E_TOO_LARGE},
+    {"correction_on_huge_broadcast_row", correction_on_huge_broadcast_row, TRM_E_TOO_LARGE},
     {"partials_merge_huge_zero_strides", partials_merge_huge_zero_strides, TRM_E_BAD_STRIDE},
     {"partials_decide_huge_zero_strides", partials_decide_huge_zero_strides, TRM_E_BAD_STRIDE},
     {"lengths_scan_after_cheap_checks", lengths_scan_after_cheap_checks, TRM_E_BAD_STRIDE},

@@ -52,7 +52,7 @@ VALUE_POOL = [
 
 COUNT_KEYS = ("n_rows", "n_rows_nonempty", "n_tokens", "plugin_max_len", "n_positions")
 #: Metrics that are counts (Python ints); the rest are Python floats.
-INT_KEYS = COUNT_KEYS + ("n_rows_kept", "n_tokens_kept")
+INT_KEYS = COUNT_KEYS + ("n_rows_kept", "n_tokens_kept", "n_tokens_rejected")
 _PER_CRITERION = ("rejected_", "row_mean_", "row_max_", "row_min_")
 
 

@@ -52,6 +52,7 @@ struct ColumnBlock<Kind: StreamKind> {
 /// Rows per column tile: 128 lane groups of eight rows, so one position of a tile is 4 KiB of
 /// contiguous bytes of each float32 input, and a tile walks memory in long sequential runs the
 /// prefetchers follow (64-row tiles jump a cache line or two per position and were 4x slower).
+/// The lane groups' hot state (counts, extremes, current partials) stays in L1 and L2.
 let columnTileRows = 1024
 
 /// One lane group's running state across a tile's positions.
@@ -61,20 +62,20 @@ struct ColumnLanes {
     var counts = (counted: SIMD8<Int>(), nonfinite: SIMD8<Int>(), nans: SIMD8<Int>())
 }
 
-/// The float32 partials of one lane group over one group of positions, one per position lane.
-typealias ColumnPartials = InlineArray<8, GroupSums>
-
 extension MaskScan {
     /// Scans rows `firstRow ..< firstRow + groups * 8` of a column-major batch (`groups * 8` <=
-    /// `columnTileRows`) and decides them. The tile goes in groups of 64 positions; within one,
-    /// each lane group walks the 64 positions with its state in registers (`smallColumnChunks`),
-    /// reading the half cache line its eight rows occupy at each position (its neighbour group
-    /// reads the other half next, from L1).
+    /// `columnTileRows`) and
+    /// decides them. Each position is read for all the tile's rows at once (whole cache lines),
+    /// updating every lane group's state, which stays in L1.
     func scanColumns<Kind: StreamKind, Shape: ScanShape>(_ kind: Kind.Type, _ shape: Shape.Type, firstRow: Int, groups: Int,
                                                            rejected: UnsafeMutableBufferPointer<Int>) {
+        // Per lane group: the running state, and the float32 partials of the eight position lanes.
         withUnsafeTemporaryAllocation(of: ColumnLanes.self, capacity: groups) { states in
+        withUnsafeTemporaryAllocation(of: GroupSums.self, capacity: groups * chunkWidth) { sums in
+            sums.initialize(repeating: GroupSums())
             // Each row's positions to read (its length), as float lanes for the validity compare.
             var limits = InlineArray<128, Lanes>(repeating: Lanes())
+            var blocks = InlineArray<128, ColumnBlock<Kind>>(repeating: ColumnBlock(batch, firstRow: firstRow))
             var end = 0
             for group in 0..<groups {
                 for lane in 0..<chunkWidth {
@@ -82,35 +83,28 @@ extension MaskScan {
                     limits[group][lane] = Float(count)
                     end = Swift.max(end, count)
                 }
+                blocks[group] = ColumnBlock(batch, firstRow: firstRow + group * chunkWidth)
                 (states.baseAddress.unsafelyUnwrapped + group).initialize(to: ColumnLanes())
             }
             let plan = self.plan
             var p = 0
             while p < end {
-                let groupEnd = Swift.min(end, p + GroupSums.width)
-                for group in 0..<groups {
-                    let block = ColumnBlock<Kind>(batch, firstRow: firstRow + group * chunkWidth)
-                    let limit = limits[group]
-                    var lanes = states[group].lanes
-                    var partials = ColumnPartials(repeating: GroupSums())
-                    var q = p
-                    while q < groupEnd {
-                        if q & (chunkWidth - 1) == 0 && q &+ chunkWidth <= groupEnd {
-                            (lanes, partials, q) = smallColumnChunks(block, from: q, to: groupEnd, limit: limit, plan: plan,
-                                                                     (lanes, partials), Shape.self)
-                            if q == groupEnd { break }
-                        }
-                        // A chunk with a large or non-finite lane, or the row ends' last positions:
-                        // one position the general way, added where `smallColumnChunks` would add it.
-                        let (raw, valid) = block.load(q, limit: limit)
-                        _ = lanes.add(raw, valid, plan: plan, group: &partials[q & (chunkWidth - 1)], Shape.self)
-                        q &+= 1
+                let tileEnd = Swift.min(end, p + GroupSums.width)
+                while p < tileEnd {
+                    let lane = p & (chunkWidth - 1)
+                    for group in 0..<groups {
+                        let (raw, valid) = blocks[group].load(p, limit: limits[group])
+                        _ = states[group].lanes.add(raw, valid, plan: plan, group: &sums[group * chunkWidth + lane], Shape.self)
                     }
-                    states[group].lanes = lanes
-                    for lane in 0..<chunkWidth { states[group].wide[lane].add(partials[lane], plan: plan) }
-                    if groupEnd % LaneStats.blockLength == 0 || groupEnd == end { states[group].flushCounts() }
+                    p += 1
                 }
-                p = groupEnd
+                for group in 0..<groups {
+                    for lane in 0..<chunkWidth {
+                        states[group].wide[lane].add(sums[group * chunkWidth + lane], plan: plan)
+                        sums[group * chunkWidth + lane] = GroupSums()
+                    }
+                    if p % LaneStats.blockLength == 0 || p == end { states[group].flushCounts() }
+                }
             }
             for group in 0..<groups {
                 for lane in 0..<chunkWidth {
@@ -121,38 +115,8 @@ extension MaskScan {
                 }
             }
         }
-    }
-}
-
-/// One lane group's whole chunks of positions from `start` (a multiple of eight) while every
-/// lane is small: position `p` adds to partial `p mod 8`, as the row scan's lane `p mod 8` does,
-/// so each row's sums are the row scan's. A function of its own with the state passed by value
-/// and no calls inside, so the state stays in registers; returns where it stopped (a chunk with a
-/// large lane is handed back at its first position, or `end` rounded down to a chunk).
-func smallColumnChunks<Kind: StreamKind, Shape: ScanShape>(_ block: ColumnBlock<Kind>, from start: Int, to end: Int,
-                                                          limit: Lanes, plan: ScanPlan,
-                                                          _ state: (LaneStats, ColumnPartials), _ shape: Shape.Type)
-    -> (lanes: LaneStats, partials: ColumnPartials, position: Int) {
-    var (lanes, partials) = state
-    if !Shape.general {
-        // A valley scan adds only k3 partials (the others are 0 throughout): fresh ones tell the
-        // compiler so, and they leave the loop's registers.
-        for lane in 0..<chunkWidth {
-            let k3 = partials[lane].k3
-            partials[lane] = GroupSums()
-            partials[lane].k3 = k3
         }
     }
-    var p = start
-    while p &+ chunkWidth <= end {
-        for lane in 0..<chunkWidth {
-            let (raw, valid) = block.load(p &+ lane, limit: limit)
-            guard LaneStats.isSmall(raw, valid, plan: plan) else { return (lanes, partials, p &+ lane) }
-            lanes.accumulate(ChunkTerms(small: raw, valid: valid), plan: plan, group: &partials[lane], allSmall: true, Shape.self)
-        }
-        p &+= chunkWidth
-    }
-    return (lanes, partials, p)
 }
 
 extension ColumnLanes {

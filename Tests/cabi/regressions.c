@@ -140,6 +140,7 @@ static trm_status_t correction_of(trm_batch_t *b) {
                                       .mean_dtype = TRM_DTYPE_F32, .clamp = 20, .n_rejections = 1, .rejections = &r};
     trm_correction_stats_t stats;
     memset(&stats, 0, sizeof stats);
+    stats.struct_size = sizeof stats;
     stats.n_rows = -7;
     trm_correction_out_t o = {.struct_size = sizeof o, .stats = &stats};
     trm_status_t status = trm_rollout_correction(b, &config, &o);

@@ -158,7 +158,7 @@ def test_rejection_mask_matches_verl(batch, config):
     assume(no_tie(helper.compute_rollout_rejection_mask, kwargs, 0))
     (our_mask, our_metrics), (their_mask, their_metrics) = ours[1], theirs[1]
     assert_same_grid(our_mask, their_mask, "modified_response_mask", exact=True)
-    assert_metrics(our_metrics, their_metrics, tolerances(their_metrics, log_ratio, mask))
+    assert_metrics(our_metrics, their_metrics, tolerances(their_metrics, log_ratio, mask), rows=mask.shape[0])
 
 
 # ---- weights ------------------------------------------------------------------------------------
@@ -182,7 +182,7 @@ def test_correction_weights_match_verl(batch, config):
         return
     (our_weights, our_metrics), (their_weights, their_metrics) = ours[1], theirs[1]
     assert_same_grid(our_weights, their_weights, "rollout_is_weights", exact=False)
-    assert_metrics(our_metrics, their_metrics, tolerances(their_metrics, log_ratio, mask))
+    assert_metrics(our_metrics, their_metrics, tolerances(their_metrics, log_ratio, mask), rows=mask.shape[0])
 
 
 # ---- the combined call and the off-policy metrics -----------------------------------------------
@@ -215,7 +215,7 @@ def test_combined_call_matches_verl(batch, is_config, rs_config):
         assert_same_grid(our_weights.batch["rollout_is_weights"], their_weights.batch["rollout_is_weights"],
                          "rollout_is_weights", exact=False)
     assert_same_grid(our_mask, their_mask, "modified_response_mask", exact=True)
-    assert_metrics(our_metrics, their_metrics, tolerances(their_metrics, logp_train - logp_roll, mask))
+    assert_metrics(our_metrics, their_metrics, tolerances(their_metrics, logp_train - logp_roll, mask), rows=mask.shape[0])
 
 
 @SETTINGS
@@ -227,7 +227,7 @@ def test_offpolicy_metrics_match_verl(batch, with_rollout):
     ours = outcome(drop.compute_offpolicy_metrics, *args)
     if not same_refusal(theirs, ours):
         return
-    assert_metrics(ours[1], theirs[1], tolerances(theirs[1], logp_train - logp_roll, mask))
+    assert_metrics(ours[1], theirs[1], tolerances(theirs[1], logp_train - logp_roll, mask), rows=mask.shape[0])
 
 
 # ---- refusals -----------------------------------------------------------------------------------

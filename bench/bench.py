@@ -272,7 +272,7 @@ def rules2026(table, clib, torch, rows, cols, threads_list, repeat, label):
     warm = rows * cols <= 1 << 22
     cases = {
         "bkl_sym token mask": lambda threads: trmask.trust_region_mask(lt, lr, mask, criteria="token:bkl_sym<=0.1",
-                                                                      threads=threads, keep_token=True).keep_token,
+                                                                      threads=threads).keep_token,
         "advantage_mask bdiff": lambda threads: trmask.advantage_mask(lt, lr, mask, adv, statistic="bdiff", low=0.2, high=0.2,
                                                                      threads=threads).keep_token,
     }

@@ -6,21 +6,20 @@ from __future__ import annotations
 import os
 import platform
 
-import trmask
 from trmask import _ffi
 
 
 def library_variant() -> str:
-    """The build the process loaded: the loader's own answer when it has one, else the
-    ``TRMASK_VARIANT`` environment variable, else read from the library's path (``...-v4...``)."""
-    path = library_path()
-    named = getattr(trmask, "library_variant", None) or os.environ.get("TRMASK_VARIANT")
-    if named:
-        return str(named)
-    for variant in ("v4", "v3"):
-        if variant in os.path.basename(os.path.dirname(os.path.dirname(path))) or variant in os.path.basename(path):
-            return f"x86-64-{variant}"
-    return "x86-64-v3 (the Makefile's build)" if platform.machine() == "x86_64" else platform.machine()
+    """The build the process loaded, as the loader names it (``x86-64-v4``), else the
+    ``TRMASK_VARIANT`` environment variable."""
+    from pathlib import Path
+
+    from trmask import _loader
+
+    variant = _loader.variant_of(Path(library_path()))
+    if variant is not None:
+        return variant.isa
+    return os.environ.get("TRMASK_VARIANT") or f"unknown ({platform.machine()})"
 
 
 def library_path() -> str:

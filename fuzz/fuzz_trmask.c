@@ -11,13 +11,18 @@
  *   - on success nothing is written outside the outputs' elements, and the outputs are
  *     bit-identical across the two thread counts (which also shows that every element was
  *     written: the fill bytes of the two runs differ).
+ * Aliasing: an input that draws an output to alias is decoded twice; the second time that output
+ * lies over (part of) an earlier array, and the call must be refused (TRM_E_ALIASING when the first
+ * call succeeded), except the overlaps the header allows (trm_partials_merge in place,
+ * trm_weights_divide's weights), whose results are checked.
  * Every view the harness passes is backed by real memory of the extent it describes, except views
  * whose extent overflows int64 (the library must refuse them); calls whose accepted work could be
  * huge (broadcast views of 10^13 rows) are made only when the harness arranged a refusal.
  *
  * Groups (TRM_FUZZ_GROUP): mask (trm_mask, trm_token_keep, trm_token_values,
  * trm_importance_weights), partials (compute, merge, decide), logits (trm_exact_kl,
- * trm_topk_kl_lower_bound), bounds (trm_bounds_compute and the status/version functions), all. */
+ * trm_topk_kl_lower_bound), bounds (trm_bounds_compute and the status/version functions),
+ * correction (trm_rollout_correction, trm_weights_divide, trm_group_advantages), all. */
 #define _DEFAULT_SOURCE
 #include <math.h>
 #include <stdint.h>

@@ -864,11 +864,38 @@ static trm_status_t call_partials_group(void *ctx, int32_t run) {
     }
 }
 
+/* After a successful `trm_partials_merge(&a, &b, &a)`: the out-of-place call, into copies of a's
+   arrays laid out as a's in fresh slots, must give the same bytes as the in-place call. */
+static void check_merge_in_place(const partials_call_t *c, const arr_t a_arrays[5]) {
+    trm_partials_t out = *c->a;
+    trm_out_t *fields[5] = {&out.count, &out.nonfinite, &out.sum, &out.max, &out.min};
+    slot_t *copies[5] = {NULL, NULL, NULL, NULL, NULL};
+    for (int k = 0; k < 5; k++) {
+        slot_t *a_slot = a_arrays[k].slot;
+        if (!a_slot || !fields[k]->data) continue;
+        copies[k] = new_slot(1);
+        if (!copies[k]) return;
+        memcpy(copies[k]->initial, a_slot->start, SLOT_BYTES); /* the in-place result */
+        memcpy(a_slot->start, a_slot->initial, SLOT_BYTES);    /* a as it was before the call */
+        memset(copies[k]->start, 0xa5, SLOT_BYTES);
+        fields[k]->data = copies[k]->start + ((uint8_t *)fields[k]->data - a_slot->start);
+    }
+    if (trm_partials_merge(c->a, c->b, &out) != TRM_OK) finding("trm_partials_merge: refused out of place, accepted in place", -1, 0, 0);
+    for (int k = 0; k < 5; k++) {
+        if (!copies[k]) continue;
+        for (int b = 0; b < SLOT_BYTES; b++)
+            if (a_arrays[k].slot->written[b] && copies[k]->start[b] != copies[k]->initial[b])
+                finding("trm_partials_merge: the in-place result differs from the out-of-place one", -1, 0, 0);
+    }
+}
+
 static void fuzz_partials_group(input_t *in, uint8_t entry) {
     partials_call_t c;
     memset(&c, 0, sizeof c);
     plan_t plan = {0, 0, 0};
     c.entry = entry % 3;
+    arr_t a_arrays[5];
+    int in_place = 0;
     static const int64_t est_counts[] = {0, 1, 1, 2, 3, 8, 9, -1};
     int64_t n_est = PICK(in, est_counts);
     int64_t e = n_est < 0 ? 0 : n_est > 9 ? 9 : n_est;
@@ -890,12 +917,12 @@ static void fuzz_partials_group(input_t *in, uint8_t entry) {
         alias_same_base = 0;
         int64_t rows = size_value(in);
         c.a = partials_arg(in, &plan, rows, 0, estimators, n_est);
-        arr_t a_arrays[5];
         memcpy(a_arrays, partial_arrays, sizeof a_arrays);
         c.b = partials_arg(in, &plan, rows, 0, estimators, n_est);
         if (c.a && !skip && u8(in) < 64) {
             /* in place, `trm_partials_merge(&a, &b, &a)`: a's arrays are read, then written */
             c.out = c.a;
+            in_place = 1;
             for (int k = 0; k < 5; k++) {
                 if (!a_arrays[k].slot) continue;
                 a_arrays[k].slot->output = 1;
@@ -929,6 +956,7 @@ static void fuzz_partials_group(input_t *in, uint8_t entry) {
     }
     if (skip) return;
     run_twice(call_partials_group, &c, &plan);
+    if (in_place && !alias_pass && unaliased_status == TRM_OK) check_merge_in_place(&c, a_arrays);
 }
 
 /* ---- the logits group: trm_exact_kl, trm_topk_kl_lower_bound ------------------------------- */

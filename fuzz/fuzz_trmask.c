@@ -635,6 +635,30 @@ static trm_criterion_t *criteria_input(input_t *in, int64_t *n, int64_t *n_row) 
     return c;
 }
 
+/* The advantage rule of ABI 3, drawn from the random numbers (so the committed seeds' bytes keep
+   their meaning): none in three calls of four, otherwise a valid rule, one field in eight broken. */
+static void advantage_rule(trm_advantage_rule_t *a) {
+    static const double limits[] = {0, 0.2, 1, 2, INFINITY, 0.5, 1e-300, 1e300};
+    uint64_t r = rng();
+    if (r & 3) return;
+    a->statistic = (int32_t)((r >> 2) % 4);
+    a->zero_advantage = (int32_t)((r >> 4) & 1);
+    a->low = a->statistic == TRM_ADV_NONE ? 0 : limits[(r >> 8) % N_OF(limits)];
+    a->high = limits[(r >> 12) % N_OF(limits)];
+    a->sequence = (int32_t)((r >> 16) & 1);
+    a->sequence_limit = a->sequence ? limits[(r >> 20) % N_OF(limits)] : 0;
+    if ((r >> 40) & 7) return;
+    switch ((r >> 43) % 7) {
+    case 0: a->statistic = 4; break;
+    case 1: a->zero_advantage = 2; break;
+    case 2: a->low = -1; break;
+    case 3: a->high = NAN; break;
+    case 4: a->sequence = 2; break;
+    case 5: a->reserved = 1; break;
+    default: a->sequence = 1; a->sequence_limit = NAN; break;
+    }
+}
+
 /* Options in two slots, one per run (they differ only in `threads`). */
 static trm_options_t *options_pair(input_t *in, trm_options_t *pair[2], int32_t threads[2]) {
     static const double clamps[] = {INFINITY, INFINITY, 20, 0.5, 1e-30, 0, -1};
@@ -647,6 +671,7 @@ static trm_options_t *options_pair(input_t *in, trm_options_t *pair[2], int32_t 
     b = u8(in);
     o.reject_empty = b < 250 ? b % 2 : 2;
     threads_pair(in, threads);
+    advantage_rule(&o.advantage);
     int absent = u8(in) == 255;
     for (int run = 0; run < 2; run++) {
         pair[run] = absent ? NULL : struct_slot(sizeof o, 0);
@@ -690,6 +715,10 @@ static trm_batch_t *batch_input(input_t *in, plan_t *plan) {
         if (__builtin_add_overflow(rows, 1, &entries)) { entries = rows; plan->refusal_arranged = 1; }
         if (u8(in) != 255) b->offsets = index_input(in, plan, entries, index_dtypes, N_OF(index_dtypes), cols, 1);
     }
+    /* ABI 3 advantages, drawn from the random numbers: per token, per row, both or none */
+    uint64_t r = rng();
+    if ((r & 7) == 1 || (r & 7) == 3) b->advantages = grid_input(in, plan, rows, cols, packed, float_dtypes, N_OF(float_dtypes), 0);
+    if ((r & 7) == 2 || (r & 7) == 3) b->row_advantages = grid_input(in, plan, 1, rows, 1, float_dtypes, N_OF(float_dtypes), 0);
     return b;
 }
 

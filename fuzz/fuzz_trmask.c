@@ -932,7 +932,7 @@ static void fuzz_partials_group(input_t *in, uint8_t entry) {
     uint8_t perm = u8(in);
     for (int64_t i = 0; i < e && estimators; i++) {
         uint8_t b = u8(in);
-        estimators[i] = b < 250 ? (int32_t)((i + perm) % 8) : b;
+        estimators[i] = b < 250 ? (int32_t)((i + perm) % 13) : b; /* 8..12: the binary estimators */
     }
     if (e && !estimators) return;
     if (n_est > 0 && u8(in) == 255) { estimators = NULL; plan.refusal_arranged = 1; }

@@ -51,21 +51,39 @@ def build_c_baselines() -> ctypes.CDLL:
     lib.fused.restype = None
     lib.probe_streams.argtypes = [p, p, ctypes.c_int, ctypes.c_int64, ctypes.c_int]
     lib.probe_streams.restype = ctypes.c_uint64
+    lib.probe_copy.argtypes = [p, p, ctypes.c_int, p, p, ctypes.c_int, ctypes.c_int64, ctypes.c_int]
+    lib.probe_copy.restype = None
     return lib
+
+
+def _address(a) -> int:
+    return a.data_ptr() if hasattr(a, "data_ptr") else a.ctypes.data
+
+
+def _nbytes(a) -> int:
+    return a.numel() * a.element_size() if hasattr(a, "numel") else a.nbytes
+
+
+def _streams(arrays, rows: int) -> tuple:
+    """The base addresses and the bytes per row of `arrays`, as probe.c takes them."""
+    pointers = (ctypes.c_void_p * len(arrays))(*[_address(a) for a in arrays])
+    row_bytes = (ctypes.c_int64 * len(arrays))(*[_nbytes(a) // rows for a in arrays])
+    return pointers, row_bytes
 
 
 def stream_probe(clib, arrays, rows: int, threads: int):
     """A read probe over exactly the bytes of `arrays` (C-contiguous numpy arrays or torch
     tensors), each cut into `rows` equal rows."""
-    def address(a):
-        return a.data_ptr() if hasattr(a, "data_ptr") else a.ctypes.data
-
-    def nbytes(a):
-        return a.numel() * a.element_size() if hasattr(a, "numel") else a.nbytes
-
-    pointers = (ctypes.c_void_p * len(arrays))(*[address(a) for a in arrays])
-    row_bytes = (ctypes.c_int64 * len(arrays))(*[nbytes(a) // rows for a in arrays])
+    pointers, row_bytes = _streams(arrays, rows)
     return lambda: clib.probe_streams(pointers, row_bytes, len(arrays), rows, threads)
+
+
+def copy_probe(clib, inputs, outputs, rows: int, threads: int):
+    """A read+write probe: reads exactly the bytes of `inputs` and writes exactly those of
+    `outputs` (C-contiguous, each cut into `rows` equal rows), row by row, same threads."""
+    ins, in_bytes = _streams(inputs, rows)
+    outs, out_bytes = _streams(outputs, rows)
+    return lambda: clib.probe_copy(ins, in_bytes, len(inputs), outs, out_bytes, len(outputs), rows, threads)
 
 
 def bfloat16(x: np.ndarray, torch):

@@ -134,3 +134,59 @@ uint64_t probe_streams(const void *const *streams, const int64_t *row_bytes, int
     }
     return sum;
 }
+
+/* probe_copy: the read+write probe of a call that reads `n_in` streams and writes `n_out`, all of
+   `rows` rows of row_bytes bytes each per stream (as probe_streams cuts them), row by row: every
+   8-byte word of the outputs is written from the XOR of the inputs' words at the same offset, so
+   each input byte is read once and each output byte written once, with no other arithmetic.
+   Inputs of different element sizes are read at their own offsets (word w of each stream). */
+typedef struct {
+    const uint8_t *const *in;
+    const int64_t *in_row_bytes;
+    int n_in;
+    uint8_t *const *out;
+    const int64_t *out_row_bytes;
+    int n_out;
+    int64_t first, last;
+} copy_job_t;
+
+static void *probe_copy_rows(void *arg) {
+    copy_job_t *j = arg;
+    for (int64_t i = j->first; i < j->last; i++) {
+        int64_t words = 0;
+        for (int k = 0; k < j->n_out; k++)
+            if (j->out_row_bytes[k] / 8 > words) words = j->out_row_bytes[k] / 8;
+        for (int k = 0; k < j->n_in; k++)
+            if (j->in_row_bytes[k] / 8 > words) words = j->in_row_bytes[k] / 8;
+        for (int64_t w = 0; w < words; w++) {
+            uint64_t x = 0;
+            for (int k = 0; k < j->n_in; k++) {
+                if (8 * w + 8 > j->in_row_bytes[k]) continue;
+                uint64_t v;
+                memcpy(&v, j->in[k] + i * j->in_row_bytes[k] + 8 * w, 8);
+                x ^= v;
+            }
+            for (int k = 0; k < j->n_out; k++) {
+                if (8 * w + 8 > j->out_row_bytes[k]) continue;
+                uint64_t v = x + (uint64_t)k;
+                memcpy(j->out[k] + i * j->out_row_bytes[k] + 8 * w, &v, 8);
+            }
+        }
+    }
+    return 0;
+}
+
+void probe_copy(const void *const *in, const int64_t *in_row_bytes, int n_in, void *const *out,
+                const int64_t *out_row_bytes, int n_out, int64_t rows, int threads) {
+    copy_job_t jobs[64];
+    pthread_t ids[64];
+    if (threads < 1) threads = 1;
+    if (threads > 64) threads = 64;
+    for (int w = 0; w < threads; w++) {
+        jobs[w] = (copy_job_t){(const uint8_t *const *)in, in_row_bytes, n_in, (uint8_t *const *)out, out_row_bytes,
+                               n_out, rows * w / threads, rows * (w + 1) / threads};
+        if (w > 0) pthread_create(&ids[w], 0, probe_copy_rows, &jobs[w]);
+    }
+    probe_copy_rows(&jobs[0]);
+    for (int w = 1; w < threads; w++) pthread_join(ids[w], 0);
+}

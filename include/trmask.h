@@ -1031,9 +1031,13 @@ typedef struct trm_correction_out_t {
 } trm_correction_out_t;
 
 /* Rollout correction (verl's compute_rollout_correction_and_rejection_mask arithmetic): the
- * rejection options' mask, importance weights and every statistic above, reading each row once
- * (into per-thread scratch: log-ratio, m and exp(clamp(delta)) in float64; the statistics, the
- * mask and the weights come from passes over that scratch while it is in cache).
+ * rejection options' mask, importance weights and every statistic above, reading each row once.
+ * With float32 compute_dtype, contiguous float32 log-probs (or log_ratio), a contiguous
+ * bool/uint8/float32 mask (or none) and float32 weights (or none), one pass eight positions at a
+ * time computes everything from the caller's arrays (sequence weights and a rejected row's mask:
+ * a second pass over that row, in cache); any other call widens each row into per-thread scratch
+ * (float64) first. Both give the same bits: each float64 sum of a row is kept in eight lanes
+ * (lane j: positions p = j mod 8, in order) added in a fixed tree.
  *
  * batch: required; logp_train with logp_roll (delta = logp_train - logp_roll rounded once to
  * compute_dtype), or log_ratio; a values input is refused (TRM_E_BAD_INPUTS). Validity: a

@@ -154,7 +154,7 @@ func storeOne(_ one: Bool, at address: UnsafeMutableRawPointer, _ dtype: DType) 
 /// Taylor polynomial of `exp(r)` (truncation below 1e-17) in fused multiply-adds (the same on every
 /// x86-64-v3/v4 build); `2^k` applied in two halves so results down to the subnormals round once.
 /// NaN gives NaN; inputs are clamped to [-746, 710] first (0 and +inf beyond).
-@inline(__always)
+@inline(always)  // large: `__always` is not honoured for it (TOOLCHAIN-NOTES)
 func simdExp(_ x: SIMD8<Double>) -> SIMD8<Double> {
     let low = SIMD8<Double>(repeating: -746), high = SIMD8<Double>(repeating: 710)
     let y = x.replacing(with: low, where: x .< low).replacing(with: high, where: x .> high)

@@ -1,8 +1,9 @@
-/// Rollout correction in verl's arithmetic (header: trm_rollout_correction; SPEC §8, §8.1): each
-/// row is widened once into per-worker scratch (log-ratio, m, exp(clamp(delta)) in float64), then
-/// passes over the scratch give the row's sums, each rejection option's statistics and verdicts,
-/// the output mask and the weights; per-row records are reduced in row order
-/// (`CorrectionStatistics.swift`).
+/// Rollout correction in verl's arithmetic (header: trm_rollout_correction; SPEC §8, §8.1). The
+/// common float32 call takes the chunk pass (`CorrectionChunks`); every other call the element
+/// pass here: each row is widened once into per-worker scratch (log-ratio, m, exp(clamp(delta)) in
+/// float64), then passes over the scratch give the row's sums (by lane, `CorrectionLanes`), each
+/// rejection option's statistics and verdicts, the output mask and the weights; per-row records
+/// are reduced in row order (`CorrectionStatistics.swift`).
 
 #if canImport(Glibc)
 import Glibc
@@ -90,7 +91,7 @@ struct PreparedRejection {
 
 }
 
-/// How `widen` reads a row: the first stream (log-probs of the trainer, or the log-ratio), the
+/// How `widenRow` reads a row: the first stream (log-probs of the trainer, or the log-ratio), the
 /// rollout's log-probs when `paired`, and `m`.
 protocol RowLoad {
     var paired: Bool { get }
@@ -136,13 +137,23 @@ struct CursorLoad: RowLoad {
     }
 }
 
-/// How the contiguous loop of `load` reads `m`: no mask (1), bytes (bool or uint8), float32.
+/// How the contiguous loops read `m`: no mask (1), bytes (bool or uint8), float32. Every `m`
+/// is a float32 value.
 protocol MaskLoad {
     static func mass(_ base: UnsafeRawPointer?, _ p: Int, weights: Bool) -> Double
+    /// The `mass` of positions `p ..< p + 8`.
+    static func masses(_ base: UnsafeRawPointer?, _ p: Int, weights: Bool) -> Lanes
 }
 
 enum NoMaskLoad: MaskLoad {
     @inline(__always) static func mass(_ base: UnsafeRawPointer?, _ p: Int, weights: Bool) -> Double { 1 }
+    @inline(__always) static func masses(_ base: UnsafeRawPointer?, _ p: Int, weights: Bool) -> Lanes { Lanes(repeating: 1) }
+}
+
+/// The mask's values (`weights`) or 1 where they are nonzero (NaN counts).
+@inline(__always)
+private func maskMasses(_ values: Lanes, weights: Bool) -> Lanes {
+    weights ? values : Lanes(repeating: 1).replacing(with: 0, where: values .== 0)
 }
 
 enum ByteMaskLoad: MaskLoad {
@@ -151,12 +162,23 @@ enum ByteMaskLoad: MaskLoad {
         let byte = base.unsafelyUnwrapped.load(fromByteOffset: p, as: UInt8.self)
         return weights ? Double(byte) : (byte != 0 ? 1 : 0)
     }
+
+    @inline(__always) static func masses(_ base: UnsafeRawPointer?, _ p: Int, weights: Bool) -> Lanes {
+        let bytes = (base.unsafelyUnwrapped + p).loadUnaligned(as: SIMD8<UInt8>.self)
+        var values = Lanes()
+        for lane in 0..<chunkWidth { values[lane] = Float(bytes[lane]) }  // a lane loop compiles to one widening
+        return maskMasses(values, weights: weights)
+    }
 }
 
 enum FloatMaskLoad: MaskLoad {
     @inline(__always) static func mass(_ base: UnsafeRawPointer?, _ p: Int, weights: Bool) -> Double {
         let value = Double(base.unsafelyUnwrapped.assumingMemoryBound(to: Float.self)[p])
         return weights ? value : (value != 0 ? 1 : 0)
+    }
+
+    @inline(__always) static func masses(_ base: UnsafeRawPointer?, _ p: Int, weights: Bool) -> Lanes {
+        maskMasses((base.unsafelyUnwrapped + p &* 4).loadUnaligned(as: Lanes.self), weights: weights)
     }
 }
 
@@ -211,41 +233,6 @@ struct CorrectionRowRecord {
     var oob = 0.0            // sum m [raw outside [lo, hi]]
 }
 
-/// Moments of a per-token quantity over a row's positions with `m != 0`.
-struct Moments {
-    var weighted = 0.0       // sum m x
-    var largest = -Double.infinity
-    var smallest = Double.infinity
-    var sawNaN = false
-    var high = 0.0           // sum m [x > hi]
-    var low = 0.0            // sum m [x < lo]
-    var clampedSum = 0.0     // sum m c, c = clamp(x, clampLo, clampHi)
-    var clampedSquares = 0.0 // sum m c^2
-
-    /// The maximum and minimum, NaN when a NaN was added (torch's reductions propagate NaN).
-    var max: Double { sawNaN ? .nan : largest }
-    var min: Double { sawNaN ? .nan : smallest }
-
-    @inline(__always)
-    mutating func add(_ x: Double, mass m: Double, clampLo: Double, clampHi: Double) {
-        weighted += m * x
-        if x > largest { largest = x }
-        if x < smallest { smallest = x }
-        if x.isNaN { sawNaN = true }
-        let c = clamped(x, clampLo, clampHi)
-        clampedSum += m * c
-        clampedSquares += m * c * c
-    }
-
-    /// `add`, with the fractions above `option.hi` and below `option.lo`.
-    @inline(__always)
-    mutating func add(_ x: Double, mass m: Double, _ option: PreparedRejection) {
-        add(x, mass: m, clampLo: option.stdLo, clampHi: option.hi)
-        if x > option.hi { high += m }
-        if x < option.lo { low += m }
-    }
-}
-
 /// A rejection option's row: its moments (a sequence option's row statistic counts with weight
 /// M_i), the statistic, and what it rejected.
 struct OptionRecord {
@@ -269,6 +256,8 @@ struct CorrectionScan<R: ComputeRounding> {
     let clamp: Double
     let rows: UnsafeMutableBufferPointer<CorrectionRowRecord>
     let optionRows: UnsafeMutableBufferPointer<OptionRecord>
+    /// How the chunk pass reads the mask, or nil when the call takes the element pass.
+    let chunkMask: ChunkMask?
 
     init(_ batch: Batch, _ config: CorrectionConfig, _ outputs: CorrectionOutputs) {
         self.batch = batch
@@ -293,6 +282,7 @@ struct CorrectionScan<R: ComputeRounding> {
                                    lower: rounded(rule.statisticsLower, to: dtype))
         }
         clamp = R.round(config.clamp)
+        chunkMask = ChunkMask(batch, config, weightsDType: weights?.dtype)
         rows = .allocate(capacity: batch.rows)
         rows.initialize(repeating: CorrectionRowRecord())
         optionRows = .allocate(capacity: batch.rows * config.rejections.count)
@@ -305,7 +295,7 @@ struct CorrectionScan<R: ComputeRounding> {
             optionRows.deallocate()
         }
         let workers = workerCount(threads: config.threads, rows: batch.rows, positions: batch.gridCount)
-        let longest = longestSpan
+        let longest = chunkMask == nil ? longestSpan : 0
         forEachRowBlock(rows: batch.rows, workers: workers) { _, block in
             let scratch = Scratch(capacity: longest)
             defer { scratch.deallocate() }
@@ -327,13 +317,17 @@ struct CorrectionScan<R: ComputeRounding> {
         let mass: UnsafeMutablePointer<Double>
         let exps: UnsafeMutablePointer<Double>
         let keep: UnsafeMutablePointer<Bool>
+        /// The chunk pass's per-option lanes (at most `maximumRejections`).
+        let optionLanes: UnsafeMutablePointer<OptionLanes>
 
+        /// `capacity`: the longest row (0 for the chunk pass, which needs no row scratch).
         init(capacity: Int) {
             let capacity = Swift.max(1, capacity)
             delta = .allocate(capacity: capacity + chunkWidth)  // room for a last, partial SIMD chunk
             mass = .allocate(capacity: capacity)
             exps = .allocate(capacity: capacity + chunkWidth)
             keep = .allocate(capacity: capacity)
+            optionLanes = .allocate(capacity: maximumRejections)
         }
 
         func deallocate() {
@@ -341,6 +335,7 @@ struct CorrectionScan<R: ComputeRounding> {
             mass.deallocate()
             exps.deallocate()
             keep.deallocate()
+            optionLanes.deallocate()
         }
     }
 
@@ -350,7 +345,7 @@ struct CorrectionScan<R: ComputeRounding> {
         return (0..<batch.rows).reduce(0) { Swift.max($0, batch.rowSpan($1).count) }
     }
 
-    private func cursors(_ row: Int, start: Int) -> (RowCursor, RowCursor?, RowCursor?) {
+    func cursors(_ row: Int, start: Int) -> (RowCursor, RowCursor?, RowCursor?) {
         let layout = batch.layout
         return (RowCursor(batch.source.primary, row: row, start: start, layout: layout),
                 batch.source.secondary.map { RowCursor($0, row: row, start: start, layout: layout) },
@@ -367,22 +362,22 @@ struct CorrectionScan<R: ComputeRounding> {
             let train = primary.base.assumingMemoryBound(to: Float.self)
             let roll = secondary?.base.assumingMemoryBound(to: Float.self)
             switch mask {
-            case nil: return widen(ContiguousLoad<NoMaskLoad>(train: train, roll: roll, mask: nil), count: n, into: s)
+            case nil: return widenRow(ContiguousLoad<NoMaskLoad>(train: train, roll: roll, mask: nil), count: n, into: s)
             case let mask? where mask.stride == 1 && mask.dtype.isByteMask:
-                return widen(ContiguousLoad<ByteMaskLoad>(train: train, roll: roll, mask: mask.base), count: n, into: s)
+                return widenRow(ContiguousLoad<ByteMaskLoad>(train: train, roll: roll, mask: mask.base), count: n, into: s)
             case let mask? where mask.stride == 1 && mask.dtype == .f32:
-                return widen(ContiguousLoad<FloatMaskLoad>(train: train, roll: roll, mask: mask.base), count: n, into: s)
+                return widenRow(ContiguousLoad<FloatMaskLoad>(train: train, roll: roll, mask: mask.base), count: n, into: s)
             default: break
             }
         }
-        return widen(CursorLoad(primary: primary, secondary: secondary, mask: mask), count: n, into: s)
+        return widenRow(CursorLoad(primary: primary, secondary: secondary, mask: mask), count: n, into: s)
     }
 
     /// The loop of `load`, specialised for how the row is read.
     @inline(__always)
-    private func widen<Load: RowLoad>(_ load: Load, count n: Int, into s: Scratch) -> (train: Double, roll: Double) {
+    private func widenRow<Load: RowLoad>(_ load: Load, count n: Int, into s: Scratch) -> (train: Double, roll: Double) {
         let weights = config.maskWeights, paired = load.paired
-        var trainSum = 0.0, rollSum = 0.0
+        var trainSum = LaneSum(), rollSum = LaneSum()
         for p in 0..<n {
             let m = load.mass(p, weights: weights)
             s.mass[p] = m
@@ -391,14 +386,14 @@ struct CorrectionScan<R: ComputeRounding> {
                 let r = load.roll(p)
                 s.delta[p] = R.round(t - r)
                 if m != 0 {
-                    trainSum += m * t
-                    rollSum += m * r
+                    trainSum.add(m * t, at: p)
+                    rollSum.add(m * r, at: p)
                 }
             } else {
                 s.delta[p] = R.round(t)
             }
         }
-        return (trainSum, rollSum)
+        return (trainSum.total, rollSum.total)
     }
 
     /// exps[p] = R(exp(clamp(delta[p]))) for p < n, eight at a time (the last chunk padded with
@@ -416,6 +411,10 @@ struct CorrectionScan<R: ComputeRounding> {
     }
 
     private func scanRow(_ row: Int, _ s: Scratch) {
+        if let chunkMask {
+            chunkRow(row, chunkMask, s.optionLanes)
+            return
+        }
         let span = batch.rowSpan(row)
         let counted = batch.scanCount(row, span: span.count)
         var record = CorrectionRowRecord()
@@ -428,93 +427,96 @@ struct CorrectionScan<R: ComputeRounding> {
         s.keep.update(repeating: true, count: counted)
         let optionBase = row * options.count
         for (index, option) in options.enumerated() {
-            var entry = OptionRecord()
             switch option.rejection.estimator {
-            case .k1: entry = scanOption(option, K1.self, s, count: counted)
-            case .k2: entry = scanOption(option, K2.self, s, count: counted)
-            default: entry = scanOption(option, K3.self, s, count: counted)
+            case .k1: optionRows[optionBase + index] = scanOption(option, K1.self, s, count: counted)
+            case .k2: optionRows[optionBase + index] = scanOption(option, K2.self, s, count: counted)
+            default: optionRows[optionBase + index] = scanOption(option, K3.self, s, count: counted)
             }
-            if option.rejection.level == .token {
-                entry.statistic = entry.moments.weighted / (record.mass + 1e-8)  // the row mean, for seq_* statistics
-            } else {
-                decide(option, &entry, &record)
-            }
-            optionRows[optionBase + index] = entry
         }
-        var tokenRejectedMass = 0.0  // sum m (1 - keep of the token options)
-        var tokenRejected = false
+        decideOptions(row, &record)
+        var sums = RowLanes()  // sum m (1 - keep of the token options)
         if options.contains(where: { $0.rejection.level == .token }) {
             for p in 0..<counted where !s.keep[p] && s.mass[p] != 0 {
-                tokenRejectedMass += s.mass[p]
-                tokenRejected = true
+                sums.tokenRejectedMass.add(s.mass[p], at: p)
+                sums.tokenRejected.add(1, at: p)
             }
         }
-        record.rejectedMass = record.keep ? tokenRejectedMass : record.mass
-        record.anyRejected = !record.keep && record.valid > 0 || tokenRejected
-        if outputs.keepRow.base != nil { outputs.keepRow.store(record.anyRejected ? 0 : 1, row: row) }
+        finishRow(row, &record, tokenRejections: sums)
         if let cursors, outputs.mask.base != nil || weights != nil {
             writeRow(row, span: span, counted: counted, mask: cursors.2, s, record: &record)
         }
         rows[row] = record
     }
 
+    /// The options' row entries (`optionRows`, as the scan left them) completed: a token
+    /// option's row mean (for the seq_* statistics), a sequence option's statistic and decision.
+    func decideOptions(_ row: Int, _ record: inout CorrectionRowRecord) {
+        let base = row * options.count
+        for (index, option) in options.enumerated() {
+            if option.rejection.level == .token {
+                optionRows[base + index].statistic = optionRows[base + index].moments.weighted / (record.mass + 1e-8)
+            } else {
+                decide(option, &optionRows[base + index], &record)
+            }
+        }
+    }
+
+    /// The row's rejected mass and verdict from the sequence decisions and the token options'
+    /// rejections, and its `keep_row`.
+    func finishRow(_ row: Int, _ record: inout CorrectionRowRecord, tokenRejections sums: RowLanes) {
+        record.rejectedMass = record.keep ? sums.tokenRejectedMass.total : record.mass
+        record.anyRejected = !record.keep && record.valid > 0 || sums.tokenRejected.total > 0
+        if outputs.keepRow.base != nil { outputs.keepRow.store(record.anyRejected ? 0 : 1, row: row) }
+    }
+
     /// The row's own sums: mass, valid count, S, and the off-policy terms.
     private func addRowSums(_ s: Scratch, count n: Int, _ record: inout CorrectionRowRecord) {
-        var mass = 0.0, valid = 0, logRatio = 0.0, k3KL = 0.0, chi2 = 0.0
+        var sums = RowLanes()
         for p in 0..<n {
             let m = s.mass[p]
             guard m != 0 else { continue }
             let delta = s.delta[p], e = s.exps[p]
-            mass += m
-            valid += 1
-            logRatio += m * delta
+            sums.mass.add(m, at: p)
+            sums.valid.add(1, at: p)
+            sums.logRatio.add(m * delta, at: p)
             // verl's k3_kl takes the unclamped log-ratio (its exp only differs beyond the clamp).
             let unclamped = delta.magnitude <= clamp ? e : R.round(exp(delta))
-            k3KL += m * R.round(R.round(unclamped - delta) - 1)
-            chi2 += m * R.round(e * e)
+            sums.k3KL.add(m * R.round(R.round(unclamped - delta) - 1), at: p)
+            sums.chi2.add(m * R.round(e * e), at: p)
         }
-        (record.mass, record.valid, record.logRatioSum, record.k3KL, record.chi2) = (mass, valid, logRatio, k3KL, chi2)
+        let (train, roll) = (record.trainSum, record.rollSum)
+        sums.fill(&record)
+        (record.trainSum, record.rollSum) = (train, roll)
     }
 
     /// One option over the row's valid tokens: a token option's moments and verdicts (into
     /// `s.keep`), a sequence option's raw sum or maximum (in `statistic`).
     private func scanOption<K: TokenEstimator>(_ option: PreparedRejection, _ estimator: K.Type, _ s: Scratch,
                                                count n: Int) -> OptionRecord {
-        var entry = OptionRecord()
+        var lanes = OptionLanes()
         let limit = clamp
-        switch option.rejection.level {
-        case .token:
-            var moments = Moments(), rejectedMass = 0.0, anyRejected = false
-            for p in 0..<n {
-                let m = s.mass[p]
-                guard m != 0 else { continue }
-                let value = K.value(clamped(s.delta[p], -limit, limit), s.exps[p], R.self)
-                moments.add(value, mass: m, option)
+        for p in 0..<n {
+            let m = s.mass[p]
+            guard m != 0 else { continue }
+            let value = K.value(clamped(s.delta[p], -limit, limit), s.exps[p], R.self)
+            switch option.rejection.level {
+            case .token:
+                lanes.moments.add(value, mass: m, at: p, clampLo: option.stdLo, clampHi: option.hi)
+                if value > option.hi { lanes.moments.high.add(m, at: p) }
+                if value < option.lo { lanes.moments.low.add(m, at: p) }
                 if !option.passes(value) {
-                    rejectedMass += m
-                    anyRejected = true
+                    lanes.reject(mass: m, at: p)
                     s.keep[p] = false
                 }
+            case .sequenceSum, .sequenceMean: lanes.moments.weighted.add(m * value, at: p)
+            case .sequenceMax: lanes.addMaximum(value, at: p)
             }
-            (entry.moments, entry.rejectedMass, entry.anyRejected) = (moments, rejectedMass, anyRejected)
-        case .sequenceSum, .sequenceMean:
-            var sum = 0.0
-            for p in 0..<n where s.mass[p] != 0 {
-                sum += s.mass[p] * K.value(clamped(s.delta[p], -limit, limit), s.exps[p], R.self)
-            }
-            entry.statistic = sum
-        case .sequenceMax:
-            var maximum = -Double.infinity
-            for p in 0..<n where s.mass[p] != 0 {
-                maximum = propagatingMax(maximum, K.value(clamped(s.delta[p], -limit, limit), s.exps[p], R.self))
-            }
-            entry.statistic = maximum
         }
-        return entry
+        return lanes.record(option.rejection.level)
     }
 
     /// A sequence option's row statistic and decision.
-    private func decide(_ option: PreparedRejection, _ entry: inout OptionRecord, _ record: inout CorrectionRowRecord) {
+    func decide(_ option: PreparedRejection, _ entry: inout OptionRecord, _ record: inout CorrectionRowRecord) {
         let statistic: Double
         switch option.rejection.level {
         case .sequenceSum: statistic = rounded(entry.statistic, to: sumDType)
@@ -525,7 +527,7 @@ struct CorrectionScan<R: ComputeRounding> {
         }
         entry = OptionRecord(statistic: statistic)
         guard record.valid > 0 else { return }
-        entry.moments.add(statistic, mass: record.mass, option)
+        entry.moments = Moments(statistic, mass: record.mass, option)
         if !option.passes(statistic) {
             entry.rejectedMass = record.mass
             entry.anyRejected = true
@@ -566,24 +568,18 @@ struct CorrectionScan<R: ComputeRounding> {
         let grid = outputs.weights.base == nil ? nil : TypedGrid(outputs.weights, row: row, start: span.start, layout: batch.layout)
         let sequenceWeight = sequenceExp(record.logRatioSum)
         let token = weights.rule.level == .token, truncate = weights.rule.mode == .truncate
-        var moments = Moments(), rawSum = 0.0, oob = 0.0
+        var lanes = WeightLanes()
         for p in 0..<counted {
             let m = s.mass[p]
             let raw = W.round((token ? s.exps[p] : sequenceWeight) * m)
             let weight = truncate ? (raw > weights.hi ? weights.hi : raw) : (raw >= weights.lo && raw <= weights.hi ? raw : 0)
-            if m != 0 {
-                moments.add(weight, mass: m, clampLo: 0, clampHi: weights.hi)
-                if raw > weights.hi { moments.high += m }
-                if raw < weights.lower { moments.low += m }
-                if raw < weights.lo || raw > weights.hi { oob += m }
-                rawSum += m * raw
-            }
+            if m != 0 { lanes.add(raw: raw, weight: weight, mass: m, at: p, weights) }
             if let grid { W.store(weight, at: grid.address(p)) }
         }
         if let grid {
             for p in counted..<span.count { W.store(0, at: grid.address(p)) }
         }
-        (record.weights, record.rawSum, record.oob) = (moments, rawSum, oob)
+        lanes.fill(&record)
     }
 
     /// `exp(clamp(S))` of a row's masked log-ratio sum `S`, in the sums' dtype (verl's sequence

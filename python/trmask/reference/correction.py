@@ -2,8 +2,9 @@
 
 Written from the formulas in include/trmask.h's rollout-correction section, with numpy only:
 per-token values are computed in float64 and rounded to the compute dtype after every operation
-(through float32 first for the 16-bit dtypes, as torch computes them), sums are float64 (numpy's
-pairwise order: statistics agree with the kernel's sequential float64 sums to rounding), thresholds
+(through float32 first for the 16-bit dtypes, as torch computes them), sums are float64 (row sums in
+the kernel's lane order, `_row_sums`; batch totals in numpy's pairwise order, which agree with the
+kernel's to rounding), thresholds
 are rounded to the statistic's dtype. Inputs are padded ``[B, T]`` float64 grids with ``in_row``
 marking the positions that belong to a row (a packed batch is padded by the caller).
 """
@@ -73,9 +74,14 @@ def _clamped_std(c, m, mass):
 
 
 def _row_sums(x):
-    """Row sums added left to right (the kernel's order, so rounded sums agree bit for bit)."""
+    """Row sums in the kernel's order, so rounded sums agree bit for bit: lane ``j`` adds the
+    positions ``p = j mod 8`` left to right from 0, then ``((l0 + l4) + (l2 + l6)) + ((l1 + l5) +
+    (l3 + l7))``."""
     x = np.asarray(x, dtype=np.float64)
-    return np.cumsum(x, axis=1)[:, -1] if x.shape[1] else np.zeros(x.shape[0])
+    lanes = np.zeros((x.shape[0], 8))
+    for j in range(min(8, x.shape[1])):
+        lanes[:, j] = np.cumsum(np.concatenate([np.zeros((x.shape[0], 1)), x[:, j::8]], axis=1), axis=1)[:, -1]
+    return ((lanes[:, 0] + lanes[:, 4]) + (lanes[:, 2] + lanes[:, 6])) + ((lanes[:, 1] + lanes[:, 5]) + (lanes[:, 3] + lanes[:, 7]))
 
 
 def _clamp(x, lo, hi):

@@ -1,0 +1,279 @@
+/// The rollout correction's chunk pass: the common call (float32 arithmetic on contiguous float32
+/// log-probs or log-ratios, a contiguous byte or float32 mask or none, float32 weights or none)
+/// read eight positions at a time straight from the caller's arrays, without row scratch. One
+/// pass per row gives the row's sums, every option's lanes, the token weights and the output mask
+/// (written as if every sequence option kept the row; a rejected row's mask is rewritten after its
+/// decision). Each lane computes exactly what the element pass (`CorrectionKernel`) computes for
+/// its position, float32 operations standing for the element pass's rounded float64 ones (a
+/// float32 `+ - *` is the float64 result rounded once), and sums by lane (`CorrectionLanes`): the
+/// two passes give the same bits, which the tests check across layouts.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// How the chunk pass reads `m`; nil (from `init`) for a call the element pass takes.
+enum ChunkMask {
+    case none, bytes, floats
+
+    init?(_ batch: Batch, _ config: CorrectionConfig, weightsDType: DType?) {
+        guard config.computeDType == .f32, weightsDType == nil || weightsDType == .f32 else { return nil }
+        let primary = batch.source.primary
+        guard primary.dtype == .f32 && primary.colStride == 1,
+              batch.source.secondary.map({ $0.dtype == .f32 && $0.colStride == 1 }) ?? true else { return nil }
+        guard let mask = batch.mask else {
+            self = .none
+            return
+        }
+        guard mask.colStride == 1 else { return nil }
+        if mask.dtype.isByteMask {
+            self = .bytes
+        } else if mask.dtype == .f32 {
+            self = .floats
+        } else {
+            return nil
+        }
+    }
+}
+
+extension ContiguousLoad {
+    /// Positions `p ..< p + 8`: the first stream, the second (0 without one) and `m`.
+    @inline(always)
+    func chunk(at p: Int, weights: Bool) -> (Lanes, Lanes, Lanes) {
+        let first = UnsafeRawPointer(train + p).loadUnaligned(as: Lanes.self)
+        let second = roll.map { UnsafeRawPointer($0 + p).loadUnaligned(as: Lanes.self) } ?? Lanes()
+        return (first, second, Mask.masses(mask, p, weights: weights))
+    }
+
+    /// The last `count < 8` positions from `p`, element by element (nothing past them is read);
+    /// the lanes past `count` are 0 with `m = 0`.
+    func partialChunk(at p: Int, count: Int, weights: Bool) -> (Lanes, Lanes, Lanes) {
+        var first = Lanes(), second = Lanes()
+        for lane in 0..<count {
+            first[lane] = train[p + lane]
+            if let roll { second[lane] = roll[p + lane] }
+        }
+        return (first, second, Mask.masses(mask, p, count: count, weights: weights))
+    }
+}
+
+extension MaskLoad {
+    /// `m` of the `count <= 8` positions from `p` (lanes past `count`: 0; nothing past them read).
+    @inline(__always)
+    static func masses(_ base: UnsafeRawPointer?, _ p: Int, count: Int, weights: Bool) -> Lanes {
+        if count == chunkWidth { return masses(base, p, weights: weights) }
+        var m = Lanes()
+        for lane in 0..<count { m[lane] = Float(mass(base, p + lane, weights: weights)) }
+        return m
+    }
+}
+
+/// verl's k3_kl term `(exp(delta) - delta) - 1` of the unclamped log-ratio: `e` (the clamped one's
+/// exp) except beyond the clamp, where libm's exp is rounded once (as the element pass does).
+@inline(always)
+private func k3KLTerms(_ delta: Lanes, _ e: Lanes, limit: Float) -> Lanes {
+    var unclamped = e
+    if anySet(laneMask(absolute(delta) .> Lanes(repeating: limit))) {
+        for lane in 0..<chunkWidth where delta[lane].magnitude > limit {
+            unclamped[lane] = Float(exp(Double(delta[lane])))
+        }
+    }
+    return (unclamped - delta) - 1
+}
+
+/// 1 where `m != 0`, else 0.
+@inline(always)
+private func present(_ absent: WideMask) -> WideLanes { WideLanes(repeating: 1).replacing(with: 0, where: absent) }
+
+/// `m` where `condition`, else 0.
+@inline(always)
+private func massWhere(_ condition: WideMask, _ m: WideLanes) -> WideLanes { WideLanes().replacing(with: m, where: condition) }
+
+extension CorrectionScan {
+    /// One row by the chunk pass, then its decisions (as `scanRow`).
+    func chunkRow(_ row: Int, _ kind: ChunkMask, _ lanes: UnsafeMutablePointer<OptionLanes>) {
+        let span = batch.rowSpan(row)
+        let counted = batch.scanCount(row, span: span.count)
+        var record = CorrectionRowRecord()
+        var sums = RowLanes(), weightLanes = WeightLanes()
+        for index in options.indices { lanes[index] = OptionLanes() }
+        let maskGrid = outputs.mask.base == nil || span.count == 0 ? nil
+            : TypedGrid(outputs.mask, row: row, start: span.start, layout: batch.layout)
+        let weightGrid = outputs.weights.base == nil || span.count == 0 ? nil
+            : TypedGrid(outputs.weights, row: row, start: span.start, layout: batch.layout)
+        var maskCursor: RowCursor?
+        if span.count > 0 {
+            let (primary, secondary, mask) = cursors(row, start: span.start)
+            maskCursor = mask
+            let train = primary.base.assumingMemoryBound(to: Float.self)
+            let roll = secondary?.base.assumingMemoryBound(to: Float.self)
+            let grids = (maskGrid, weightGrid, mask)
+            switch kind {
+            case .none: chunkPass(ContiguousLoad<NoMaskLoad>(train: train, roll: roll, mask: nil), grids, count: counted, lanes,
+                                  &sums, &weightLanes)
+            case .bytes: chunkPass(ContiguousLoad<ByteMaskLoad>(train: train, roll: roll, mask: mask?.base), grids,
+                                   count: counted, lanes, &sums, &weightLanes)
+            case .floats: chunkPass(ContiguousLoad<FloatMaskLoad>(train: train, roll: roll, mask: mask?.base), grids,
+                                    count: counted, lanes, &sums, &weightLanes)
+            }
+        }
+        sums.fill(&record)
+        let base = row * options.count
+        for (index, option) in options.enumerated() { optionRows[base + index] = lanes[index].record(option.rejection.level) }
+        decideOptions(row, &record)
+        finishRow(row, &record, tokenRejections: sums)
+        if let maskGrid {
+            if !record.keep {
+                for p in 0..<counted {
+                    storeMaskValue(keep: false, source: maskCursor?.address(p), at: maskGrid.address(p), outputs.mask.dtype)
+                }
+            }
+            for p in counted..<span.count { storeOne(false, at: maskGrid.address(p), outputs.mask.dtype) }
+        }
+        if let weightGrid {
+            for p in counted..<span.count { RoundF32.store(0, at: weightGrid.address(p)) }
+        }
+        if weights != nil { weightLanes.fill(&record) }
+        rows[row] = record
+    }
+
+    /// The pass over one row's `count` positions.
+    @inline(always)
+    private func chunkPass<Mask: MaskLoad>(_ load: ContiguousLoad<Mask>, _ grids: (TypedGrid?, TypedGrid?, RowCursor?),
+                                           count n: Int, _ lanes: UnsafeMutablePointer<OptionLanes>, _ sums: inout RowLanes,
+                                           _ weightLanes: inout WeightLanes) {
+        let paired = load.paired, maskWeights = config.maskWeights
+        let limit = Float(clamp)
+        let tokenWeights = weights?.rule.level == .token
+        let tokenOptions = options.contains { $0.rejection.level == .token }
+        var p = 0
+        while p < n {
+            let count = Swift.min(chunkWidth, n - p)
+            let (first, second, m) = count == chunkWidth ? load.chunk(at: p, weights: maskWeights)
+                : load.partialChunk(at: p, count: count, weights: maskWeights)
+            let delta = paired ? first - second : first
+            let wm = widen(m)
+            let absent = wm .== 0
+            if paired {
+                sums.train.add((wm * widen(first)).replacing(with: 0, where: absent))
+                sums.roll.add((wm * widen(second)).replacing(with: 0, where: absent))
+            }
+            let d = delta.replacing(with: -limit, where: delta .< -limit).replacing(with: limit, where: delta .> limit)
+            let e = narrow(simdExp(widen(d)))
+            sums.mass.add(wm)
+            sums.valid.add(present(absent))
+            sums.logRatio.add((wm * widen(delta)).replacing(with: 0, where: absent))
+            sums.k3KL.add((wm * widen(k3KLTerms(delta, e, limit: limit))).replacing(with: 0, where: absent))
+            sums.chi2.add((wm * widen(e * e)).replacing(with: 0, where: absent))
+            var keep = Lanes(repeating: 1)
+            for index in options.indices {
+                optionChunk(options[index], d: d, e: e, mass: wm, absent: absent, &lanes[index], keep: &keep)
+            }
+            if tokenOptions {
+                let dropped = widen(keep) .== 0
+                sums.tokenRejectedMass.add(massWhere(dropped, wm))
+                sums.tokenRejected.add(massWhere(dropped, present(absent)))
+            }
+            if tokenWeights, let weights {
+                weightChunk(raw: e * m, mass: wm, absent: absent, at: p, count: count, weights, grids.1, &weightLanes)
+            }
+            if let grid = grids.0 { maskChunk(keep, at: p, count: count, grid, source: grids.2) }
+            p += chunkWidth
+        }
+        guard let weights, weights.rule.level == .sequence else { return }
+        // Sequence weights need the row's sum first: a second pass over m (the row is in cache).
+        let sequenceWeight = Lanes(repeating: Float(sequenceExp(sums.logRatio.total)))
+        p = 0
+        while p < n {
+            let count = Swift.min(chunkWidth, n - p)
+            let m = Mask.masses(load.mask, p, count: count, weights: maskWeights)
+            let wm = widen(m)
+            weightChunk(raw: sequenceWeight * m, mass: wm, absent: wm .== 0, at: p, count: count, weights, grids.1, &weightLanes)
+            p += chunkWidth
+        }
+    }
+
+    /// One option's values on a chunk: a token option's moments and verdicts (ANDed into `keep`),
+    /// a sequence option's sum or maximum.
+    @inline(always)
+    private func optionChunk(_ option: PreparedRejection, d: Lanes, e: Lanes, mass wm: WideLanes, absent: WideMask,
+                             _ lanes: inout OptionLanes, keep: inout Lanes) {
+        let x: Lanes  // verl's estimators in float32, as K1, K2, K3
+        switch option.rejection.estimator {
+        case .k1: x = -d
+        case .k2: x = (d * d) * 0.5
+        default: x = (e - 1) - d
+        }
+        let wx = widen(x)
+        switch option.rejection.level {
+        case .token:
+            let lo = WideLanes(repeating: option.lo), hi = WideLanes(repeating: option.hi)
+            lanes.moments.add(wx, mass: wm, absent: absent, clampLo: WideLanes(repeating: option.stdLo), clampHi: hi)
+            lanes.moments.high.add(massWhere(wx .> hi, wm))
+            lanes.moments.low.add(massWhere(wx .< lo, wm))
+            // The bounds are float32 values (rounded to the compute dtype): compared in float32.
+            let (low, high) = (Lanes(repeating: Float(option.lo)), Lanes(repeating: Float(option.hi)))
+            let passes = Lanes(repeating: 1).replacing(with: 0, where: x .< low).replacing(with: 0, where: x .> high)
+                .replacing(with: 0, where: x .!= x)
+            let rejected = widen(passes) .== 0
+            lanes.rejectedMass.add(massWhere(rejected, wm))
+            lanes.rejected.add(massWhere(rejected, present(absent)))
+            keep = keep * passes
+        case .sequenceSum, .sequenceMean:
+            lanes.moments.weighted.add((wm * wx).replacing(with: 0, where: absent))
+        case .sequenceMax:
+            let candidate = wx.replacing(with: -.infinity, where: absent)
+            lanes.moments.largest = lanes.moments.largest.replacing(with: candidate, where: candidate .> lanes.moments.largest)
+            lanes.moments.nans = lanes.moments.nans.replacing(with: 1, where: candidate .!= candidate)
+        }
+    }
+
+    /// The weights of a chunk from `raw = w m` (float32): truncated or masked, their moments, and
+    /// stored at positions `p ..< p + count`.
+    @inline(always)
+    private func weightChunk(raw: Lanes, mass wm: WideLanes, absent: WideMask, at p: Int, count: Int, _ weights: PreparedWeights,
+                             _ grid: TypedGrid?, _ lanes: inout WeightLanes) {
+        let (lo, hi) = (Float(weights.lo), Float(weights.hi))
+        let weight = weights.rule.mode == .truncate ? raw.replacing(with: hi, where: raw .> hi)
+            : raw.replacing(with: 0, where: raw .< lo).replacing(with: 0, where: raw .> hi).replacing(with: 0, where: raw .!= raw)
+        let wideRaw = widen(raw), wideHi = WideLanes(repeating: weights.hi)
+        lanes.moments.add(widen(weight), mass: wm, absent: absent, clampLo: WideLanes(), clampHi: wideHi)
+        lanes.moments.high.add(massWhere(wideRaw .> wideHi, wm))
+        lanes.moments.low.add(massWhere(wideRaw .< WideLanes(repeating: weights.lower), wm))
+        lanes.oob.add(WideLanes().replacing(with: wm, where: wideRaw .< WideLanes(repeating: weights.lo))
+            .replacing(with: wm, where: wideRaw .> wideHi))
+        lanes.rawSum.add((wm * wideRaw).replacing(with: 0, where: absent))
+        guard let grid else { return }
+        if count == chunkWidth && grid.stride == MemoryLayout<Float>.stride {
+            (grid.base + p &* MemoryLayout<Float>.stride).storeBytes(of: weight, as: Lanes.self)
+        } else {
+            for lane in 0..<count { RoundF32.store(Double(weight[lane]), at: grid.address(p + lane)) }
+        }
+    }
+
+    /// The output mask of a chunk (every sequence option keeping the row): `m` where `keep`,
+    /// `m * 0` (float) or 0 elsewhere, in the mask's dtype.
+    @inline(always)
+    private func maskChunk(_ keep: Lanes, at p: Int, count: Int, _ grid: TypedGrid, source: RowCursor?) {
+        let dtype = outputs.mask.dtype
+        if count == chunkWidth, let source, grid.stride == dtype.size {
+            if dtype == .f32 {
+                let values = (source.base + p &* 4).loadUnaligned(as: Lanes.self)
+                (grid.base + p &* 4).storeBytes(of: values.replacing(with: values * 0, where: keep .== 0), as: Lanes.self)
+                return
+            }
+            if dtype.isByteMask {
+                let values = (source.base + p).loadUnaligned(as: SIMD8<UInt8>.self)
+                var out = SIMD8<UInt8>()
+                for lane in 0..<chunkWidth { out[lane] = keep[lane] != 0 ? values[lane] : 0 }
+                (grid.base + p).storeBytes(of: out, as: SIMD8<UInt8>.self)
+                return
+            }
+        }
+        for lane in 0..<count {
+            storeMaskValue(keep: keep[lane] != 0, source: source?.address(p + lane), at: grid.address(p + lane), dtype)
+        }
+    }
+}

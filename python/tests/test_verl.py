@@ -118,20 +118,30 @@ def tolerances(metrics: dict, log_ratio, mask) -> dict:
     n * 2^-24 of the terms' size (see verl_reference), and its token-level `_std` is
     sqrt(E[c^2] - E[c]^2) in float32, which is noise of about sqrt(2^-24) * |c| when the spread
     is small against the values (c: the statistic clamped to the option's bounds, so the larger of
-    the option's |max| and |min| bounds it)."""
+    the option's |max| and |min| bounds it); its `seq_std` inherits the rounding of the per-row
+    float32 statistics it spreads."""
     valid = (mask != 0) & torch.isfinite(log_ratio)
     count = max(1, int(valid.sum()))
     magnitude = float(log_ratio[valid].abs().clamp(max=20).mean()) if valid.any() else 0.0
     allowance = 4 * count * 2.0**-24 * (1.0 + magnitude)
+    columns = log_ratio.shape[-1] if log_ratio.dim() else 1
     result = {}
     for key in metrics:
         result[key] = allowance
-        if key.endswith("_std") and not key.endswith("seq_std"):
-            prefix = key[:-len("std")]
-            size = max((abs(metrics.get(prefix + end, 0.0)) for end in ("max", "min")
-                        if math.isfinite(metrics.get(prefix + end, 0.0))), default=0.0)
-            result[key] = allowance + 4 * 2.0**-12 * size
+        if key.endswith("seq_std"):
+            # The spread of verl's per-row float32 statistics: each is a float32 sum of up to
+            # `columns` terms, off by about columns * 2^-24 of its size (k3 reaches e^20 there),
+            # which moves their std by as much.
+            result[key] = allowance + 4 * columns * 2.0**-24 * extreme(metrics, key[:-len("std")])
+        elif key.endswith("_std"):
+            result[key] = allowance + 4 * 2.0**-12 * extreme(metrics, key[:-len("std")])
     return result
+
+
+def extreme(metrics: dict, prefix: str) -> float:
+    """The larger finite magnitude of the metrics ``prefix + "max"`` and ``prefix + "min"``."""
+    return max((abs(metrics.get(prefix + end, 0.0)) for end in ("max", "min")
+                if math.isfinite(metrics.get(prefix + end, 0.0))), default=0.0)
 
 
 # ---- rejection ----------------------------------------------------------------------------------

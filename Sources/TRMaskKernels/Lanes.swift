@@ -53,6 +53,17 @@ func firstLanes(_ count: Int) -> LaneMask {
     laneMask(Lanes(0, 1, 2, 3, 4, 5, 6, 7) .< Lanes(repeating: Float(count)))
 }
 
+/// The lanes of `m` as eight bytes, 1 where set and 0 elsewhere, lane 0 in the lowest byte (the
+/// byte order of a little-endian store). Shifts within 64-bit pairs of lanes, not a lane loop.
+@inline(__always)
+func keepBytes(_ m: LaneMask) -> UInt64 {
+    let pairs = unsafeBitCast(m & LaneMask(repeating: 1), to: SIMD4<UInt64>.self)  // lane 2i at bit 0, 2i+1 at bit 32
+    let shorts = (pairs | (pairs &>> 24)) & SIMD4<UInt64>(repeating: 0xffff)  // lane 2i at bit 0, 2i+1 at bit 8
+    let placed = shorts &<< SIMD4<UInt64>(0, 16, 32, 48)
+    let two = placed.lowHalf | placed.highHalf
+    return two[0] | two[1]
+}
+
 extension SIMD8 where Scalar == Float {
     @inline(__always)
     var bitPattern: SIMD8<UInt32> { unsafeBitCast(self, to: SIMD8<UInt32>.self) }

@@ -54,14 +54,22 @@ func firstLanes(_ count: Int) -> LaneMask {
 }
 
 /// The lanes of `m` as eight bytes, 1 where set and 0 elsewhere, lane 0 in the lowest byte (the
-/// byte order of a little-endian store). Shifts within 64-bit pairs of lanes, not a lane loop.
+/// byte order of a little-endian store): neighbouring lanes merged twice, not a lane loop.
 @inline(__always)
 func keepBytes(_ m: LaneMask) -> UInt64 {
-    let pairs = unsafeBitCast(m & LaneMask(repeating: 1), to: SIMD4<UInt64>.self)  // lane 2i at bit 0, 2i+1 at bit 32
-    let shorts = (pairs | (pairs &>> 24)) & SIMD4<UInt64>(repeating: 0xffff)  // lane 2i at bit 0, 2i+1 at bit 8
-    let placed = shorts &<< SIMD4<UInt64>(0, 16, 32, 48)
-    let two = placed.lowHalf | placed.highHalf
-    return two[0] | two[1]
+    let bits = m & LaneMask(repeating: 1)
+    let pairs = bits.evenHalf | (bits.oddHalf &<< 8)  // lane i: lanes 2i, 2i + 1 in bytes 0, 1
+    let quads = pairs.evenHalf | (pairs.oddHalf &<< 16)  // lane j: lanes 4j ... 4j + 3 in bytes 0 ... 3
+    return UInt64(quads[0]) | UInt64(quads[1]) &<< 32
+}
+
+/// Each byte of `x` as 1 if it is nonzero, else 0 (the bits of each byte ORed into its lowest).
+@inline(__always)
+func nonzeroBytes(_ x: UInt64) -> UInt64 {
+    var t = x | (x &>> 4)
+    t |= t &>> 2
+    t |= t &>> 1
+    return t & 0x0101_0101_0101_0101
 }
 
 extension SIMD8 where Scalar == Float {

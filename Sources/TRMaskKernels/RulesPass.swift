@@ -99,8 +99,9 @@ struct RulesPass {
     /// that pass every binary token criterion and the advantage rule (all of them when the call
     /// decides no tokens). Out of line: the scan's loop stays small.
     @inline(never)
-    func exact(_ chunk: RulesChunk, sign: Lanes, stats: inout BinaryRowStats, rejected: UnsafeMutableBufferPointer<Int>) -> LaneMask {
-        let values = chunk.wide.map { wideBinaryLanes($0.lt, $0.lr, needs: needs, clamp: clamp) }
+    func exact(_ chunk: RulesChunk, wide: WideLogProbs? = nil, sign: Lanes, stats: inout BinaryRowStats,
+               rejected: UnsafeMutableBufferPointer<Int>) -> LaneMask {
+        let values = wide.map { wideBinaryLanes($0.lt, $0.lr, needs: needs, clamp: clamp) }
             ?? binaryLanes(chunk.lt, chunk.lr, needs: needs, clamp: clamp, logLow: logLow, logHigh: logHigh)
         if !rowEstimators.isEmpty { accumulate(values, chunk.counted, into: &stats) }
         var keep = chunk.counted
@@ -164,13 +165,18 @@ struct RulesRow {
     /// statistics and the counts updated.
     @inline(__always)
     func judge(at p: Int, width: Int, stats: inout BinaryRowStats, rejected: UnsafeMutableBufferPointer<Int>) -> LaneMask {
-        let chunk = (width == chunkWidth ? reader.plainChunk(at: p) : nil) ?? reader.chunk(at: p, count: width)
+        var chunk: RulesChunk, wide: WideLogProbs? = nil
+        if width == chunkWidth, let plain = reader.plainChunk(at: p) {
+            chunk = plain
+        } else {
+            (chunk, wide) = reader.chunk(at: p, count: width)
+        }
         guard anySet(chunk.counted) else { return LaneMask(repeating: ~0) }
         let sign = rules.advantage == nil ? rowSign : signs(at: p, width: width)
-        if let shortcut = rules.shortcut, chunk.wide == nil, !anySet(chunk.counted & ~shortcut.keeps(chunk, sign: sign)) {
+        if let shortcut = rules.shortcut, wide == nil, !anySet(chunk.counted & ~shortcut.keeps(chunk, sign: sign)) {
             return LaneMask(repeating: ~0)
         }
-        return rules.exact(chunk, sign: sign, stats: &stats, rejected: rejected) | ~chunk.counted
+        return rules.exact(chunk, wide: wide, sign: sign, stats: &stats, rejected: rejected) | ~chunk.counted
     }
 
     /// The advantages' signs at positions `p ..< p + width` (1, -1, 0 or NaN; exact for float64
@@ -289,22 +295,18 @@ struct RulesShortcut {
     }
 }
 
-/// One chunk of the rules pass's inputs: the log-probs as float32 lanes (and as float64 for
-/// float64 inputs), delta by the batch's rounding rule, and the counted lanes (valid, and not a
-/// NaN delta under the skip policy; under the zero policy a NaN delta's lanes hold 0, 0, 0).
+/// One chunk of the rules' inputs: the log-probs as float32 lanes, delta by the batch's rounding
+/// rule, and the counted lanes (valid, and not a NaN delta under the skip policy; under the zero
+/// policy a NaN delta's lanes hold 0, 0, 0). Float64 inputs come with a `WideLogProbs` beside.
 struct RulesChunk {
     var lt = Lanes(repeating: -1), lr = Lanes(repeating: -1), delta = Lanes()
     var counted = LaneMask()
-    var wide: (lt: SIMD8<Double>, lr: SIMD8<Double>)?
-
-    init() {}
-
-    /// A float32 chunk (spelled out: the default initialiser was a call in the hot loop).
-    @inline(always)
-    init(lt: Lanes, lr: Lanes, delta: Lanes, counted: LaneMask) {
-        (self.lt, self.lr, self.delta, self.counted) = (lt, lr, delta, counted)
-    }
+    /// `plainChunk`: the eight mask bytes, each 0 or 1 (`keepBytes(counted)`, read from the mask).
+    var countedBytes: UInt64 = 0
 }
+
+/// The float64 log-probs of a chunk of float64 inputs.
+typealias WideLogProbs = (lt: SIMD8<Double>, lr: SIMD8<Double>)
 
 /// Reads a row's chunks for the rules pass.
 struct RulesChunkReader {
@@ -334,9 +336,10 @@ struct RulesChunkReader {
         let lt = primary.base.loadUnaligned(fromByteOffset: p &* 4, as: Lanes.self)
         let lr = secondary.base.loadUnaligned(fromByteOffset: p &* 4, as: Lanes.self)
         let delta = lt - lr
-        let counted = mask.map { byteMask($0.base.loadUnaligned(fromByteOffset: p, as: SIMD8<UInt8>.self)) } ?? LaneMask(repeating: ~0)
+        let bytes = mask.map { $0.base.loadUnaligned(fromByteOffset: p, as: SIMD8<UInt8>.self) } ?? SIMD8(repeating: 1)
+        let counted = byteMask(bytes)
         if anySet(counted & ~laneMask(delta .== delta)) { return nil }
-        return RulesChunk(lt: lt, lr: lr, delta: delta, counted: counted)
+        return RulesChunk(lt: lt, lr: lr, delta: delta, counted: counted, countedBytes: nonzeroBytes(unsafeBitCast(bytes, to: UInt64.self)))
     }
 
     /// Asks the caches for the group of `GroupSums.width` positions at `p` of a `unit` row (a
@@ -349,7 +352,7 @@ struct RulesChunkReader {
     }
 
     /// `count` positions (at most eight), one element at a time, any dtypes and strides.
-    func chunk(at p: Int, count: Int) -> RulesChunk {
+    func chunk(at p: Int, count: Int) -> (chunk: RulesChunk, wide: WideLogProbs?) {
         var chunk = RulesChunk()
         var wideLt = SIMD8<Double>(repeating: -1), wideLr = SIMD8<Double>(repeating: -1)
         for lane in 0..<count {
@@ -373,8 +376,7 @@ struct RulesChunkReader {
             (chunk.lt[lane], chunk.lr[lane], chunk.delta[lane]) = (Float(t), Float(r), d)
             (wideLt[lane], wideLr[lane]) = (t, r)
         }
-        if wide { chunk.wide = (wideLt, wideLr) }
-        return chunk
+        return (chunk, wide ? (wideLt, wideLr) : nil)
     }
 }
 
@@ -410,17 +412,19 @@ extension MaskScan {
         let plan = self.plan
         var passing = Lanes()  // per lane at most `LaneStats.blockLength` / 8 tokens: exact
         var unused = BinaryRowStats()  // the shortcut serves only calls without binary row statistics
+        let tokenSigns = rules.advantages != nil
         var p = start
         while p < end {
             guard let chunk = rules.reader.plainChunk(at: p), LaneStats.isSmall(chunk.delta, chunk.counted, plan: plan) else { break }
-            let sign = rules.signs(at: p, width: chunkWidth)
-            var keep = chunk.counted
+            let sign = tokenSigns ? rules.signs(at: p, width: chunkWidth) : rules.rowSign
+            var (keep, bytes) = (chunk.counted, chunk.countedBytes)
             if anySet(chunk.counted & ~shortcut.keeps(chunk, sign: sign)) {
                 keep = rules.rules.exact(chunk, sign: sign, stats: &unused, rejected: rejected)
+                bytes = keepBytes(keep)
             }
             lanes.accumulate(ChunkTerms(small: chunk.delta, valid: chunk.counted), plan: plan, group: &group, allSmall: true, Shape.self)
             passing += ones(keep)
-            if let tokens { UnsafeMutableRawPointer(tokens).storeBytes(of: keepBytes(keep), toByteOffset: p, as: UInt64.self) }
+            if let tokens { UnsafeMutableRawPointer(tokens).storeBytes(of: bytes, toByteOffset: p, as: UInt64.self) }
             p &+= chunkWidth
             if p & (GroupSums.width - 1) == 0 {
                 lanes.flush(group, plan: plan, Shape.self)

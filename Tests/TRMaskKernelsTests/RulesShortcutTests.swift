@@ -91,13 +91,18 @@ final class RulesShortcutTests: XCTestCase {
         XCTAssertNotNil(RulesPass(criteria: [Criterion(.token, .bkl, hi: 0.2)], options: options, metrics: false)?.shortcut)
     }
 
-    func testKeepBytesPacksLanesInOrder() {
+    func testKeepBytesPacksLanesInOrderAndNonzeroBytesNormalises() {
         for bits in [0, 1, 0x80, 0xa5, 0x5a, 0xff, 0x3c] {
             var m = LaneMask()
             for lane in 0..<8 where bits >> lane & 1 != 0 { m[lane] = ~0 }
             var expected: UInt64 = 0
             for lane in 0..<8 where bits >> lane & 1 != 0 { expected |= 1 << (8 * UInt64(lane)) }
             XCTAssertEqual(keepBytes(m), expected, "lanes \(bits)")
+        }
+        for x: UInt64 in [0, 1, 0x8000_0000_0000_0000, 0xff00_ff00_0000_00ff, 0x0102_0408_1020_4080, 0x1000_0001_f000_0100] {
+            var expected: UInt64 = 0
+            for byte in 0..<8 where (x >> (8 * UInt64(byte))) & 0xff != 0 { expected |= 1 << (8 * UInt64(byte)) }
+            XCTAssertEqual(nonzeroBytes(x), expected, "bytes \(x)")
         }
     }
 

@@ -472,8 +472,9 @@ typedef struct trm_mask_out_t {
  * TRM_E_BAD_ADVANTAGE_RULE, TRM_E_NEEDS_ADVANTAGES. On error no output is written.
  *
  * The 2026 rules (docs/rules-2026.md): binary estimators and the advantage token rule are
- * evaluated by a scalar float64 pass over each row right before its scan (the row is then in
- * cache); TRM_AGG_GEO comes from the scan's float64 delta sum. */
+ * judged in the same pass, on each chunk of eight tokens the scan reads: a bound decides most
+ * tokens, the others are decided on their exact values (those of trm_token_values), so the
+ * decisions are those of the exact values; TRM_AGG_GEO comes from the scan's float64 delta sum. */
 trm_status_t trm_mask(const trm_batch_t *batch, const trm_criterion_t *criteria,
                       int64_t n_criteria, const trm_options_t *options,
                       const trm_mask_out_t *out);

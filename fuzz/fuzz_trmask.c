@@ -11,13 +11,18 @@
  *   - on success nothing is written outside the outputs' elements, and the outputs are
  *     bit-identical across the two thread counts (which also shows that every element was
  *     written: the fill bytes of the two runs differ).
+ * Aliasing: an input that draws an output to alias is decoded twice; the second time that output
+ * lies over (part of) an earlier array, and the call must be refused (TRM_E_ALIASING when the first
+ * call succeeded), except the overlaps the header allows (trm_partials_merge in place,
+ * trm_weights_divide's weights), whose results are checked.
  * Every view the harness passes is backed by real memory of the extent it describes, except views
  * whose extent overflows int64 (the library must refuse them); calls whose accepted work could be
  * huge (broadcast views of 10^13 rows) are made only when the harness arranged a refusal.
  *
  * Groups (TRM_FUZZ_GROUP): mask (trm_mask, trm_token_keep, trm_token_values,
  * trm_importance_weights), partials (compute, merge, decide), logits (trm_exact_kl,
- * trm_topk_kl_lower_bound), bounds (trm_bounds_compute and the status/version functions), all. */
+ * trm_topk_kl_lower_bound), bounds (trm_bounds_compute and the status/version functions),
+ * correction (trm_rollout_correction, trm_weights_divide, trm_group_advantages), all. */
 #define _DEFAULT_SOURCE
 #include <math.h>
 #include <stdint.h>
@@ -151,7 +156,65 @@ typedef struct {
     slot_t *slot;
     int elements;   /* has elements */
     int overflow;   /* extent overflows int64: the library must refuse it */
+    int extent;     /* 1 + its index in extents[]; 0 = not recorded */
 } arr_t;
+
+/* ---- aliasing -------------------------------------------------------------------------------- */
+
+/* Every input is decoded twice when it draws an output to alias: pass 0 places every array in its
+   own slot; pass 1 reads the same bytes and random numbers, but moves the drawn outputs over (part
+   of) an earlier array. Pass 1's call must be refused, with TRM_E_ALIASING when pass 0's call
+   succeeded (the overlap is then the only difference). */
+typedef struct {
+    uint8_t *lo, *hi; /* the array's byte extent */
+    uint8_t *base;
+    slot_t *slot;
+} extent_t;
+
+static extent_t extents[N_SLOTS]; /* the arrays placed so far, in placement order (same in both passes) */
+static int n_extents;
+static int alias_pass;
+static int alias_drawn;       /* pass 0 drew an output to alias: pass 1 runs */
+static int alias_same_base;   /* 0: never at its target's base (trm_partials_merge: out may be a itself) */
+static int unaliased_status;  /* pass 0's status; -1 = no call */
+
+static void record_extent(arr_t *a, int64_t lo, int64_t hi) {
+    if (n_extents == N_SLOTS) return;
+    extents[n_extents] = (extent_t){a->base + lo, a->base + hi, a->base, a->slot};
+    a->extent = ++n_extents;
+}
+
+/* Draws whether output `a` (just placed) aliases an earlier array; in pass 1 moves it there.
+   Returns 1 when it moved (the call must be refused: its elements are not outputs). */
+static int alias_output(arr_t *a) {
+    uint64_t draw = rng(), r = rng();
+    if ((draw & 7) != 0 || a->extent < 2) return 0;
+    alias_drawn = 1;
+    if (!alias_pass) return 0;
+    extent_t *self = &extents[a->extent - 1];
+    const extent_t *t = &extents[r % (uint64_t)(a->extent - 1)];
+    int64_t len = self->hi - self->lo, target_len = t->hi - t->lo;
+    int64_t at; /* the target's byte, from its slot's start, that the output will cover */
+    switch ((r >> 32) & 3) {
+    case 0: at = t->lo - t->slot->start; break; /* the output starts where the target starts */
+    case 1: at = t->hi - 1 - t->slot->start; break;
+    default: at = t->lo - t->slot->start + (int64_t)((r >> 34) % (uint64_t)target_len); break;
+    }
+    int64_t first = at - len + 1 < 0 ? 0 : at - len + 1, last = at < SLOT_BYTES - len ? at : SLOT_BYTES - len;
+    first = (first + a->esize - 1) / a->esize * a->esize; /* element-aligned, as the library's callers */
+    if (first > last) return 0;
+    int64_t start = ((r >> 32) & 3) == 0 && at % a->esize == 0 && at <= last
+                        ? at : first + (int64_t)((r >> 40) % (uint64_t)((last - first) / a->esize + 1)) * a->esize;
+    uint8_t *base = t->slot->start + start + (a->base - self->lo);
+    if (!alias_same_base && base == t->base) return 0;
+    self->lo = t->slot->start + start;
+    self->hi = self->lo + len;
+    self->base = base;
+    self->slot = t->slot;
+    a->base = base;
+    a->slot = t->slot;
+    return 1;
+}
 
 static int64_t checked_mul(int64_t a, int64_t b, int *overflow) {
     int64_t r;
@@ -164,6 +227,7 @@ static int place(input_t *in, arr_t *a, int output) {
     a->base = NULL;
     a->slot = NULL;
     a->overflow = 0;
+    a->extent = 0;
     a->elements = a->count[0] != 0 && a->count[1] != 0 && a->count[2] != 0;
     uint8_t how = u8(in);
     if (!a->elements) {
@@ -198,6 +262,7 @@ static int place(input_t *in, arr_t *a, int output) {
     if (hi - lo > SLOT_BYTES) return 0;
     if (how & 2) a->base = NULL; /* NULL data with elements: TRM_E_NULL_POINTER */
     else a->base = (how & 4) ? s->start + SLOT_BYTES - hi : s->start - lo;
+    if (a->base) record_extent(a, lo, hi);
     return 1;
 }
 
@@ -326,6 +391,7 @@ static void grid_strides(input_t *in, int64_t rows, int64_t cols, int packed, in
 typedef struct {
     int refusal_arranged; /* the harness built an argument that must be refused */
     int64_t work;         /* upper bound of the positions an accepted call would visit; -1 = huge */
+    int aliased;          /* pass 1 moved an output over another array */
 } plan_t;
 
 static void plan_work(plan_t *plan, int64_t a, int64_t b, int64_t c) {
@@ -366,11 +432,13 @@ static void save_initial(void) {
 static uint8_t *results[N_SLOTS];
 
 /* Calls made, by status (printed at exit when TRM_FUZZ_STATS is set: how often calls succeed). */
-static long status_counts[64];
+static long status_counts[64], aliased_counts[64];
 
 static void print_status_counts(void) {
     for (int i = 0; i < 64; i++)
         if (status_counts[i]) fprintf(stderr, "%-26s %ld\n", trm_status_name(i), status_counts[i]);
+    for (int i = 0; i < 64; i++)
+        if (aliased_counts[i]) fprintf(stderr, "aliased: %-26s %ld\n", trm_status_name(i), aliased_counts[i]);
 }
 
 static void finding(const char *what, int slot, trm_status_t s1, trm_status_t s2) {
@@ -402,8 +470,12 @@ static void run_twice(call_fn call, void *ctx, const plan_t *plan) {
             }
         }
     }
-    if (status[0] >= 0 && status[0] < 64) status_counts[status[0]]++;
+    if (status[0] >= 0 && status[0] < 64) (plan->aliased ? aliased_counts : status_counts)[status[0]]++;
     if (status[0] != status[1]) finding("status depends on the thread count", -1, status[0], status[1]);
+    if (!alias_pass) unaliased_status = status[0];
+    if (plan->aliased && status[0] == TRM_OK) finding("an output over another array was accepted", -1, 0, 0);
+    if (plan->aliased && unaliased_status == TRM_OK && status[0] != TRM_E_ALIASING)
+        finding("an output over another array refused without TRM_E_ALIASING", -1, status[0], 0);
     if (status[0] == TRM_OK && plan->refusal_arranged) finding("an argument that must be refused was accepted", -1, 0, 0);
     if (status[0] != TRM_OK) return;
     for (int i = 0; i < n_used; i++) {
@@ -461,7 +533,7 @@ static trm_view_t grid_input(input_t *in, plan_t *plan, int64_t rows, int64_t co
     v.dtype = dtype_value(in, dtypes, n_dtypes);
     if (u8(in) == 255) v.reserved = 1;
     grid_strides(in, rows, cols, packed, &v.stride_row, &v.stride_col);
-    arr_t a = {{packed ? 1 : rows, cols, 1}, {v.stride_row, v.stride_col, 0}, dtype_size(v.dtype), 0, 0, 0, 0};
+    arr_t a = {{packed ? 1 : rows, cols, 1}, {v.stride_row, v.stride_col, 0}, dtype_size(v.dtype), 0, 0, 0, 0, 0};
     if (v.dtype == TRM_DTYPE_NONE) return v;
     if (!place(in, &a, 0)) { skip = 1; return v; }
     plan_input(plan, &a);
@@ -491,7 +563,7 @@ static trm_view_t index_input(input_t *in, plan_t *plan, int64_t count, const in
     v.stride_col = PICK(in, strides);
     if (u8(in) >= 250) v.stride_row = 1;
     if (is_huge(count) && v.stride_col != 0 && count != INT64_MAX) v.stride_col = 0;
-    arr_t a = {{1, count, 1}, {0, v.stride_col, 0}, dtype_size(v.dtype), 0, 0, 0, 0};
+    arr_t a = {{1, count, 1}, {0, v.stride_col, 0}, dtype_size(v.dtype), 0, 0, 0, 0, 0};
     if (v.dtype == TRM_DTYPE_NONE) return v;
     if (!place(in, &a, 0)) { skip = 1; return v; }
     plan_input(plan, &a);
@@ -518,12 +590,13 @@ static trm_out_t output(input_t *in, plan_t *plan, int64_t rows, int64_t cols, i
     }
     if (is_huge(rows) && !(style & 0x40)) o.stride_row = 0;
     if (is_huge(cols) && !(style & 0x40)) o.stride_col = 0;
-    arr_t a = {{rows, one_d ? 1 : cols, 1}, {o.stride_row, one_d ? 0 : o.stride_col, 0}, esize, 0, 0, 0, 0};
+    arr_t a = {{rows, one_d ? 1 : cols, 1}, {o.stride_row, one_d ? 0 : o.stride_col, 0}, esize, 0, 0, 0, 0, 0};
     if (!place(in, &a, 1)) { skip = 1; return o; }
-    o.data = a.base;
     if (a.overflow && a.base) plan->refusal_arranged = 1;
     plan_output(plan, &a);
-    output_elements(&a);
+    if (alias_output(&a)) plan->aliased = 1;
+    else output_elements(&a);
+    o.data = a.base;
     return o;
 }
 
@@ -532,7 +605,7 @@ static int64_t *rejected_output(int64_t n_criteria) {
     int64_t n = n_criteria < 0 ? 0 : n_criteria > 65 ? 65 : n_criteria;
     int64_t *r = struct_slot((size_t)(n ? n : 1) * 8, 1);
     if (r && n) {
-        arr_t a = {{n, 1, 1}, {1, 0, 0}, 8, (uint8_t *)r, &slots[n_used - 1], 1, 0};
+        arr_t a = {{n, 1, 1}, {1, 0, 0}, 8, (uint8_t *)r, &slots[n_used - 1], 1, 0, 0};
         output_elements(&a);
     }
     return r;
@@ -562,6 +635,30 @@ static trm_criterion_t *criteria_input(input_t *in, int64_t *n, int64_t *n_row) 
     return c;
 }
 
+/* The advantage rule of ABI 3, drawn from the random numbers (so the committed seeds' bytes keep
+   their meaning): none in three calls of four, otherwise a valid rule, one field in eight broken. */
+static void advantage_rule(trm_advantage_rule_t *a) {
+    static const double limits[] = {0, 0.2, 1, 2, INFINITY, 0.5, 1e-300, 1e300};
+    uint64_t r = rng();
+    if (r & 3) return;
+    a->statistic = (int32_t)((r >> 2) % 4);
+    a->zero_advantage = (int32_t)((r >> 4) & 1);
+    a->low = a->statistic == TRM_ADV_NONE ? 0 : limits[(r >> 8) % N_OF(limits)];
+    a->high = limits[(r >> 12) % N_OF(limits)];
+    a->sequence = (int32_t)((r >> 16) & 1);
+    a->sequence_limit = a->sequence ? limits[(r >> 20) % N_OF(limits)] : 0;
+    if ((r >> 40) & 7) return;
+    switch ((r >> 43) % 7) {
+    case 0: a->statistic = 4; break;
+    case 1: a->zero_advantage = 2; break;
+    case 2: a->low = -1; break;
+    case 3: a->high = NAN; break;
+    case 4: a->sequence = 2; break;
+    case 5: a->reserved = 1; break;
+    default: a->sequence = 1; a->sequence_limit = NAN; break;
+    }
+}
+
 /* Options in two slots, one per run (they differ only in `threads`). */
 static trm_options_t *options_pair(input_t *in, trm_options_t *pair[2], int32_t threads[2]) {
     static const double clamps[] = {INFINITY, INFINITY, 20, 0.5, 1e-30, 0, -1};
@@ -574,6 +671,7 @@ static trm_options_t *options_pair(input_t *in, trm_options_t *pair[2], int32_t 
     b = u8(in);
     o.reject_empty = b < 250 ? b % 2 : 2;
     threads_pair(in, threads);
+    advantage_rule(&o.advantage);
     int absent = u8(in) == 255;
     for (int run = 0; run < 2; run++) {
         pair[run] = absent ? NULL : struct_slot(sizeof o, 0);
@@ -617,6 +715,10 @@ static trm_batch_t *batch_input(input_t *in, plan_t *plan) {
         if (__builtin_add_overflow(rows, 1, &entries)) { entries = rows; plan->refusal_arranged = 1; }
         if (u8(in) != 255) b->offsets = index_input(in, plan, entries, index_dtypes, N_OF(index_dtypes), cols, 1);
     }
+    /* ABI 3 advantages, drawn from the random numbers: per token, per row, both or none */
+    uint64_t r = rng();
+    if ((r & 7) == 1 || (r & 7) == 3) b->advantages = grid_input(in, plan, rows, cols, packed, float_dtypes, N_OF(float_dtypes), 0);
+    if ((r & 7) == 2 || (r & 7) == 3) b->row_advantages = grid_input(in, plan, 1, rows, 1, float_dtypes, N_OF(float_dtypes), 0);
     return b;
 }
 
@@ -660,7 +762,7 @@ static trm_weight_rule_t weight_rule(input_t *in) {
 static void fuzz_mask_group(input_t *in, uint8_t entry) {
     mask_call_t c;
     memset(&c, 0, sizeof c);
-    plan_t plan = {0, 0};
+    plan_t plan = {0, 0, 0};
     c.entry = entry % 4;
     c.batch = batch_input(in, &plan);
     c.criteria = criteria_input(in, &c.n_criteria, &(int64_t){0});
@@ -698,7 +800,7 @@ static void fuzz_mask_group(input_t *in, uint8_t entry) {
                     memset(metrics, 0, sizeof *metrics);
                     metrics->struct_size = struct_size(in, sizeof *metrics);
                     if (u8(in) == 255) metrics->reserved = 1;
-                    arr_t a = {{(int64_t)sizeof *metrics, 1, 1}, {1, 0, 0}, 1, (uint8_t *)metrics, s, 1, 0};
+                    arr_t a = {{(int64_t)sizeof *metrics, 1, 1}, {1, 0, 0}, 1, (uint8_t *)metrics, s, 1, 0, 0};
                     output_elements(&a);
                     m.metrics = metrics;
                 }
@@ -757,7 +859,7 @@ static trm_partials_t *partials_arg(input_t *in, plan_t *plan, int64_t rows, int
             int64_t rs, cs;
             grid_strides(in, r, e, 0, &rs, &cs);
             const int32_t *dt = k == 0 ? f64 : f32;
-            arr_t a = {{r, e, 1}, {rs, cs, 0}, k == 0 ? 8 : 4, 0, 0, 0, 0};
+            arr_t a = {{r, e, 1}, {rs, cs, 0}, k == 0 ? 8 : 4, 0, 0, 0, 0, 0};
             if (!place(in, &a, 0)) { skip = 1; return p; }
             plan_input(plan, &a);
             value_style_t style = {dt[0], u8(in), 4};
@@ -791,11 +893,38 @@ static trm_status_t call_partials_group(void *ctx, int32_t run) {
     }
 }
 
+/* After a successful `trm_partials_merge(&a, &b, &a)`: the out-of-place call, into copies of a's
+   arrays laid out as a's in fresh slots, must give the same bytes as the in-place call. */
+static void check_merge_in_place(const partials_call_t *c, const arr_t a_arrays[5]) {
+    trm_partials_t out = *c->a;
+    trm_out_t *fields[5] = {&out.count, &out.nonfinite, &out.sum, &out.max, &out.min};
+    slot_t *copies[5] = {NULL, NULL, NULL, NULL, NULL};
+    for (int k = 0; k < 5; k++) {
+        slot_t *a_slot = a_arrays[k].slot;
+        if (!a_slot || !fields[k]->data) continue;
+        copies[k] = new_slot(1);
+        if (!copies[k]) return;
+        memcpy(copies[k]->initial, a_slot->start, SLOT_BYTES); /* the in-place result */
+        memcpy(a_slot->start, a_slot->initial, SLOT_BYTES);    /* a as it was before the call */
+        memset(copies[k]->start, 0xa5, SLOT_BYTES);
+        fields[k]->data = copies[k]->start + ((uint8_t *)fields[k]->data - a_slot->start);
+    }
+    if (trm_partials_merge(c->a, c->b, &out) != TRM_OK) finding("trm_partials_merge: refused out of place, accepted in place", -1, 0, 0);
+    for (int k = 0; k < 5; k++) {
+        if (!copies[k]) continue;
+        for (int b = 0; b < SLOT_BYTES; b++)
+            if (a_arrays[k].slot->written[b] && copies[k]->start[b] != copies[k]->initial[b])
+                finding("trm_partials_merge: the in-place result differs from the out-of-place one", -1, 0, 0);
+    }
+}
+
 static void fuzz_partials_group(input_t *in, uint8_t entry) {
     partials_call_t c;
     memset(&c, 0, sizeof c);
-    plan_t plan = {0, 0};
+    plan_t plan = {0, 0, 0};
     c.entry = entry % 3;
+    arr_t a_arrays[5];
+    int in_place = 0;
     static const int64_t est_counts[] = {0, 1, 1, 2, 3, 8, 9, -1};
     int64_t n_est = PICK(in, est_counts);
     int64_t e = n_est < 0 ? 0 : n_est > 9 ? 9 : n_est;
@@ -803,7 +932,7 @@ static void fuzz_partials_group(input_t *in, uint8_t entry) {
     uint8_t perm = u8(in);
     for (int64_t i = 0; i < e && estimators; i++) {
         uint8_t b = u8(in);
-        estimators[i] = b < 250 ? (int32_t)((i + perm) % 8) : b;
+        estimators[i] = b < 250 ? (int32_t)((i + perm) % 13) : b; /* 8..12: the binary estimators */
     }
     if (e && !estimators) return;
     if (n_est > 0 && u8(in) == 255) { estimators = NULL; plan.refusal_arranged = 1; }
@@ -814,14 +943,15 @@ static void fuzz_partials_group(input_t *in, uint8_t entry) {
         c.batch = batch_input(in, &plan);
         c.out = partials_arg(in, &plan, c.batch ? c.batch->n_rows : 0, 1, estimators, n_est);
     } else if (c.entry == 1) {
+        alias_same_base = 0;
         int64_t rows = size_value(in);
         c.a = partials_arg(in, &plan, rows, 0, estimators, n_est);
-        arr_t a_arrays[5];
         memcpy(a_arrays, partial_arrays, sizeof a_arrays);
         c.b = partials_arg(in, &plan, rows, 0, estimators, n_est);
         if (c.a && !skip && u8(in) < 64) {
             /* in place, `trm_partials_merge(&a, &b, &a)`: a's arrays are read, then written */
             c.out = c.a;
+            in_place = 1;
             for (int k = 0; k < 5; k++) {
                 if (!a_arrays[k].slot) continue;
                 a_arrays[k].slot->output = 1;
@@ -855,6 +985,7 @@ static void fuzz_partials_group(input_t *in, uint8_t entry) {
     }
     if (skip) return;
     run_twice(call_partials_group, &c, &plan);
+    if (in_place && !alias_pass && unaliased_status == TRM_OK) check_merge_in_place(&c, a_arrays);
 }
 
 /* ---- the logits group: trm_exact_kl, trm_topk_kl_lower_bound ------------------------------- */
@@ -878,7 +1009,7 @@ static trm_view3_t grid3_input(input_t *in, plan_t *plan, int64_t rows, int64_t 
     if (is_huge(rows) && !(style & 0x80)) v.stride_row = 0;
     if (is_huge(cols) && !(style & 0x80)) v.stride_col = 0;
     if (is_huge(depth) && !(style & 0x80)) v.stride_depth = 0;
-    arr_t a = {{rows, cols, depth}, {v.stride_row, v.stride_col, v.stride_depth}, dtype_size(v.dtype), 0, 0, 0, 0};
+    arr_t a = {{rows, cols, depth}, {v.stride_row, v.stride_col, v.stride_depth}, dtype_size(v.dtype), 0, 0, 0, 0, 0};
     if (!place(in, &a, 0)) { skip = 1; return v; }
     plan_input(plan, &a);
     v.data = a.base;
@@ -898,7 +1029,7 @@ static trm_view_t position_input(input_t *in, plan_t *plan, int64_t rows, int64_
     memset(&v, 0, sizeof v);
     v.dtype = dtype_value(in, dtypes, n);
     grid_strides(in, rows, cols, 0, &v.stride_row, &v.stride_col);
-    arr_t a = {{rows, cols, 1}, {v.stride_row, v.stride_col, 0}, dtype_size(v.dtype), 0, 0, 0, 0};
+    arr_t a = {{rows, cols, 1}, {v.stride_row, v.stride_col, 0}, dtype_size(v.dtype), 0, 0, 0, 0, 0};
     if (v.dtype == TRM_DTYPE_NONE) return v;
     if (!place(in, &a, 0)) { skip = 1; return v; }
     plan_input(plan, &a);
@@ -931,7 +1062,7 @@ static trm_status_t call_logits_group(void *ctx, int32_t run) {
 static void fuzz_logits_group(input_t *in, uint8_t entry) {
     logits_call_t c;
     memset(&c, 0, sizeof c);
-    plan_t plan = {0, 0};
+    plan_t plan = {0, 0, 0};
     c.entry = entry % 2;
     static const int64_t vocabs[] = {1, 2, 3, 7, 8, 9, 16, 17, 33, 100, 0, -1};
     int64_t rows = size_value(in) % 9, cols = size_value(in) % 9;
@@ -1024,7 +1155,7 @@ static void fuzz_bounds_group(input_t *in, uint8_t entry) {
         if (trm_abi_version() != TRM_ABI_VERSION) finding("ABI version", -1, 0, 0);
         return;
     }
-    plan_t plan = {0, 0};
+    plan_t plan = {0, 0, 0};
     bounds_call_t c;
     c.inputs = u8(in) == 255 ? NULL : struct_slot(sizeof *c.inputs, 0);
     trm_bound_inputs_t b;
@@ -1041,7 +1172,7 @@ static void fuzz_bounds_group(input_t *in, uint8_t entry) {
     if (d & 1) {
         int64_t count = d & 2 ? b.T : (int64_t)(d >> 2);
         if (d >= 250) count = size_value(in);
-        arr_t a = {{1, count, 1}, {0, 1, 0}, 8, 0, 0, 0, 0};
+        arr_t a = {{1, count, 1}, {0, 1, 0}, 8, 0, 0, 0, 0, 0};
         if (count > 4096) a.stride[1] = 0; /* cannot back it: the call is refused or skipped below */
         if (!place(in, &a, 0)) return;
         b.dbar = (const double *)a.base;
@@ -1059,10 +1190,272 @@ static void fuzz_bounds_group(input_t *in, uint8_t entry) {
         s->sentinel = 0;
         memset(c.out, 0, sizeof *c.out);
         c.out->struct_size = struct_size(in, sizeof *c.out);
-        arr_t a = {{(int64_t)sizeof *c.out, 1, 1}, {1, 0, 0}, 1, (uint8_t *)c.out, s, 1, 0};
+        arr_t a = {{(int64_t)sizeof *c.out, 1, 1}, {1, 0, 0}, 1, (uint8_t *)c.out, s, 1, 0, 0};
         output_elements(&a);
     }
     run_twice(call_bounds, &c, &plan);
+}
+
+/* ---- the correction group: trm_rollout_correction, trm_weights_divide, trm_group_advantages -- */
+
+static const int32_t weight_dtypes[] = {TRM_DTYPE_F32, TRM_DTYPE_F64, TRM_DTYPE_F16, TRM_DTYPE_BF16};
+
+static int32_t flag_value(input_t *in) {
+    uint8_t b = u8(in);
+    return b < 250 ? b % 2 : b;
+}
+
+/* A trm_typed_out_t over the token grid ([grid_rows, cols]; packed: stride_row 0). */
+static trm_typed_out_t typed_output(input_t *in, plan_t *plan, int64_t grid_rows, int64_t cols, int packed, int32_t dtype,
+                                    int wanted) {
+    trm_typed_out_t t;
+    memset(&t, 0, sizeof t);
+    t.dtype = dtype;
+    if (wanted && u8(in) == 255) t.reserved = 1;
+    trm_out_t o = output(in, plan, grid_rows, cols, dtype_size(dtype), 0, wanted);
+    t.data = o.data;
+    t.stride_row = o.stride_row;
+    t.stride_col = o.stride_col;
+    if (packed && t.data && u8(in) != 255) t.stride_row = 0;
+    return t;
+}
+
+/* A struct the call writes whole on success (statistics, counts): an output slot whose initial
+   content (struct_size, the pointers it holds) is kept, with bytes [from, size) declared written. */
+static void *written_struct(size_t size, size_t from) {
+    uint8_t *p = struct_slot(size, 1);
+    if (!p) return NULL;
+    slot_t *s = &slots[n_used - 1];
+    s->sentinel = 0;
+    memset(p, 0, size);
+    arr_t a = {{(int64_t)(size - from), 1, 1}, {1, 0, 0}, 1, p + from, s, 1, 0, 0};
+    output_elements(&a);
+    return p;
+}
+
+typedef struct {
+    int entry;
+    trm_batch_t *batch;
+    trm_correction_config_t *config[2];
+    trm_correction_out_t *out;
+    int32_t layout;
+    int64_t n_rows, n_cols;
+    trm_view_t offsets;
+    double divisor;
+    trm_typed_out_t weights;
+    arr_t weights_array;
+    trm_groups_t *groups;
+    trm_group_out_t *group_out;
+} correction_call_t;
+
+static trm_status_t call_correction_group(void *ctx, int32_t run) {
+    correction_call_t *c = ctx;
+    switch (c->entry) {
+    case 0: return trm_rollout_correction(c->batch, c->config[run], c->out);
+    case 1: return trm_weights_divide(c->layout, c->n_rows, c->n_cols, c->offsets, c->divisor, c->weights);
+    default: return trm_group_advantages(c->groups, c->group_out);
+    }
+}
+
+static void fuzz_rollout_correction(input_t *in, correction_call_t *c, plan_t *plan) {
+    c->batch = batch_input(in, plan);
+    int64_t rows = c->batch ? c->batch->n_rows : 0, cols = c->batch ? c->batch->n_cols : 0;
+    int packed = c->batch && c->batch->layout == TRM_LAYOUT_PACKED;
+    trm_correction_config_t k;
+    memset(&k, 0, sizeof k);
+    k.struct_size = struct_size(in, sizeof k);
+    k.compute_dtype = dtype_value(in, weight_dtypes, N_OF(weight_dtypes));
+    k.mean_dtype = dtype_value(in, weight_dtypes, N_OF(weight_dtypes));
+    k.mask_weights = flag_value(in);
+    static const double clamps[] = {20, 20, 1, 0.5, 1e-30, INFINITY, 0, -1};
+    k.clamp = u8(in) == 255 ? NAN : PICK(in, clamps);
+    static const int32_t n_rejections[] = {0, 1, 1, 2, 3, TRM_MAX_REJECTIONS, TRM_MAX_REJECTIONS + 1, -1};
+    k.n_rejections = PICK(in, n_rejections);
+    if (k.n_rejections > 0) {
+        trm_rejection_t *r = struct_slot((size_t)k.n_rejections * sizeof *r, 0);
+        if (!r) { skip = 1; return; }
+        for (int32_t i = 0; i < k.n_rejections; i++) {
+            uint8_t b = u8(in);
+            r[i].level = b < 245 ? b % 4 : b;
+            b = u8(in);
+            r[i].estimator = b < 245 ? TRM_EST_K1 + b % 3 : b % 13;
+            r[i].lo = u8(in) < 128 ? -INFINITY : double_value(in);
+            r[i].hi = double_value(in);
+        }
+        k.rejections = u8(in) == 255 ? NULL : r;
+    } else if (u8(in) & 1) {
+        k.rejections = struct_slot(sizeof *k.rejections, 0);
+    }
+    k.weights = flag_value(in);
+    k.normalize = flag_value(in);
+    k.weight_rule = weight_rule(in);
+    int32_t threads[2];
+    threads_pair(in, threads);
+    int absent = u8(in) == 255;
+    for (int run = 0; run < 2 && !absent; run++) {
+        c->config[run] = struct_slot(sizeof k, 0);
+        if (!c->config[run]) { skip = 1; return; }
+        *c->config[run] = k;
+        c->config[run]->threads = threads[run];
+    }
+    c->out = u8(in) == 255 ? NULL : struct_slot(sizeof *c->out, 0);
+    if (absent || !c->out) { plan->refusal_arranged = 1; return; }
+    trm_correction_out_t o;
+    memset(&o, 0, sizeof o);
+    o.struct_size = struct_size(in, sizeof o);
+    if (u8(in) == 255) o.reserved = 1;
+    uint8_t want = u8(in);
+    int32_t mask_dtype = c->batch && c->batch->mask.dtype != TRM_DTYPE_NONE && u8(in) < 224
+                             ? c->batch->mask.dtype : dtype_value(in, mask_dtypes, N_OF(mask_dtypes));
+    int64_t grid_rows = packed ? 1 : rows;
+    o.mask = typed_output(in, plan, grid_rows, cols, packed, mask_dtype, want & 1);
+    o.keep_row = output(in, plan, rows, 1, 1, 1, want & 2);
+    o.weights = typed_output(in, plan, grid_rows, cols, packed, dtype_value(in, weight_dtypes, N_OF(weight_dtypes)), want & 4);
+    if (want & 8) {
+        o.stats = written_struct(sizeof *o.stats, 0);
+        if (o.stats) {
+            o.stats->struct_size = struct_size(in, sizeof *o.stats);
+            if (u8(in) == 255) o.stats->reserved = 1;
+        }
+    }
+    *c->out = o;
+}
+
+/* trm_weights_divide: the weights are read and written in place; the offsets are the one other array. */
+static void fuzz_weights_divide(input_t *in, correction_call_t *c, plan_t *plan) {
+    uint8_t b = u8(in);
+    c->layout = b < 250 ? b % 2 : b;
+    c->n_rows = size_value(in);
+    c->n_cols = size_value(in);
+    int packed = c->layout == TRM_LAYOUT_PACKED;
+    plan_work(plan, c->n_rows, c->n_cols < 1 ? 1 : c->n_cols, 1);
+    if (c->n_rows < 0 || c->n_cols < 0) plan->refusal_arranged = 1;
+    if (packed || u8(in) == 255) {
+        int64_t entries;
+        if (__builtin_add_overflow(c->n_rows, 1, &entries)) { entries = c->n_rows; plan->refusal_arranged = 1; }
+        if (u8(in) != 255) c->offsets = index_input(in, plan, entries, index_dtypes, N_OF(index_dtypes), c->n_cols, 1);
+    }
+    static const double divisors[] = {1, 2, 0.5, 3, 7, 1e-300, 1e300, 0, -1, INFINITY, -0.0};
+    c->divisor = u8(in) == 255 ? NAN : PICK(in, divisors);
+    trm_typed_out_t *w = &c->weights;
+    w->dtype = dtype_value(in, weight_dtypes, N_OF(weight_dtypes));
+    if (u8(in) == 255) w->reserved = 1;
+    grid_strides(in, c->n_rows, c->n_cols, packed, &w->stride_row, &w->stride_col);
+    arr_t a = {{packed ? 1 : c->n_rows, c->n_cols, 1}, {w->stride_row, w->stride_col, 0}, dtype_size(w->dtype), 0, 0, 0, 0, 0};
+    if (!place(in, &a, 1)) { skip = 1; return; }
+    plan_input(plan, &a);
+    plan_output(plan, &a);
+    w->data = a.base;
+    if (alias_output(&a)) { /* over the offsets (the one other array): refused, nothing written */
+        w->data = a.base;
+        plan->aliased = 1;
+        return;
+    }
+    if (a.slot) a.slot->sentinel = 0; /* read and written in place: both runs start from the same weights */
+    value_style_t style = {w->dtype, u8(in), 8};
+    each_element(&a, fill_float, &style);
+    output_elements(&a);
+    c->weights_array = a;
+}
+
+static int64_t load_index(const trm_view_t *v, int64_t i) {
+    const uint8_t *p = (const uint8_t *)v->data + i * v->stride_col * dtype_size(v->dtype);
+    if (v->dtype == TRM_DTYPE_I32) { int32_t x; memcpy(&x, p, 4); return x; }
+    int64_t x;
+    memcpy(&x, p, 8);
+    return x;
+}
+
+typedef struct {
+    const correction_call_t *call;
+    int64_t first, end; /* the positions inside rows (packed) */
+} divided_t;
+
+/* One weight after a successful trm_weights_divide: the quotient in the weights' dtype inside a
+   row (checked for F32 and F64, where C's division is the library's), the old value outside. */
+static void check_divided(uint8_t *p, int64_t index, void *ctx) {
+    divided_t *d = ctx;
+    const trm_typed_out_t *w = &d->call->weights;
+    const arr_t *a = &d->call->weights_array;
+    int64_t at = p - a->slot->start;
+    const uint8_t *before = a->slot->initial + at;
+    int64_t position = d->call->layout == TRM_LAYOUT_PACKED ? index : 0;
+    if (position < d->first || position >= d->end) {
+        if (memcmp(p, before, (size_t)a->esize) != 0) finding("trm_weights_divide wrote outside the rows", -1, 0, 0);
+        return;
+    }
+    if (w->dtype == TRM_DTYPE_F32) {
+        float x, y, q = (float)d->call->divisor;
+        memcpy(&x, before, 4);
+        memcpy(&y, p, 4);
+        x /= q;
+        if (memcmp(&x, &y, 4) != 0) finding("trm_weights_divide: not the F32 quotient", -1, 0, 0);
+    } else if (w->dtype == TRM_DTYPE_F64) {
+        double x, y;
+        memcpy(&x, before, 8);
+        memcpy(&y, p, 8);
+        x /= d->call->divisor;
+        if (memcmp(&x, &y, 8) != 0) finding("trm_weights_divide: not the F64 quotient", -1, 0, 0);
+    }
+}
+
+static void check_weights_divide(const correction_call_t *c) {
+    divided_t d = {c, 0, 1}; /* padded: every position is inside a row */
+    if (c->layout == TRM_LAYOUT_PACKED) {
+        /* accepted: the offsets are valid, or absent with no rows */
+        d.first = c->offsets.data ? load_index(&c->offsets, 0) : 0;
+        d.end = c->offsets.data ? load_index(&c->offsets, c->n_rows) : 0;
+    }
+    /* each_element visits a packed grid's positions in order (index = position); a zero column
+       stride is refused, so every visited element is one position */
+    each_element(&c->weights_array, check_divided, &d);
+}
+
+static void fuzz_group_advantages(input_t *in, correction_call_t *c, plan_t *plan) {
+    c->groups = u8(in) == 255 ? NULL : struct_slot(sizeof *c->groups, 0);
+    trm_groups_t g;
+    memset(&g, 0, sizeof g);
+    g.struct_size = struct_size(in, sizeof g);
+    if (u8(in) == 255) g.reserved = 1;
+    g.n_rows = size_value(in);
+    int64_t n = g.n_rows;
+    plan_work(plan, n, 1, 1);
+    if (n < 0) plan->refusal_arranged = 1;
+    g.group = index_input(in, plan, n, index_dtypes, N_OF(index_dtypes), u8(in) % 8, 0);
+    g.reward = grid_input(in, plan, 1, n, 1, float_dtypes, N_OF(float_dtypes), 0);
+    if (u8(in) & 1) g.keep = grid_input(in, plan, 1, n, 1, mask_dtypes, N_OF(mask_dtypes), 1);
+    g.no_std_normalization = flag_value(in);
+    uint8_t b = u8(in);
+    g.singleton = b < 250 ? b % 2 : b;
+    g.eps_set = flag_value(in);
+    if (u8(in) == 255) g.reserved2 = 1;
+    g.eps = double_value(in);
+    if (c->groups) *c->groups = g;
+    else plan->refusal_arranged = 1;
+    if (u8(in) == 255) { plan->refusal_arranged = 1; return; }
+    trm_group_out_t *o = written_struct(sizeof *o, offsetof(trm_group_out_t, n_groups));
+    if (!o) { skip = 1; return; }
+    o->struct_size = struct_size(in, sizeof *o);
+    if (u8(in) == 255) o->reserved = 1;
+    uint8_t want = u8(in);
+    o->advantages = output(in, plan, n, 1, 4, 1, want & 1);
+    o->voters = output(in, plan, n, 1, 8, 1, want & 2);
+    o->mean = output(in, plan, n, 1, 8, 1, want & 4);
+    o->std = output(in, plan, n, 1, 8, 1, want & 8);
+    c->group_out = o;
+}
+
+static void fuzz_correction_group(input_t *in, uint8_t entry) {
+    correction_call_t c;
+    memset(&c, 0, sizeof c);
+    plan_t plan = {0, 0, 0};
+    c.entry = entry % 3;
+    if (c.entry == 0) fuzz_rollout_correction(in, &c, &plan);
+    else if (c.entry == 1) fuzz_weights_divide(in, &c, &plan);
+    else fuzz_group_advantages(in, &c, &plan);
+    if (skip) return;
+    run_twice(call_correction_group, &c, &plan);
+    if (c.entry == 1 && unaliased_status == TRM_OK && !alias_pass && c.weights_array.elements) check_weights_divide(&c);
 }
 
 static int group = -1;
@@ -1078,22 +1471,37 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     else if (name && strcmp(name, "partials") == 0) group = 1;
     else if (name && strcmp(name, "logits") == 0) group = 2;
     else if (name && strcmp(name, "bounds") == 0) group = 3;
+    else if (name && strcmp(name, "correction") == 0) group = 4;
     return 0;
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+static void fuzz_one(const uint8_t *data, size_t size) {
     input_t in = {data, size};
     n_used = 0;
+    n_extents = 0;
     skip = 0;
+    alias_same_base = 1;
     rng_state = 0x9e3779b97f4a7c15ull ^ ((uint64_t)u32(&in) << 1 | 1);
     uint8_t selector = u8(&in);
-    int g = group >= 0 ? group : selector % 4;
+    int g = group >= 0 ? group : selector % 5;
     uint8_t entry = u8(&in);
     switch (g) {
     case 0: fuzz_mask_group(&in, entry); break;
     case 1: fuzz_partials_group(&in, entry); break;
     case 2: fuzz_logits_group(&in, entry); break;
-    default: fuzz_bounds_group(&in, entry); break;
+    case 3: fuzz_bounds_group(&in, entry); break;
+    default: fuzz_correction_group(&in, entry); break;
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    alias_pass = 0;
+    alias_drawn = 0;
+    unaliased_status = -1;
+    fuzz_one(data, size);
+    if (alias_drawn) {
+        alias_pass = 1;
+        fuzz_one(data, size);
     }
     return 0;
 }

@@ -60,6 +60,7 @@ struct ColumnLanes {
     var lanes = LaneStats()  // counts and extremes: lane = row
     var wide = InlineArray<8, WideSums>(repeating: WideSums())  // float64 sums per position lane
     var counts = (counted: SIMD8<Int>(), nonfinite: SIMD8<Int>(), nans: SIMD8<Int>())
+    var keepBits = SIMD8<UInt64>()  // `ColumnKeep`: the current group's keep_token bits
 }
 
 extension MaskScan {
@@ -87,18 +88,26 @@ extension MaskScan {
                 (states.baseAddress.unsafelyUnwrapped + group).initialize(to: ColumnLanes())
             }
             let plan = self.plan
+            let tokens = outputs.keepToken.base == nil ? nil : ColumnKeep(outputs.keepToken, firstRow: firstRow)
             var p = 0
             while p < end {
+                let tileStart = p
                 let tileEnd = Swift.min(end, p + GroupSums.width)
                 while p < tileEnd {
                     let lane = p & (chunkWidth - 1)
                     for group in 0..<groups {
                         let (raw, valid) = blocks[group].load(p, limit: limits[group])
-                        _ = states[group].lanes.add(raw, valid, plan: plan, group: &sums[group * chunkWidth + lane], Shape.self)
+                        let (_, tokenValid) = states[group].lanes.add(raw, valid, plan: plan, group: &sums[group * chunkWidth + lane],
+                                                                     Shape.self)
+                        if tokens != nil { states[group].keepBits |= ColumnKeep.bits(tokenValid, at: p) }
                     }
                     p += 1
                 }
                 for group in 0..<groups {
+                    if let tokens {
+                        tokens.flush(states[group].keepBits, group: group, from: tileStart, to: tileEnd)
+                        states[group].keepBits = SIMD8()
+                    }
                     for lane in 0..<chunkWidth {
                         states[group].wide[lane].add(sums[group * chunkWidth + lane], plan: plan)
                         sums[group * chunkWidth + lane] = GroupSums()
@@ -109,14 +118,73 @@ extension MaskScan {
             for group in 0..<groups {
                 for lane in 0..<chunkWidth {
                     // No token criterion and no LN-TRM criterion reaches the column scan.
+                    let row = firstRow + group * chunkWidth + lane
                     let summary = states[group].summary(lane)
-                    _ = decideRow(firstRow + group * chunkWidth + lane, summary, BinaryRowStats(), passingTokens: summary.counted,
-                                  rejected: rejected, lengthNeutral: { _ in .nan })
+                    let keep = decideRow(row, summary, BinaryRowStats(), passingTokens: summary.counted,
+                                         rejected: rejected, lengthNeutral: { _ in .nan })
+                    // keep_token holds the valid lanes of positions before `end`: clear a rejected
+                    // row, and every row's positions past `end`.
+                    if tokens != nil {
+                        GridRow(outputs.keepToken, row: row, start: 0, layout: .padded).fill(0, from: keep ? end : 0, to: batch.cols)
+                    }
                 }
             }
         }
         }
     }
+}
+
+/// keep_token of a column tile's rows. Writing eight rows' bytes per position would touch a
+/// cache line of every row per position (and rows a power-of-two apart share L1 sets): instead
+/// each lane group collects a bit per position and row (`ColumnLanes.keepBits`), and each row's
+/// bits of a 64-position group are written at the group's end as consecutive bytes.
+struct ColumnKeep {
+    let first: UnsafeMutablePointer<UInt8>
+    let rowStride: Int
+    let colStride: Int
+
+    init(_ out: OutView<UInt8>, firstRow: Int) {
+        first = out.base.unsafelyUnwrapped + firstRow &* out.rowStride
+        rowStride = out.rowStride
+        colStride = out.colStride
+    }
+
+    /// Bit `p mod 64` of each row's word: whether position `p` is a kept token of that row.
+    @inline(__always)
+    static func bits(_ valid: LaneMask, at p: Int) -> SIMD8<UInt64> {
+        var wide = SIMD8<UInt64>()
+        for lane in 0..<chunkWidth { wide[lane] = UInt64(truncatingIfNeeded: valid[lane] & 1) }
+        return wide &<< SIMD8<UInt64>(repeating: UInt64(truncatingIfNeeded: p & 63))
+    }
+
+    /// Writes positions `start ..< end` (one 64-position group) of the lane group's eight rows.
+    func flush(_ bits: SIMD8<UInt64>, group: Int, from start: Int, to end: Int) {
+        for lane in 0..<chunkWidth {
+            let row = first + (group &* chunkWidth &+ lane) &* rowStride
+            var word = bits[lane] &>> UInt64(truncatingIfNeeded: start & 63)
+            var p = start
+            if colStride == 1 {
+                while p &+ 8 <= end {
+                    UnsafeMutableRawPointer(row + p).storeBytes(of: bytesOfBits(word & 0xFF).littleEndian, as: UInt64.self)
+                    word &>>= 8
+                    p &+= 8
+                }
+            }
+            while p < end {
+                row[p &* colStride] = UInt8(truncatingIfNeeded: word & 1)
+                word &>>= 1
+                p &+= 1
+            }
+        }
+    }
+}
+
+/// Bit `i` of `bits` (< 256) as byte `i` (0 or 1) of the result: each byte keeps its own bit of
+/// the replicated value, and adding 0x7F carries into the byte's top bit iff that bit was set.
+@inline(__always)
+func bytesOfBits(_ bits: UInt64) -> UInt64 {
+    let own = (bits &* 0x0101_0101_0101_0101) & 0x8040_2010_0804_0201
+    return ((own &+ 0x7F7F_7F7F_7F7F_7F7F) &>> 7) & 0x0101_0101_0101_0101
 }
 
 extension ColumnLanes {

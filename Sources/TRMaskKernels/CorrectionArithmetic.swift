@@ -137,9 +137,14 @@ func storeMaskValue(keep: Bool, source: UnsafeRawPointer?, at address: UnsafeMut
 func storeOne(_ one: Bool, at address: UnsafeMutableRawPointer, _ dtype: DType) {
     switch dtype {
     case .u8, .bool: address.storeBytes(of: one ? 1 : 0, as: UInt8.self)
+    case .i8: address.storeBytes(of: one ? 1 : 0, as: Int8.self)
+    case .i16: address.storeBytes(of: one ? 1 : 0, as: Int16.self)
+    case .u16: address.storeBytes(of: one ? 1 : 0, as: UInt16.self)
     case .i32: address.storeBytes(of: one ? 1 : 0, as: Int32.self)
+    case .u32: address.storeBytes(of: one ? 1 : 0, as: UInt32.self)
     case .i64: address.storeBytes(of: one ? 1 : 0, as: Int64.self)
-    default: storeFloat(one ? 1 : 0, at: address, dtype)
+    case .u64: address.storeBytes(of: one ? 1 : 0, as: UInt64.self)
+    case .f32, .f64, .f16, .bf16: storeFloat(one ? 1 : 0, at: address, dtype)
     }
 }
 

@@ -35,7 +35,8 @@ public func divideWeights(layout: Layout, rows: Int, cols: Int, offsets: Strided
                       offsets: offsets)
     let status = validateDivide(batch, divisor: divisor, weights: weights)
     guard status == .ok else { return status }
-    scaleWeights(batch, divisor: divisor, weights: weights, threads: 0)
+    // NULL weights pass validation only with an empty grid (rows of no positions): nothing to divide.
+    if weights.base != nil { scaleWeights(batch, divisor: divisor, weights: weights, threads: 0) }
     return .ok
 }
 

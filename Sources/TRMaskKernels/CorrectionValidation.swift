@@ -31,7 +31,8 @@ func validateCorrection(_ batch: Batch, config: CorrectionConfig, outputs: Corre
         status = checkTypedGrid(outputs.weights, batch, allowed: \.isFloat, taken: &taken)
         if status != .ok { return status }
         if outputs.keepRow.base != nil && outputs.keepRow.colStride != 0 { return .badStride }
-        return checkOutput(outputs.keepRow, .oneD(batch.rows, outputs.keepRow.rowStride), taken: &taken)
+        status = checkOutput(outputs.keepRow, .oneD(batch.rows, outputs.keepRow.rowStride), taken: &taken)
+        return status == .ok ? checkBatchContents(batch) : status
     }
 }
 
@@ -62,6 +63,7 @@ func validateDivide(_ batch: Batch, divisor: Double, weights: TypedOut) -> Statu
                                 into: &taken)
             if status != .ok { return status }
         }
-        return checkTypedGrid(weights, batch, allowed: \.isFloat, taken: &taken)
+        status = checkTypedGrid(weights, batch, allowed: \.isFloat, taken: &taken)
+        return status == .ok ? checkBatchContents(batch) : status
     }
 }

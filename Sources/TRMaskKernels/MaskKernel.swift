@@ -183,6 +183,30 @@ extension GridRow where Element == UInt8 {
     }
 }
 
+/// Where the small-chunk loop writes `keep_token` for a row without token criteria (each valid
+/// lane is kept until the row's decision, which clears a rejected row afterwards): nowhere, or a
+/// row of the output. A type parameter, so the loop without the output has no trace of it.
+protocol KeepSink {
+    func store(_ valid: LaneMask, at p: Int)
+}
+
+struct NoKeepSink: KeepSink {
+    @inline(__always)
+    func store(_ valid: LaneMask, at p: Int) {}
+}
+
+extension GridRow: KeepSink where Element == UInt8 {
+    /// Eight whole lanes: one 8-byte store when the row is contiguous.
+    @inline(__always)
+    func store(_ valid: LaneMask, at p: Int) {
+        let bits = valid & LaneMask(repeating: 1)
+        guard stride == 1 else { return store(valid, at: p, count: chunkWidth) }
+        var bytes = SIMD8<UInt8>()
+        for lane in 0..<chunkWidth { bytes[lane] = UInt8(truncatingIfNeeded: bits[lane]) }
+        UnsafeMutableRawPointer(base + p).storeBytes(of: bytes, as: SIMD8<UInt8>.self)
+    }
+}
+
 struct MaskScan: ReaderConsumer {
     let batch: Batch
     let criteria: [Criterion]
@@ -234,9 +258,9 @@ struct MaskScan: ReaderConsumer {
     }
 
     private func run<Reader: RowReader, Shape: ScanShape>(_ reader: Reader.Type, _ shape: Shape.Type) {
-        // Column-major batches go in tiles of up to 64 rows (`scanColumns`); the rows left over,
+        // Column-major batches go in tiles of up to `columnTileRows` rows (`scanColumns`); the rows left over,
         // and every other layout, one row at a time. Work units: tiles first, then single rows.
-        let columnar = tokenBands.isEmpty && outputs.keepToken.base == nil && givenKeepRow == nil && !secondPass
+        let columnar = tokenBands.isEmpty && givenKeepRow == nil && !secondPass
             && rules == nil && columnScanServes(batch)
         let laneGroups = columnar ? batch.rows / chunkWidth : 0
         let tiles = (laneGroups * chunkWidth + columnTileRows - 1) / columnTileRows
@@ -299,12 +323,15 @@ struct MaskScan: ReaderConsumer {
             // 2026 rules: judged on each chunk the scan reads (`judgeTokens`).
             let rulesRow = rules?.row(batch, row: row, start: span.start)
             let source = Reader(batch, row: row, start: span.start, count: n)
-            let tokenWork = !tokenBands.isEmpty || tokens != nil || rulesRow != nil
+            // Token criteria and the 2026 rules judge each chunk; keep_token alone is written by
+            // the small-chunk loop.
+            let judging = !tokenBands.isEmpty || rulesRow != nil
+            let tokenWork = judging || tokens != nil
             let plainChunks = source.hasPlainChunks
             let plan = self.plan
             var lanes = LaneStats()
             var p = 0
-            let fast = plainChunks && !tokenWork
+            let fast = plainChunks && !judging
             let rulesShortcut = plainChunks && rulesLoopServes(rulesRow, tokens: tokens) ? rulesRow?.rules.shortcut : nil
             var group = GroupSums()
             while p < n {
@@ -313,7 +340,12 @@ struct MaskScan: ReaderConsumer {
                 let fullGroupsEnd = blockEnd / GroupSums.width * GroupSums.width
                 while p < blockEnd {
                     if fast && p < fullGroupsEnd {
-                        (lanes, group, p) = smallChunks(source, from: p, to: fullGroupsEnd, plan: plan, (lanes, group), Shape.self)
+                        if let tokens {
+                            (lanes, group, p) = smallChunks(source, from: p, to: fullGroupsEnd, plan: plan, (lanes, group), Shape.self, tokens)
+                        } else {
+                            (lanes, group, p) = smallChunks(source, from: p, to: fullGroupsEnd, plan: plan, (lanes, group), Shape.self,
+                                                            NoKeepSink())
+                        }
                         if p == blockEnd { break }
                     } else if let rulesRow, let rulesShortcut, p < fullGroupsEnd {
                         let passing: Int
@@ -482,8 +514,9 @@ let prefetchDistance = 2048
 /// value, so they live in registers (inlined into the row loop, which calls out on its rare paths,
 /// LLVM keeps them on the stack).
 @inline(never)
-func smallChunks<Reader: RowReader, Shape: ScanShape>(_ source: Reader, from start: Int, to end: Int, plan: ScanPlan,
-                                                      _ state: (LaneStats, GroupSums), _ shape: Shape.Type)
+func smallChunks<Reader: RowReader, Shape: ScanShape, Sink: KeepSink>(_ source: Reader, from start: Int, to end: Int, plan: ScanPlan,
+                                                                     _ state: (LaneStats, GroupSums), _ shape: Shape.Type,
+                                                                     _ keep: Sink)
     -> (lanes: LaneStats, group: GroupSums, position: Int) {
     var (lanes, group) = state
     if !Shape.general {
@@ -497,6 +530,7 @@ func smallChunks<Reader: RowReader, Shape: ScanShape>(_ source: Reader, from sta
         let (raw, valid) = source.plainChunk(at: p)
         guard LaneStats.isSmall(raw, valid, plan: plan) else { break }
         lanes.accumulate(ChunkTerms(small: raw, valid: valid), plan: plan, group: &group, allSmall: true, Shape.self)
+        keep.store(valid, at: p)  // a small chunk's token lanes are its valid lanes (`LaneStats.add`)
         p &+= chunkWidth
         if p & (GroupSums.width - 1) == 0 {  // a group ends (the width is a power of two)
             lanes.flush(group, plan: plan, Shape.self)

@@ -161,6 +161,56 @@ static trm_status_t correction_on_huge_broadcast_row(void) {
     return correction_of(&b);
 }
 
+/* Found by the fuzzer's correction group: trm_rollout_correction and trm_weights_divide skipped the
+   offsets and lengths scans, so a negative length trapped (debug) and offsets past n_cols read and
+   wrote outside the arrays. */
+static const float two_values[2] = {0.5f, -0.5f};
+
+static trm_status_t correction_negative_length(void) {
+    static const int64_t length = -1;
+    trm_batch_t b = batch_of(TRM_LAYOUT_PADDED, 1, 2);
+    b.log_ratio = view(two_values, TRM_DTYPE_F32, 2, 1);
+    b.lengths = view(&length, TRM_DTYPE_I64, 0, 1);
+    return correction_of(&b);
+}
+
+static trm_status_t correction_offsets_past_the_end(void) {
+    static const int64_t offsets[2] = {0, 1000};
+    trm_batch_t b = batch_of(TRM_LAYOUT_PACKED, 1, 2);
+    b.log_ratio = view(two_values, TRM_DTYPE_F32, 0, 1);
+    b.offsets = view(offsets, TRM_DTYPE_I64, 0, 1);
+    return correction_of(&b);
+}
+
+static trm_status_t weights_divide_offsets_past_the_end(void) {
+    static const int64_t offsets[2] = {0, 1000};
+    float weights[2] = {1.0f, 2.0f};
+    trm_typed_out_t w = {.data = weights, .dtype = TRM_DTYPE_F32, .stride_col = 1};
+    trm_status_t status = trm_weights_divide(TRM_LAYOUT_PACKED, 1, 2, view(offsets, TRM_DTYPE_I64, 0, 1), 2.0, w);
+    return weights[0] == 1.0f && weights[1] == 2.0f ? status : -1; /* untouched on error */
+}
+
+/* Packed rows without positions and NULL weights (allowed for an empty grid): a debug build
+   unwrapped the NULL weights for each row. */
+static trm_status_t weights_divide_empty_rows_null_weights(void) {
+    static const int64_t offsets[3] = {0, 0, 0};
+    trm_typed_out_t w = {.data = NULL, .dtype = TRM_DTYPE_F32, .stride_col = 1};
+    return trm_weights_divide(TRM_LAYOUT_PACKED, 2, 0, view(offsets, TRM_DTYPE_I64, 0, 1), 2.0, w);
+}
+
+/* The output mask in an ABI-3 integer mask dtype without a batch mask (m = 1): nothing was written. */
+static trm_status_t correction_i16_output_mask(void) {
+    int16_t mask[2] = {7, 7};
+    trm_batch_t b = batch_of(TRM_LAYOUT_PADDED, 1, 2);
+    b.log_ratio = view(two_values, TRM_DTYPE_F32, 2, 1);
+    trm_correction_config_t config = {.struct_size = sizeof config, .compute_dtype = TRM_DTYPE_F32,
+                                      .mean_dtype = TRM_DTYPE_F32, .clamp = 20};
+    trm_correction_out_t o = {.struct_size = sizeof o};
+    o.mask = (trm_typed_out_t){.data = mask, .dtype = TRM_DTYPE_I16, .stride_row = 2, .stride_col = 1};
+    trm_status_t status = trm_rollout_correction(&b, &config, &o);
+    return mask[0] == 1 && mask[1] == 1 ? status : -1;
+}
+
 static trm_view3_t view3(const void *data, int32_t dtype, int64_t row, int64_t col, int64_t depth) {
     trm_view3_t v = {.data = data, .dtype = dtype, .stride_row = row, .stride_col = col, .stride_depth = depth};
     return v;
@@ -364,6 +414,11 @@ static const struct {
     {"topk_huge_k", topk_huge_k, TRM_E_TOO_LARGE},
     {"correction_on_huge_empty_batch", correction_on_huge_empty_batch, TRM_E_TOO_LARGE},
     {"correction_on_huge_broadcast_row", correction_on_huge_broadcast_row, TRM_E_TOO_LARGE},
+    {"correction_negative_length", correction_negative_length, TRM_E_BAD_LENGTHS},
+    {"correction_offsets_past_the_end", correction_offsets_past_the_end, TRM_E_BAD_OFFSETS},
+    {"weights_divide_offsets_past_the_end", weights_divide_offsets_past_the_end, TRM_E_BAD_OFFSETS},
+    {"weights_divide_empty_rows_null_weights", weights_divide_empty_rows_null_weights, TRM_OK},
+    {"correction_i16_output_mask", correction_i16_output_mask, TRM_OK},
     {"partials_merge_huge_zero_strides", partials_merge_huge_zero_strides, TRM_E_BAD_STRIDE},
     {"partials_decide_huge_zero_strides", partials_decide_huge_zero_strides, TRM_E_BAD_STRIDE},
     {"lengths_scan_after_cheap_checks", lengths_scan_after_cheap_checks, TRM_E_BAD_STRIDE},

@@ -188,13 +188,15 @@ def test_layouts_give_identical_bits(seed, rows, cols, layout):
 @given(seed=st.integers(0, 2**32 - 1), rows=st.integers(60, 140), cols=st.integers(1, 200), special=st.booleans(),
        picks=st.lists(st.integers(0, len(CRITERIA_POOL) - 2), min_size=1, max_size=3, unique=True))
 def test_column_major_tiles_match_contiguous(seed, rows, cols, special, picks):
-    """Column-major batches of several 64-row tiles (and leftover rows) give the contiguous bits."""
+    """Column-major batches of several lane groups (and leftover rows) give the contiguous bits,
+    keep_token included."""
     inputs, _ = _make_case(seed, rows, cols, "transposed", "bool", True, special)
     contiguous = {k: (np.ascontiguousarray(v) if k != "lengths" and v is not None else v) for k, v in inputs.items()}
     criteria = [CRITERIA_POOL[i] for i in picks if CRITERIA_POOL[i].is_row] or [CRITERIA_POOL[0]]
     a = trmask.trust_region_mask(**inputs, criteria=criteria, nan_policy="zero", threads=2)
     b = trmask.trust_region_mask(**contiguous, criteria=criteria, nan_policy="zero", threads=1)
     np.testing.assert_array_equal(a.keep_row, b.keep_row)
+    np.testing.assert_array_equal(a.keep_token, b.keep_token)  # written by the tile scan too
     np.testing.assert_array_equal(a.count, b.count)
     np.testing.assert_array_equal(a.nonfinite, b.nonfinite)
     for x, y in zip(a.row_stats, b.row_stats):

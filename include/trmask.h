@@ -337,8 +337,9 @@ typedef struct trm_options_t {
     int32_t reserved;       /* must be 0 */
     double binary_eps;      /* read iff binary_eps_set == 1: 0 <= eps < 0.5 (0 = exact, no
                                clamp); otherwise TRM_E_BAD_OPTION */
-    trm_advantage_rule_t advantage; /* zeroed = no advantage rule (read by trm_mask and
-                                       trm_token_keep; the other functions ignore it) */
+    trm_advantage_rule_t advantage; /* zeroed = no advantage rule (applied by trm_mask and
+                                       trm_token_keep; validated, not applied, by
+                                       trm_importance_weights; the other functions ignore it) */
 } trm_options_t;
 
 /* One criterion: a row passes iff lo <= aggregation(estimator) <= hi (inclusive); a token
@@ -471,8 +472,9 @@ typedef struct trm_mask_out_t {
  * TRM_E_BAD_ADVANTAGE_RULE, TRM_E_NEEDS_ADVANTAGES. On error no output is written.
  *
  * The 2026 rules (docs/rules-2026.md): binary estimators and the advantage token rule are
- * evaluated by a scalar float64 pass over each row right before its scan (the row is then in
- * cache); TRM_AGG_GEO comes from the scan's float64 delta sum. */
+ * judged in the same pass, on each chunk of eight tokens the scan reads: a bound decides most
+ * tokens, the others are decided on their exact values (those of trm_token_values), so the
+ * decisions are those of the exact values; TRM_AGG_GEO comes from the scan's float64 delta sum. */
 trm_status_t trm_mask(const trm_batch_t *batch, const trm_criterion_t *criteria,
                       int64_t n_criteria, const trm_options_t *options,
                       const trm_mask_out_t *out);
@@ -511,6 +513,9 @@ trm_status_t trm_token_values(const trm_batch_t *batch, int32_t estimator,
  * TRM_NAN_REJECT on rows with a NaN. Equal to the weights trm_mask writes for the same keep_row.
  *
  * keep_row: U8/BOOL [n_rows] view (stride_col), or dtype TRM_DTYPE_NONE for every row kept.
+ * options->advantage is validated as trm_mask validates it (with the batch's advantages) and
+ * not applied: the rows are those of keep_row, and token rules never zero weights (trm_mask's
+ * weights ignore token criteria and the advantage token rule too).
  * out_weights: float token grid, required (may be NULL only when the grid is empty).
  * Returns the statuses of trm_mask and TRM_E_BAD_WEIGHT_RULE. On error no output is written. */
 trm_status_t trm_importance_weights(const trm_batch_t *batch, const trm_options_t *options,

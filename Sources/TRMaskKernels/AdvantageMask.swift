@@ -6,7 +6,7 @@ import Darwin
 
 /// Advantage-conditioned masks (SPEC §4.8, DPPO): mask only the violation on the side the update
 /// pushes toward; and the off-policy sequence mask (OPSM) that drops a row with a negative
-/// advantage whose policy drifted too far. Evaluated by the rules pass (tokens) and at the row
+/// advantage whose policy drifted too far. Evaluated in the row scan (tokens, `RulesRow`) and at the row
 /// decision (rows).
 
 /// The statistic a token advantage rule tests; raw values are the header's `TRM_ADV_*`.
@@ -70,7 +70,7 @@ enum AdvantageCount {
     static let slots = 5
 }
 
-/// The token rule, ready for the rules pass: its thresholds as float32 bounds that give the
+/// The token rule, ready for the scan: its thresholds as float32 bounds that give the
 /// float64 comparisons exactly (`x > t` iff `x > floor32(t)`, `x < t` iff `x < ceil32(t)` for a
 /// float32 `x`).
 struct AdvantageTokenRule {

@@ -53,6 +53,25 @@ func firstLanes(_ count: Int) -> LaneMask {
     laneMask(Lanes(0, 1, 2, 3, 4, 5, 6, 7) .< Lanes(repeating: Float(count)))
 }
 
+/// The lanes of `m` as eight bytes, 1 where set and 0 elsewhere, lane 0 in the lowest byte (the
+/// byte order of a little-endian store): neighbouring lanes merged twice, not a lane loop.
+@inline(__always)
+func keepBytes(_ m: LaneMask) -> UInt64 {
+    let bits = m & LaneMask(repeating: 1)
+    let pairs = bits.evenHalf | (bits.oddHalf &<< 8)  // lane i: lanes 2i, 2i + 1 in bytes 0, 1
+    let quads = pairs.evenHalf | (pairs.oddHalf &<< 16)  // lane j: lanes 4j ... 4j + 3 in bytes 0 ... 3
+    return UInt64(quads[0]) | UInt64(quads[1]) &<< 32
+}
+
+/// Each byte of `x` as 1 if it is nonzero, else 0 (the bits of each byte ORed into its lowest).
+@inline(__always)
+func nonzeroBytes(_ x: UInt64) -> UInt64 {
+    var t = x | (x &>> 4)
+    t |= t &>> 2
+    t |= t &>> 1
+    return t & 0x0101_0101_0101_0101
+}
+
 extension SIMD8 where Scalar == Float {
     @inline(__always)
     var bitPattern: SIMD8<UInt32> { unsafeBitCast(self, to: SIMD8<UInt32>.self) }

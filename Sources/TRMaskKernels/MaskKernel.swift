@@ -65,13 +65,17 @@ public func trustRegionMask(_ batch: Batch, criteria: [Criterion], options: Redu
 
 /// Importance weights (SPEC §5) alone, for a given row decision (`keepRow`, a byte view of
 /// `[rows]`; nil = every row kept): `out` gets the weights of `rule`, 0 on positions that are not
-/// counted and on rejected rows.
+/// counted and on rejected rows. An advantage rule in `options` is validated and not applied.
 public func importanceWeights(_ batch: Batch, options: ReductionOptions, rule: WeightRule, keepRow: StridedView?,
                               out: OutView<Float>) -> Status {
     let outputs = MaskOutputs(weights: out, weightRule: rule)
     let status = validateWeights(batch, options: options, keepRow: keepRow, outputs: outputs)
     guard status == .ok else { return status }
-    var scan = MaskScan(batch: batch, criteria: [], options: options, outputs: outputs, givenKeepRow: keepRow, records: nil)
+    // The advantage rule is validated, not applied: the row decision is the given one, and token
+    // rules never zero weights (as in `trustRegionMask`'s weights).
+    var weightOptions = options
+    weightOptions.advantageRule = nil
+    var scan = MaskScan(batch: batch, criteria: [], options: weightOptions, outputs: outputs, givenKeepRow: keepRow, records: nil)
     dispatchReader(batch, to: &scan)
     return .ok
 }
@@ -218,8 +222,8 @@ struct MaskScan: ReaderConsumer {
     let partials: RowPartials?
     /// Work after the first pass over a row: LN-TRM statistics, weights.
     let secondPass: Bool
-    /// The pass of the 2026 token rules before the row scan (binary estimators, the advantage
-    /// token rule; SPEC §4.7, §4.8); nil when the call has none.
+    /// The 2026 token rules, judged in the row scan (binary estimators, the advantage token rule;
+    /// SPEC §4.7, §4.8); nil when the call has none.
     let rules: RulesPass?
     /// The advantage sequence rule's limit (SPEC §4.8), when the call decides rows with one.
     let sequenceLimit: Double?
@@ -316,20 +320,19 @@ struct MaskScan: ReaderConsumer {
         var binary = BinaryRowStats()
         var passingTokens = 0  // counted tokens that pass every token criterion
         if n > 0 && decided != false {
-            // 2026 rules: binary statistics and token bits first (the row is then in cache).
-            let binaryKeep = rules?.decidesTokens == true ? UnsafeMutablePointer<UInt8>.allocate(capacity: n) : nil
-            defer { binaryKeep?.deallocate() }
-            binaryKeep?.initialize(repeating: 1, count: n)
-            if let rules { binary = rules.scan(batch, row: row, start: span.start, count: n, bits: binaryKeep, rejected: rejected) }
+            // 2026 rules: judged on each chunk the scan reads (`judgeTokens`).
+            let rulesRow = rules?.row(batch, row: row, start: span.start)
             let source = Reader(batch, row: row, start: span.start, count: n)
-            // Token criteria judge each chunk; keep_token alone is written by the small-chunk loop.
-            let judging = !tokenBands.isEmpty || binaryKeep != nil
+            // Token criteria and the 2026 rules judge each chunk; keep_token alone is written by
+            // the small-chunk loop.
+            let judging = !tokenBands.isEmpty || rulesRow != nil
             let tokenWork = judging || tokens != nil
             let plainChunks = source.hasPlainChunks
             let plan = self.plan
             var lanes = LaneStats()
             var p = 0
             let fast = plainChunks && !judging
+            let rulesShortcut = plainChunks && rulesLoopServes(rulesRow, tokens: tokens) ? rulesRow?.rules.shortcut : nil
             var group = GroupSums()
             while p < n {
                 let blockEnd = Swift.min(n, p + LaneStats.blockLength)
@@ -344,6 +347,12 @@ struct MaskScan: ReaderConsumer {
                                                             NoKeepSink())
                         }
                         if p == blockEnd { break }
+                    } else if let rulesRow, let rulesShortcut, p < fullGroupsEnd {
+                        let passing: Int
+                        (lanes, group, p, passing) = rulesChunks(rulesRow, rulesShortcut, from: p, to: fullGroupsEnd, tokens: tokens?.base,
+                                                                 rejected: rejected, (lanes, group), Shape.self)
+                        passingTokens += passing
+                        if p == blockEnd { break }
                     }
                     // The rest of the group: rare chunks, partial groups, token work, readers
                     // without plain chunks. Small chunks are added exactly as `smallChunks` adds
@@ -354,7 +363,7 @@ struct MaskScan: ReaderConsumer {
                         let (raw, valid) = width == chunkWidth ? source.chunk(at: p) : source.partialChunk(at: p, count: width)
                         let (value, tokenValid) = lanes.add(raw, valid, plan: plan, group: &group, Shape.self)
                         if tokenWork {
-                            passingTokens += judgeTokens(value, tokenValid, at: p, width: width, tokens, rejected, binaryKeep)
+                            passingTokens += judgeTokens(value, tokenValid, at: p, width: width, tokens, rejected, rulesRow, &binary)
                         }
                         p += width
                     }
@@ -380,15 +389,13 @@ struct MaskScan: ReaderConsumer {
     }
 
     /// Token criteria on one chunk: counts each criterion's rejections, writes the keep lanes and
-    /// returns how many lanes pass. Binary criteria were judged by the rules pass: `binaryKeep`
-    /// holds its decisions (and it counted their rejections).
+    /// returns how many lanes pass. The 2026 rules (`rules`: binary criteria, the advantage rule,
+    /// binary row statistics into `binary`) are judged on the same chunk.
     @inline(never)
     private func judgeTokens(_ value: Lanes, _ tokenValid: LaneMask, at p: Int, width: Int, _ tokens: GridRow<UInt8>?,
-                             _ rejected: UnsafeMutableBufferPointer<Int>, _ binaryKeep: UnsafeMutablePointer<UInt8>?) -> Int {
+                             _ rejected: UnsafeMutableBufferPointer<Int>, _ rules: RulesRow?, _ binary: inout BinaryRowStats) -> Int {
         var keep = tokenValid
-        if let binaryKeep {
-            for lane in 0..<width where binaryKeep[p &+ lane] == 0 { keep[lane] = 0 }
-        }
+        if rules != nil { keep &= rules.unsafelyUnwrapped.judge(at: p, width: width, stats: &binary, rejected: rejected) }  // no copy of the row's rules
         for (index, band) in tokenBands.enumerated() where !band.estimator.isBinary {
             let pass = band.passes(value)
             let failed = tokenValid & ~pass

@@ -1,9 +1,10 @@
-/// The per-row pass of the 2026 token rules: the binary estimators of SPEC §4.7 (functions of
+/// The 2026 token rules inside the mask's scan: the binary estimators of SPEC §4.7 (functions of
 /// `logp_train` and `logp_roll` themselves, not of delta) as row statistics and token criteria,
-/// and the advantage-conditioned token rule of SPEC §4.8. It runs over a row right before the row
-/// scan (which then finds the row in cache), so the scan's hot loops stay as they are: the scan
-/// ANDs the token bits written here into its token decisions and takes the binary row statistics
-/// from here.
+/// and the advantage-conditioned token rule of SPEC §4.8. The row scan calls `RulesRow.judge` on
+/// each chunk it reads (the chunk's bytes are then in L1: one pass over memory). A chunk whose
+/// tokens `RulesShortcut` proves kept needs no exponential; the others get the exact float32
+/// values of `binaryLanes` (those `token_values` gives), so decisions, counts and statistics are
+/// those of the exact values.
 
 /// A binary estimator's statistics over one row's counted tokens.
 struct BinaryRowStats {
@@ -35,7 +36,7 @@ struct BinaryRowStats {
     static func slot(_ estimator: Estimator) -> Int { Int(estimator.rawValue) &- Estimator.deltaCount }
 }
 
-/// What the rules pass of one call computes, decided once from the criteria and options.
+/// What the 2026 rules of one call compute, decided once from the criteria and options.
 struct RulesPass {
     /// Binary estimators whose row statistics a row criterion (or the metrics) needs.
     let rowEstimators: [Estimator]
@@ -45,11 +46,17 @@ struct RulesPass {
     let advantage: AdvantageTokenRule?
     let advantageSlot: Int
     let clamp: BinaryClamp
+    /// `clamp`'s bounds as float32 lanes.
+    let logLow: Lanes, logHigh: Lanes
     /// The clamp of delta (`+inf` for none), for the ratio statistic.
     let deltaClamp: Float
     let nanPolicy: NaNPolicy
+    /// The binary values the call reads.
+    let needs: BinaryNeeds
+    /// The cheap test of chunks that surely pass (nil: every chunk gets its exact values).
+    private(set) var shortcut: RulesShortcut?
 
-    /// nil when the call needs no rules pass.
+    /// nil when the call has no 2026 token rule and no binary row statistic.
     init?(criteria: [Criterion], options: ReductionOptions, metrics: Bool) {
         var rowEstimators: [Estimator] = []
         var tokenBands: [(slot: Int, band: TokenBand)] = []
@@ -71,68 +78,49 @@ struct RulesPass {
         advantage = rule
         advantageSlot = tokenSlot
         clamp = BinaryClamp(eps: options.binaryEps)
+        (logLow, logHigh) = clamp.lanes
         deltaClamp = options.clamp.isFinite ? Float(options.clamp) : .infinity
         nanPolicy = options.nanPolicy
-    }
-
-    /// Whether the pass decides tokens (and so writes token bits).
-    var decidesTokens: Bool { !tokenBands.isEmpty || advantage != nil }
-
-    /// The binary values the call reads.
-    var needs: BinaryNeeds {
-        var needs = advantage?.needs ?? []
+        var needs = rule?.needs ?? []
         for estimator in rowEstimators { needs.formUnion(BinaryNeeds(estimator)) }
         for (_, band) in tokenBands { needs.formUnion(BinaryNeeds(band.estimator)) }
-        return needs
+        self.needs = needs
+        shortcut = RulesShortcut(self)
     }
 
-    /// One row's first `count` positions, eight at a time: the binary statistics, and in
-    /// `bits[p]` whether a counted token passes every binary token criterion and the advantage
-    /// rule (uncounted positions: anything; the scan's own validity decides them). Counts each
-    /// token criterion's rejections, and the advantage rule's sides, in `rejected`.
-    func scan(_ batch: Batch, row: Int, start: Int, count n: Int, bits: UnsafeMutablePointer<UInt8>?,
-              rejected: UnsafeMutableBufferPointer<Int>) -> BinaryRowStats {
-        var stats = BinaryRowStats()
-        let reader = RulesChunkReader(batch, row: row, start: start, nanPolicy: nanPolicy)
-        let tokenAdvantages = batch.advantages.map { RowCursor($0, row: row, start: start, layout: batch.layout) }
-        let rowSign = Lanes(repeating: advantageSign(batch.rowAdvantages.map { loadDouble($0.address(row: 0, col: row), $0.dtype) } ?? .nan))
-        let needs = self.needs
-        let (logLow, logHigh) = clamp.lanes
-        let limit = Lanes(repeating: deltaClamp)
-        var p = 0
-        while p < n {
-            let width = Swift.min(chunkWidth, n - p)
-            let chunk = (width == chunkWidth ? reader.plainChunk(at: p) : nil) ?? reader.chunk(at: p, count: width)
-            if anySet(chunk.counted) {
-                let values = chunk.wide.map { wideBinaryLanes($0.lt, $0.lr, needs: needs, clamp: clamp) }
-                    ?? binaryLanes(chunk.lt, chunk.lr, needs: needs, clamp: clamp, logLow: logLow, logHigh: logHigh)
-                if !rowEstimators.isEmpty { accumulate(values, chunk.counted, into: &stats) }
-                if let bits {
-                    var keep = chunk.counted
-                    for (slot, band) in tokenBands {
-                        let pass = band.band.contains(values.value(band.estimator))  // NaN fails: fail closed
-                        let failed = chunk.counted & ~pass
-                        if anySet(failed) { rejected[slot] += laneCount(failed) }
-                        keep &= pass
-                    }
-                    if let advantage {
-                        var sign = rowSign
-                        if let tokenAdvantages {
-                            for lane in 0..<width { sign[lane] = advantageSign(tokenAdvantages.double(p &+ lane)) }
-                        }
-                        let delta = lanewiseMin(lanewiseMax(chunk.delta, -limit), limit)
-                        keep &= ~advantage.masked(values, lt: chunk.lt, lr: chunk.lr, delta: delta, sign: sign, counted: chunk.counted,
-                                                  counts: rejected, base: advantageSlot)
-                    }
-                    for lane in 0..<width { bits[p &+ lane] = keep[lane] != 0 ? 1 : 0 }
-                }
-            }
-            p &+= width
+    /// Whether the rules decide tokens (binary token criteria or the advantage token rule).
+    var decidesTokens: Bool { !tokenBands.isEmpty || advantage != nil }
+
+    /// The rules at one row.
+    func row(_ batch: Batch, row: Int, start: Int) -> RulesRow { RulesRow(self, batch, row: row, start: start) }
+
+    /// The exact rules on a chunk with counted lanes: the binary values, the row statistics, the
+    /// token criteria's and the advantage rule's counts in `rejected`. Returns the counted lanes
+    /// that pass every binary token criterion and the advantage rule (all of them when the call
+    /// decides no tokens). Out of line: the scan's loop stays small.
+    @inline(never)
+    func exact(_ chunk: RulesChunk, wide: WideLogProbs? = nil, sign: Lanes, stats: inout BinaryRowStats,
+               rejected: UnsafeMutableBufferPointer<Int>) -> LaneMask {
+        let values = wide.map { wideBinaryLanes($0.lt, $0.lr, needs: needs, clamp: clamp) }
+            ?? binaryLanes(chunk.lt, chunk.lr, needs: needs, clamp: clamp, logLow: logLow, logHigh: logHigh)
+        if !rowEstimators.isEmpty { accumulate(values, chunk.counted, into: &stats) }
+        var keep = chunk.counted
+        guard decidesTokens else { return keep }
+        for (slot, band) in tokenBands {
+            let pass = band.band.contains(values.value(band.estimator))  // NaN fails: fail closed
+            let failed = chunk.counted & ~pass
+            if anySet(failed) { rejected[slot] += laneCount(failed) }
+            keep &= pass
         }
-        return stats
+        if let advantage {
+            keep &= ~advantage.masked(values, lt: chunk.lt, lr: chunk.lr, delta: clamped(chunk.delta, deltaClamp), sign: sign,
+                                      counted: chunk.counted, counts: rejected, base: advantageSlot)
+        }
+        return keep
     }
 
-    /// Adds the counted lanes' values to the row statistics.
+    /// Adds the counted lanes' values to the row statistics, in position order (the float64 sums
+    /// are the same for every layout and thread count).
     @inline(__always)
     private func accumulate(_ values: BinaryLanes, _ counted: LaneMask, into stats: inout BinaryRowStats) {
         stats.counted &+= laneCount(counted)
@@ -153,14 +141,172 @@ struct RulesPass {
     }
 }
 
-/// One chunk of the rules pass's inputs: the log-probs as float32 lanes (and as float64 for
-/// float64 inputs), delta by the batch's rounding rule, and the counted lanes (valid, and not a
-/// NaN delta under the skip policy; under the zero policy a NaN delta's lanes hold 0, 0, 0).
+/// The rules at one row: its chunk reader, its advantages.
+struct RulesRow {
+    let rules: RulesPass
+    let reader: RulesChunkReader
+    /// Per-token advantages, when the batch has them.
+    let advantages: RowCursor?
+    /// Float32 advantages at unit stride: vector loads.
+    let unitAdvantages: Bool
+    /// The row's advantage sign (per-row advantages; NaN when there are none).
+    let rowSign: Lanes
+
+    init(_ rules: RulesPass, _ batch: Batch, row: Int, start: Int) {
+        self.rules = rules
+        reader = RulesChunkReader(batch, row: row, start: start, nanPolicy: rules.nanPolicy)
+        advantages = batch.advantages.map { RowCursor($0, row: row, start: start, layout: batch.layout) }
+        unitAdvantages = advantages.map { $0.dtype == .f32 && $0.stride == 1 } ?? false
+        rowSign = Lanes(repeating: advantageSign(batch.rowAdvantages.map { loadDouble($0.address(row: 0, col: row), $0.dtype) } ?? .nan))
+    }
+
+    /// The rules on positions `p ..< p + width` (`width` <= 8): the lanes that pass (every lane
+    /// that is not counted passes; the scan's own validity decides it), with the binary
+    /// statistics and the counts updated.
+    @inline(__always)
+    func judge(at p: Int, width: Int, stats: inout BinaryRowStats, rejected: UnsafeMutableBufferPointer<Int>) -> LaneMask {
+        var chunk: RulesChunk, wide: WideLogProbs? = nil
+        if width == chunkWidth, let plain = reader.plainChunk(at: p) {
+            chunk = plain
+        } else {
+            (chunk, wide) = reader.chunk(at: p, count: width)
+        }
+        guard anySet(chunk.counted) else { return LaneMask(repeating: ~0) }
+        let sign = rules.advantage == nil ? rowSign : signs(at: p, width: width)
+        if let shortcut = rules.shortcut, wide == nil, !anySet(chunk.counted & ~shortcut.keeps(chunk, sign: sign)) {
+            return LaneMask(repeating: ~0)
+        }
+        return rules.exact(chunk, wide: wide, sign: sign, stats: &stats, rejected: rejected) | ~chunk.counted
+    }
+
+    /// The advantages' signs at positions `p ..< p + width` (1, -1, 0 or NaN; exact for float64
+    /// advantages however small), or the row's.
+    @inline(__always)
+    func signs(at p: Int, width: Int) -> Lanes {
+        guard let advantages else { return rowSign }
+        if unitAdvantages && width == chunkWidth {  // a float32 has the sign of its float64 value
+            let a = advantages.base.loadUnaligned(fromByteOffset: p &* 4, as: Lanes.self)
+            var sign = Lanes(repeating: .nan)
+            sign = select(laneMask(a .== 0), Lanes(), sign)
+            sign = select(laneMask(a .> 0), Lanes(repeating: 1), sign)
+            return select(laneMask(a .< 0), Lanes(repeating: -1), sign)
+        }
+        var sign = rowSign
+        for lane in 0..<width { sign[lane] = advantageSign(advantages.double(p &+ lane)) }
+        return sign
+    }
+}
+
+/// A sufficient test that a token passes every binary token criterion and the advantage rule of
+/// a call, cheaper than the values (no exponential, no division). With `u = m - l` the clamped
+/// log-probs' difference (`l = ln a`, `m = ln b`, `a = p_r`, `b = p_t`):
+/// - `|p_t - p_r| = e^top (1 - e^-|delta|) <= e^top |delta|`, `top = max(lt, lr)`: `|delta|` when
+///   both log-probs are `<= 0`, `1.07 |delta|` when `top <= 1/16` (a probability just above 1
+///   where one token's log-prob rounds above 0);
+/// - `bkl = KL_B(a || b) <= chi2 = (a - b)^2 / (b (1 - b)) <= u^2 e^(2|u|) / |m|` (KL is below
+///   chi-square; `|a - b| = b |e^-u - 1| <= b |u| e^|u|`, `1 - b >= b |m|`), and `bkl_tr` the same
+///   with `|l|`; so every binary KL is `<= u^2 e^(2|u|) / min(|l|, |m|)`.
+/// The test asks these bounds to clear each threshold with room for every rounding: `|u|` taken
+/// `1e-6` larger (the float32 subtraction and clamp bounds against the float64 ones), `|u| <= 1/16`
+/// so `e^(2|u|) < 1.14`, and 1 % and 1e-11 off each KL threshold (the float32 values are within
+/// 1e-5 relative, the float64 ones closer). A token it passes has exact values that pass too, so the decision is the exact one;
+/// a token it does not pass is decided on its exact values. NaN fails every comparison here.
+struct RulesShortcut {
+    /// The bound `b` of `|D|` must satisfy `-b >= differenceLow` and `b <= differenceHigh`.
+    let differenceLow: Lanes, differenceHigh: Lanes
+    let testsDifference: Bool
+    /// The KL bound clears every KL threshold when `(|u| + 1e-6)^2 <= klScale * min(|l|, |m|)`.
+    let klScale: Lanes
+    let testsKL: Bool
+    /// The advantage ratio rule: kept for sure when `lower <= delta <= upper` (exact, not a bound).
+    let ratio: (lower: Lanes, upper: Lanes)?
+    /// The binary clamp's bounds and the clamp of delta (`RulesPass`), as lanes.
+    let logLow: Lanes, logHigh: Lanes, deltaClamp: Float
+    /// An advantage rule: a NaN advantage masks its token.
+    let testsSign: Bool
+
+    /// nil when some rule has a lower bound the test cannot prove (a positive lower bound on
+    /// `btv`, a finite lower bound on a KL) or the call needs every value (row statistics).
+    init?(_ rules: RulesPass) {
+        guard rules.rowEstimators.isEmpty else { return nil }
+        var low: Float = -.infinity, high: Float = .infinity, klLimit: Float = .infinity
+        var (difference, kl) = (false, false)
+        for (_, band) in rules.tokenBands {
+            let (lo, hi) = (band.band.lo[0], band.band.hi[0])
+            switch band.estimator {
+            case .bdiff:
+                (low, high, difference) = (Swift.max(low, lo), Swift.min(high, hi), true)
+            case .btv:
+                guard lo <= 0 else { return nil }  // |D| >= 0 always holds
+                (high, difference) = (Swift.min(high, hi), true)
+            default:
+                guard lo == -.infinity else { return nil }
+                (klLimit, kl) = (Swift.min(klLimit, hi), true)
+            }
+        }
+        var ratio: (lower: Lanes, upper: Lanes)?
+        if let advantage = rules.advantage {
+            switch advantage.statistic {
+            case .bdiff:  // masked only when D > upper or D < lower
+                (low, high, difference) = (Swift.max(low, advantage.lower[0]), Swift.min(high, advantage.upper[0]), true)
+            case .bkl:  // masked only when bkl > upper or bkl > lower
+                (klLimit, kl) = (Swift.min(klLimit, Swift.min(advantage.upper[0], advantage.lower[0])), true)
+            case .ratio, .none:
+                ratio = (advantage.lower, advantage.upper)
+            }
+        }
+        differenceLow = Lanes(repeating: low)
+        differenceHigh = Lanes(repeating: high)
+        testsDifference = difference
+        // 1e-11 off for the values' absolute error (SPEC §4.7 allows 1e-12): a threshold that
+        // small is never passed here.
+        klScale = Lanes(repeating: Float(0.99 / 1.14 * (Double(klLimit) - 1e-11)).nextDown)
+        testsKL = kl
+        self.ratio = ratio
+        (logLow, logHigh, deltaClamp) = (rules.logLow, rules.logHigh, rules.deltaClamp)
+        testsSign = rules.advantage != nil
+    }
+
+    /// The lanes of a float32 chunk (not float64 inputs) the rules surely keep. Inlined (a call
+    /// here spills the chunk and copies the shortcut on every chunk).
+    @inline(always)
+    func keeps(_ chunk: RulesChunk, sign: Lanes) -> LaneMask {
+        var sure = LaneMask(repeating: ~0)
+        let slack = Lanes(repeating: 1e-6)
+        if testsDifference {
+            let top = lanewiseMax(chunk.lt, chunk.lr)
+            let factor = select(laneMask(top .<= Lanes()), Lanes(repeating: 1.0001), Lanes(repeating: 1.07))  // e^(1/16) < 1.07
+            let bound = absolute(chunk.lt - chunk.lr) * factor + slack
+            sure &= laneMask(top .<= Lanes(repeating: 0.0625)) & laneMask(bound .<= differenceHigh) & laneMask(-bound .>= differenceLow)
+        }
+        if testsKL {
+            let m = lanewiseMin(lanewiseMax(chunk.lt, logLow), logHigh)
+            let l = lanewiseMin(lanewiseMax(chunk.lr, logLow), logHigh)
+            let u = absolute(m - l)
+            let t = u + slack
+            sure &= laneMask(u .<= Lanes(repeating: 0.0625)) & laneMask(t * t .<= klScale * lanewiseMin(-l, -m))
+        }
+        if let ratio {
+            let delta = clamped(chunk.delta, deltaClamp)
+            sure &= laneMask(delta .<= ratio.upper) & laneMask(delta .>= ratio.lower)
+        }
+        if testsSign { sure &= laneMask(sign .== sign) }  // a NaN advantage masks its token
+        return sure
+    }
+}
+
+/// One chunk of the rules' inputs: the log-probs as float32 lanes, delta by the batch's rounding
+/// rule, and the counted lanes (valid, and not a NaN delta under the skip policy; under the zero
+/// policy a NaN delta's lanes hold 0, 0, 0). Float64 inputs come with a `WideLogProbs` beside.
 struct RulesChunk {
     var lt = Lanes(repeating: -1), lr = Lanes(repeating: -1), delta = Lanes()
     var counted = LaneMask()
-    var wide: (lt: SIMD8<Double>, lr: SIMD8<Double>)?
+    /// `plainChunk`: the eight mask bytes, each 0 or 1 (`keepBytes(counted)`, read from the mask).
+    var countedBytes: UInt64 = 0
 }
+
+/// The float64 log-probs of a chunk of float64 inputs.
+typealias WideLogProbs = (lt: SIMD8<Double>, lr: SIMD8<Double>)
 
 /// Reads a row's chunks for the rules pass.
 struct RulesChunkReader {
@@ -184,24 +330,29 @@ struct RulesChunkReader {
 
     /// Eight positions by vector loads, or nil when the layout is not `unit` or a counted delta is
     /// NaN (the general `chunk` applies the NaN policy).
-    @inline(__always)
+    @inline(always)
     func plainChunk(at p: Int) -> RulesChunk? {
         guard unit, let secondary else { return nil }
-        var chunk = RulesChunk()
-        chunk.lt = primary.base.loadUnaligned(fromByteOffset: p &* 4, as: Lanes.self)
-        chunk.lr = secondary.base.loadUnaligned(fromByteOffset: p &* 4, as: Lanes.self)
-        chunk.delta = chunk.lt - chunk.lr
-        if let mask {
-            let bytes = mask.base.loadUnaligned(fromByteOffset: p, as: UInt64.self)
-            for lane in 0..<chunkWidth where (bytes >> UInt64(8 &* lane)) & 0xff != 0 { chunk.counted[lane] = ~0 }
-        } else {
-            chunk.counted = LaneMask(repeating: ~0)
-        }
-        return anySet(chunk.counted & ~laneMask(chunk.delta .== chunk.delta)) ? nil : chunk
+        let lt = primary.base.loadUnaligned(fromByteOffset: p &* 4, as: Lanes.self)
+        let lr = secondary.base.loadUnaligned(fromByteOffset: p &* 4, as: Lanes.self)
+        let delta = lt - lr
+        let bytes = mask.map { $0.base.loadUnaligned(fromByteOffset: p, as: SIMD8<UInt8>.self) } ?? SIMD8(repeating: 1)
+        let counted = byteMask(bytes)
+        if anySet(counted & ~laneMask(delta .== delta)) { return nil }
+        return RulesChunk(lt: lt, lr: lr, delta: delta, counted: counted, countedBytes: nonzeroBytes(unsafeBitCast(bytes, to: UInt64.self)))
+    }
+
+    /// Asks the caches for the group of `GroupSums.width` positions at `p` of a `unit` row (a
+    /// hint: addresses past the row are harmless).
+    @inline(__always)
+    func prefetchGroup(at p: Int) {
+        prefetchLines(primary.base + p &* 4, bytes: GroupSums.width &* 4)
+        if let secondary { prefetchLines(secondary.base + p &* 4, bytes: GroupSums.width &* 4) }
+        if let mask { prefetchLines(mask.base + p, bytes: GroupSums.width) }
     }
 
     /// `count` positions (at most eight), one element at a time, any dtypes and strides.
-    func chunk(at p: Int, count: Int) -> RulesChunk {
+    func chunk(at p: Int, count: Int) -> (chunk: RulesChunk, wide: WideLogProbs?) {
         var chunk = RulesChunk()
         var wideLt = SIMD8<Double>(repeating: -1), wideLr = SIMD8<Double>(repeating: -1)
         for lane in 0..<count {
@@ -225,8 +376,7 @@ struct RulesChunkReader {
             (chunk.lt[lane], chunk.lr[lane], chunk.delta[lane]) = (Float(t), Float(r), d)
             (wideLt[lane], wideLr[lane]) = (t, r)
         }
-        if wide { chunk.wide = (wideLt, wideLr) }
-        return chunk
+        return (chunk, wide ? (wideLt, wideLr) : nil)
     }
 }
 
@@ -242,4 +392,52 @@ func wideBinaryLanes(_ lt: SIMD8<Double>, _ lr: SIMD8<Double>, needs: BinaryNeed
         if needs.contains(.backward) { out.backward[lane] = Float(binaryValue(.bklTR, lt: t, lr: r, clamp: clamp)) }
     }
     return out
+}
+
+extension MaskScan {
+    /// The hot loop of a row with 2026 token rules, over whole groups up to `end` (a group
+    /// boundary), for rows whose log-probs are float32 at unit stride with a byte mask at unit
+    /// stride or none (`RulesChunkReader.unit`) and calls whose token criteria are all binary
+    /// (`rulesLoopServes`): while each chunk is small (`LaneStats.isSmall`, no NaN), it adds the
+    /// chunk exactly as `LaneStats.add` does, judges its tokens (`RulesShortcut`, and the exact
+    /// values where that proves nothing), writes their token bits and counts the passing ones, as
+    /// `judgeTokens` would. It stops at `end` or before the first other chunk, which the row loop
+    /// takes. Reads each chunk once (its delta is the reader's: `lt - lr` in float32).
+    @inline(never)
+    func rulesChunks<Shape: ScanShape>(_ rules: RulesRow, _ shortcut: RulesShortcut, from start: Int, to end: Int,
+                                       tokens: UnsafeMutablePointer<UInt8>?, rejected: UnsafeMutableBufferPointer<Int>,
+                                       _ state: (LaneStats, GroupSums), _ shape: Shape.Type)
+        -> (lanes: LaneStats, group: GroupSums, position: Int, passing: Int) {
+        var (lanes, group) = state
+        let plan = self.plan
+        var passing = Lanes()  // per lane at most `LaneStats.blockLength` / 8 tokens: exact
+        var unused = BinaryRowStats()  // the shortcut serves only calls without binary row statistics
+        let tokenSigns = rules.advantages != nil
+        var p = start
+        while p < end {
+            guard let chunk = rules.reader.plainChunk(at: p), LaneStats.isSmall(chunk.delta, chunk.counted, plan: plan) else { break }
+            let sign = tokenSigns ? rules.signs(at: p, width: chunkWidth) : rules.rowSign
+            var (keep, bytes) = (chunk.counted, chunk.countedBytes)
+            if anySet(chunk.counted & ~shortcut.keeps(chunk, sign: sign)) {
+                keep = rules.rules.exact(chunk, sign: sign, stats: &unused, rejected: rejected)
+                bytes = keepBytes(keep)
+            }
+            lanes.accumulate(ChunkTerms(small: chunk.delta, valid: chunk.counted), plan: plan, group: &group, allSmall: true, Shape.self)
+            passing += ones(keep)
+            if let tokens { UnsafeMutableRawPointer(tokens).storeBytes(of: bytes, toByteOffset: p, as: UInt64.self) }
+            p &+= chunkWidth
+            if p & (GroupSums.width - 1) == 0 {
+                lanes.flush(group, plan: plan, Shape.self)
+                group = GroupSums()
+                rules.reader.prefetchGroup(at: p &+ prefetchDistance)
+            }
+        }
+        return (lanes, group, p, Int(passing.sum()))
+    }
+
+    /// Whether `rulesChunks` serves a row: see there; `tokens` (the keep-token row) at unit stride.
+    func rulesLoopServes(_ rules: RulesRow?, tokens: GridRow<UInt8>?) -> Bool {
+        guard let rules, rules.rules.shortcut != nil, rules.reader.unit else { return false }
+        return tokenBands.allSatisfy { $0.estimator.isBinary } && (tokens?.stride ?? 1) == 1
+    }
 }

@@ -1058,7 +1058,8 @@ typedef struct trm_correction_out_t {
  * mean_dtype or output dtype), TRM_E_BAD_STRIDE, TRM_E_OUT_OF_RANGE, TRM_E_ALIASING,
  * TRM_E_BAD_LAYOUT, TRM_E_BAD_INPUTS, TRM_E_BAD_OFFSETS, TRM_E_BAD_LENGTHS, TRM_E_BAD_OPTION
  * (clamp not > 0, threads < 0, a flag not 0/1, a reserved field not 0, weights wanted without
- * config->weights)), TRM_E_BAD_REJECTION, TRM_E_BAD_CORRECTION_WEIGHTS, TRM_E_TOO_LARGE (its
+ * config->weights), TRM_E_NEEDS_ADVANTAGES (the batch gives both advantages and
+ * row_advantages)), TRM_E_BAD_REJECTION, TRM_E_BAD_CORRECTION_WEIGHTS, TRM_E_TOO_LARGE (its
  * working memory, "Limits" above, beyond 4 GiB). On error no output is written. */
 trm_status_t trm_rollout_correction(const trm_batch_t *batch, const trm_correction_config_t *config,
                                     const trm_correction_out_t *out);

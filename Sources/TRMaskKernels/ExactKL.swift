@@ -163,7 +163,12 @@ struct ExactKLKernel: PairRowConsumer {
                 var pass = KLPass(ra, rb, vocab: input.vocab, inverseTemperature: inverse)
                 pass.run(exactDifference: outputs.tv.base != nil || outputs.logpRollToken.base != nil
                          || outputs.logpTrainToken.base != nil)
-                let result = pass.finish()
+                var result = pass.finish()
+                if pass.trainMassIsFarBelowScale(result) {
+                    pass = KLPass(ra, rb, vocab: input.vocab, inverseTemperature: inverse)
+                    pass.runFloat64()
+                    result = pass.finish()
+                }
                 if outputs.kl.base != nil { outputs.kl.store(Float(result.kl), row: row, col: col) }
                 if outputs.tv.base != nil {
                     outputs.tv.store(Float(result.valid ? pass.totalVariation(logZ: result.logZ) : .nan), row: row, col: col)
@@ -305,6 +310,22 @@ struct KLPass<A: VectorRow, B: VectorRow> {
         } else {
             runChunks(WideDifference(ref: ref, inverse: inverse))
         }
+    }
+
+    /// Every entry on the float64 path: for the rare position whose training mass lies far below
+    /// the rollout's scale (`trainMassIsFarBelowScale`).
+    mutating func runFloat64() {
+        for v in 0..<vocab { slowLane(a.scalar(v), b.scalar(v)) }
+    }
+
+    /// The fast path's float32 weights `e^(x - mi)` lose bits below float32's normal range
+    /// (e^-87). When the rollout side sets the scale and the training side's whole mass sits more
+    /// than e^-40 below it (a rollout logit far above every training logit, where the training
+    /// logit is -inf or much lower), the training weights that matter are the ones that lost bits
+    /// (or flushed to 0), so the position is recomputed in float64. Below e^-40 the subnormal
+    /// weights can shift the training mass by at most V e^-47 relative.
+    func trainMassIsFarBelowScale(_ result: Result) -> Bool {
+        result.lseY - (Double(mi) - ref * inverse64) < -40
     }
 
     mutating func runChunks<D: ScaledDifference>(_ difference: D) {

@@ -339,7 +339,11 @@ typedef struct trm_options_t {
                                clamp); otherwise TRM_E_BAD_OPTION */
     trm_advantage_rule_t advantage; /* zeroed = no advantage rule (applied by trm_mask and
                                        trm_token_keep; validated, not applied, by
-                                       trm_importance_weights; the other functions ignore it) */
+                                       trm_importance_weights; the other functions do not apply
+                                       it, but as with every field a malformed one (unknown
+                                       statistic or zero mode, sequence not 0/1, reserved != 0,
+                                       thresholds without a statistic) is refused everywhere:
+                                       TRM_E_BAD_ADVANTAGE_RULE) */
 } trm_options_t;
 
 /* One criterion: a row passes iff lo <= aggregation(estimator) <= hi (inclusive); a token

@@ -54,22 +54,15 @@ func firstLanes(_ count: Int) -> LaneMask {
 }
 
 /// The lanes of `m` as eight bytes, 1 where set and 0 elsewhere, lane 0 in the lowest byte (the
-/// byte order of a little-endian store): neighbouring lanes merged twice, not a lane loop.
+/// byte order of a little-endian store). The lane loop of truncations compiles to two packs
+/// (`vpackssdw`, `vpacksswb`); shuffling halves (`evenHalf`, `oddHalf`) became a scalar lane
+/// extraction on AVX2.
 @inline(__always)
 func keepBytes(_ m: LaneMask) -> UInt64 {
     let bits = m & LaneMask(repeating: 1)
-    let pairs = bits.evenHalf | (bits.oddHalf &<< 8)  // lane i: lanes 2i, 2i + 1 in bytes 0, 1
-    let quads = pairs.evenHalf | (pairs.oddHalf &<< 16)  // lane j: lanes 4j ... 4j + 3 in bytes 0 ... 3
-    return UInt64(quads[0]) | UInt64(quads[1]) &<< 32
-}
-
-/// Each byte of `x` as 1 if it is nonzero, else 0 (the bits of each byte ORed into its lowest).
-@inline(__always)
-func nonzeroBytes(_ x: UInt64) -> UInt64 {
-    var t = x | (x &>> 4)
-    t |= t &>> 2
-    t |= t &>> 1
-    return t & 0x0101_0101_0101_0101
+    var bytes = SIMD8<UInt8>()
+    for lane in 0..<chunkWidth { bytes[lane] = UInt8(truncatingIfNeeded: bits[lane]) }
+    return unsafeBitCast(bytes, to: UInt64.self)
 }
 
 extension SIMD8 where Scalar == Float {

@@ -199,11 +199,8 @@ extension GridRow: KeepSink where Element == UInt8 {
     /// Eight whole lanes: one 8-byte store when the row is contiguous.
     @inline(__always)
     func store(_ valid: LaneMask, at p: Int) {
-        let bits = valid & LaneMask(repeating: 1)
         guard stride == 1 else { return store(valid, at: p, count: chunkWidth) }
-        var bytes = SIMD8<UInt8>()
-        for lane in 0..<chunkWidth { bytes[lane] = UInt8(truncatingIfNeeded: bits[lane]) }
-        UnsafeMutableRawPointer(base + p).storeBytes(of: bytes, as: SIMD8<UInt8>.self)
+        UnsafeMutableRawPointer(base + p).storeBytes(of: keepBytes(valid), as: UInt64.self)
     }
 }
 

@@ -94,15 +94,28 @@ struct RulesPass {
     /// The rules at one row.
     func row(_ batch: Batch, row: Int, start: Int) -> RulesRow { RulesRow(self, batch, row: row, start: start) }
 
-    /// The exact rules on a chunk with counted lanes: the binary values, the row statistics, the
-    /// token criteria's and the advantage rule's counts in `rejected`. Returns the counted lanes
-    /// that pass every binary token criterion and the advantage rule (all of them when the call
-    /// decides no tokens). Out of line: the scan's loop stays small.
+    /// The exact rules on a chunk of float32 inputs with counted lanes: the binary values (those
+    /// `token_values` gives), then `decide`. Out of line: the scan's loop stays small.
     @inline(never)
-    func exact(_ chunk: RulesChunk, wide: WideLogProbs? = nil, sign: Lanes, stats: inout BinaryRowStats,
+    func exact(_ chunk: RulesChunk, sign: Lanes, stats: inout BinaryRowStats, rejected: UnsafeMutableBufferPointer<Int>) -> LaneMask {
+        let values = binaryLanes(chunk.lt, chunk.lr, needs: needs, clamp: clamp, logLow: logLow, logHigh: logHigh)
+        return decide(values, chunk, sign: sign, stats: &stats, rejected: rejected)
+    }
+
+    /// `exact` for a chunk of float64 inputs: every value from the float64 formulas of the inputs
+    /// themselves, not of their float32 roundings.
+    @inline(never)
+    func exact(_ chunk: RulesChunk, wide: WideLogProbs, sign: Lanes, stats: inout BinaryRowStats,
                rejected: UnsafeMutableBufferPointer<Int>) -> LaneMask {
-        let values = wide.map { wideBinaryLanes($0.lt, $0.lr, needs: needs, clamp: clamp) }
-            ?? binaryLanes(chunk.lt, chunk.lr, needs: needs, clamp: clamp, logLow: logLow, logHigh: logHigh)
+        decide(wideBinaryLanes(wide.lt, wide.lr, needs: needs, clamp: clamp), chunk, sign: sign, stats: &stats, rejected: rejected)
+    }
+
+    /// The row statistics, the token criteria's and the advantage rule's counts in `rejected`,
+    /// from a chunk's binary values. Returns the counted lanes that pass every binary token
+    /// criterion and the advantage rule (all of them when the call decides no tokens).
+    @inline(__always)
+    private func decide(_ values: BinaryLanes, _ chunk: RulesChunk, sign: Lanes, stats: inout BinaryRowStats,
+                        rejected: UnsafeMutableBufferPointer<Int>) -> LaneMask {
         if !rowEstimators.isEmpty { accumulate(values, chunk.counted, into: &stats) }
         var keep = chunk.counted
         guard decidesTokens else { return keep }
@@ -173,10 +186,20 @@ struct RulesRow {
         }
         guard anySet(chunk.counted) else { return LaneMask(repeating: ~0) }
         let sign = rules.advantage == nil ? rowSign : signs(at: p, width: width)
-        if let shortcut = rules.shortcut, wide == nil, !anySet(chunk.counted & ~shortcut.keeps(chunk, sign: sign)) {
+        if let wide { return rules.exact(chunk, wide: wide, sign: sign, stats: &stats, rejected: rejected) | ~chunk.counted }
+        if let shortcut = rules.shortcut, !anySet(chunk.counted & ~shortcut.keeps(chunk, sign: sign)) {
             return LaneMask(repeating: ~0)
         }
-        return rules.exact(chunk, wide: wide, sign: sign, stats: &stats, rejected: rejected) | ~chunk.counted
+        return rules.exact(chunk, sign: sign, stats: &stats, rejected: rejected) | ~chunk.counted
+    }
+
+    /// The exact rules on a chunk of float32 inputs `RulesShortcut` does not decide, for
+    /// `MaskScan.rulesChunks` (which serves only calls without binary row statistics). Out of
+    /// line: the fast loop stays small.
+    @inline(never)
+    func exactChunk(_ chunk: RulesChunk, sign: Lanes, rejected: UnsafeMutableBufferPointer<Int>) -> LaneMask {
+        var unused = BinaryRowStats()
+        return rules.exact(chunk, sign: sign, stats: &unused, rejected: rejected)
     }
 
     /// The advantages' signs at positions `p ..< p + width` (1, -1, 0 or NaN; exact for float64
@@ -198,25 +221,36 @@ struct RulesRow {
 }
 
 /// A sufficient test that a token passes every binary token criterion and the advantage rule of
-/// a call, cheaper than the values (no exponential, no division). With `u = m - l` the clamped
-/// log-probs' difference (`l = ln a`, `m = ln b`, `a = p_r`, `b = p_t`):
-/// - `|p_t - p_r| = e^top (1 - e^-|delta|) <= e^top |delta|`, `top = max(lt, lr)`: `|delta|` when
-///   both log-probs are `<= 0`, `1.07 |delta|` when `top <= 1/16` (a probability just above 1
-///   where one token's log-prob rounds above 0);
-/// - `bkl = KL_B(a || b) <= chi2 = (a - b)^2 / (b (1 - b)) <= u^2 e^(2|u|) / |m|` (KL is below
-///   chi-square; `|a - b| = b |e^-u - 1| <= b |u| e^|u|`, `1 - b >= b |m|`), and `bkl_tr` the same
-///   with `|l|`; so every binary KL is `<= u^2 e^(2|u|) / min(|l|, |m|)`.
-/// The test asks these bounds to clear each threshold with room for every rounding: `|u|` taken
-/// `1e-6` larger (the float32 subtraction and clamp bounds against the float64 ones), `|u| <= 1/16`
-/// so `e^(2|u|) < 1.14`, and 1 % and 1e-11 off each KL threshold (the float32 values are within
-/// 1e-5 relative, the float64 ones closer). A token it passes has exact values that pass too, so the decision is the exact one;
-/// a token it does not pass is decided on its exact values. NaN fails every comparison here.
+/// a call, cheaper than the values (no exponential, no logarithm, no division). With `l = ln a`,
+/// `m = ln b` the clamped log-probs (`a = p_r`, `b = p_t`), `u = m - l`, `top = max(lt, lr)`,
+/// and `|u| <= |delta|` (the clamp is monotone and 1-Lipschitz):
+/// - `|p_t - p_r| = e^top (1 - e^-|delta|) <= e^top |delta|`: `|delta|` when both log-probs are
+///   `<= 0`, `1.07 |delta|` when `top <= 1/16` (a probability just above 1 where one token's
+///   log-prob rounds above 0);
+/// - far from 1 (`chiSquareKeeps`): `bkl = KL_B(a || b) <= chi2 = (a - b)^2 / (b (1 - b)) <=
+///   u^2 e^(2|u|) / |m|` (KL is below chi-square; `|a - b| = b |e^-u - 1| <= b |u| e^|u|`,
+///   `1 - b >= b |m|`), and `bkl_tr` the same with `|l|`; so every binary KL is
+///   `<= delta^2 e^(2|delta|) / -clamp(top)`;
+/// - near 1 (`nearOneKeeps`, where `-clamp(top)` is too small for the above): with `x = 1 - a`,
+///   `y = 1 - b`, `KL_B(a || b) = a (l - m) + x ln(x / y)`, and only one of the two terms is
+///   positive (`l > m` iff `x < y`). The first is `<= |u|`; the second, when `x > y`, is
+///   `<= s ln(s / y)` with `s = -clamp(min(lt, lr)) >= x` (`1 - e^l <= -l`) and
+///   `y = 1 - e^clamp(top) >= -clamp(top) e^clamp(top)`; with `E(v) = floor(log2 v)`,
+///   `ln(s / y) <= ln 2 (E(s) + 1 - E(-clamp(top))) + -clamp(top)`. `bkl_tr` swaps the roles.
+/// The test asks these bounds to clear each threshold with room for every rounding: `|delta|`
+/// taken `1e-6` larger (the float32 subtraction and clamp bounds against the float64 ones),
+/// `|delta| <= 1/16` in the chi-square bound so `e^(2|u|) < 1.14`, the exponents read from values
+/// nudged by 2^-20 outwards, and 1 % and 1e-11 off each KL threshold (the float32 values are
+/// within 1e-5 relative, the float64 ones closer). A token it passes has exact values that pass
+/// too, so the decision is the exact one; a token it does not pass is decided on its exact
+/// values. NaN fails every comparison here.
 struct RulesShortcut {
     /// The bound `b` of `|D|` must satisfy `-b >= differenceLow` and `b <= differenceHigh`.
     let differenceLow: Lanes, differenceHigh: Lanes
     let testsDifference: Bool
-    /// The KL bound clears every KL threshold when `(|u| + 1e-6)^2 <= klScale * min(|l|, |m|)`.
-    let klScale: Lanes
+    /// A bound on every binary KL clears every KL threshold when it is `<= klRoom`, and the
+    /// chi-square bound when `(|delta| + 1e-6)^2 <= klScale * -clamp(top)`.
+    let klRoom: Lanes, klScale: Lanes
     let testsKL: Bool
     /// The advantage ratio rule: kept for sure when `lower <= delta <= upper` (exact, not a bound).
     let ratio: (lower: Lanes, upper: Lanes)?
@@ -260,7 +294,9 @@ struct RulesShortcut {
         testsDifference = difference
         // 1e-11 off for the values' absolute error (SPEC §4.7 allows 1e-12): a threshold that
         // small is never passed here.
-        klScale = Lanes(repeating: Float(0.99 / 1.14 * (Double(klLimit) - 1e-11)).nextDown)
+        let room = 0.99 * (Double(klLimit) - 1e-11)
+        klRoom = Lanes(repeating: Float(room).nextDown)
+        klScale = Lanes(repeating: Float(room / 1.14).nextDown)
         testsKL = kl
         self.ratio = ratio
         (logLow, logHigh, deltaClamp) = (rules.logLow, rules.logHigh, rules.deltaClamp)
@@ -273,18 +309,19 @@ struct RulesShortcut {
     func keeps(_ chunk: RulesChunk, sign: Lanes) -> LaneMask {
         var sure = LaneMask(repeating: ~0)
         let slack = Lanes(repeating: 1e-6)
+        let distance = absolute(chunk.delta)
+        let top = lanewiseMax(chunk.lt, chunk.lr)
         if testsDifference {
-            let top = lanewiseMax(chunk.lt, chunk.lr)
             let factor = select(laneMask(top .<= Lanes()), Lanes(repeating: 1.0001), Lanes(repeating: 1.07))  // e^(1/16) < 1.07
-            let bound = absolute(chunk.lt - chunk.lr) * factor + slack
+            let bound = distance * factor + slack
             sure &= laneMask(top .<= Lanes(repeating: 0.0625)) & laneMask(bound .<= differenceHigh) & laneMask(-bound .>= differenceLow)
         }
         if testsKL {
-            let m = lanewiseMin(lanewiseMax(chunk.lt, logLow), logHigh)
-            let l = lanewiseMin(lanewiseMax(chunk.lr, logLow), logHigh)
-            let u = absolute(m - l)
-            let t = u + slack
-            sure &= laneMask(u .<= Lanes(repeating: 0.0625)) & laneMask(t * t .<= klScale * lanewiseMin(-l, -m))
+            let t = distance + slack
+            let headroom = -lanewiseMin(lanewiseMax(top, logLow), logHigh)  // -clamp(top) = min(|l|, |m|)
+            var kl = chiSquareKeeps(t, distance: distance, headroom: headroom)
+            if anySet(chunk.counted & ~kl) { kl |= nearOneKeeps(t, chunk, headroom: headroom) }
+            sure &= kl
         }
         if let ratio {
             let delta = clamped(chunk.delta, deltaClamp)
@@ -293,6 +330,33 @@ struct RulesShortcut {
         if testsSign { sure &= laneMask(sign .== sign) }  // a NaN advantage masks its token
         return sure
     }
+
+    /// The chi-square bound (see the type): `t = |delta| + 1e-6`, `headroom = -clamp(top)`.
+    @inline(always)
+    func chiSquareKeeps(_ t: Lanes, distance: Lanes, headroom: Lanes) -> LaneMask {
+        laneMask(distance .<= Lanes(repeating: 0.0625)) & laneMask(t * t .<= klScale * headroom)
+    }
+
+    /// The bound near probability 1 (see the type), from exponent bits: no exponential, no
+    /// logarithm. `t = |delta| + 1e-6`, `headroom = -clamp(top)`, which must be a normal float
+    /// (at 0 the KL is infinite; below, its exponent bits are not `E`).
+    @inline(always)
+    func nearOneKeeps(_ t: Lanes, _ chunk: RulesChunk, headroom: Lanes) -> LaneMask {
+        let spread = -lanewiseMin(lanewiseMax(lanewiseMin(chunk.lt, chunk.lr), logLow), logHigh)  // s = -clamp(bottom)
+        // E(s) from s nudged up, E(headroom) from headroom nudged down: each exponent bounds the
+        // float64 clamp's value too. The biases cancel in the difference.
+        let exponents = exponentField(spread * Lanes(repeating: 1 + 0x1p-20)) - exponentField(headroom * Lanes(repeating: 1 - 0x1p-20))
+        let logRatio = headroom.addingProduct(exponents + 1, Lanes(repeating: Float(0.693_147_180_559_945_3 as Double).nextUp))  // >= ln 2
+        let bound = spread * logRatio
+        return laneMask(headroom .>= Lanes(repeating: Float.leastNormalMagnitude)) & laneMask(t .<= klRoom) & laneMask(bound .<= klRoom)
+    }
+}
+
+/// The biased exponent field of positive float lanes, as floats (exact: at most 255).
+@inline(__always)
+func exponentField(_ x: Lanes) -> Lanes {
+    // 2^23 + field as a float: the field lands in the low mantissa bits.
+    Lanes(bitPattern: (x.bitPattern &>> 23) | LaneMask(repeating: 0x4b00_0000)) - Lanes(repeating: 8_388_608)
 }
 
 /// One chunk of the rules' inputs: the log-probs as float32 lanes, delta by the batch's rounding
@@ -301,8 +365,23 @@ struct RulesShortcut {
 struct RulesChunk {
     var lt = Lanes(repeating: -1), lr = Lanes(repeating: -1), delta = Lanes()
     var counted = LaneMask()
-    /// `plainChunk`: the eight mask bytes, each 0 or 1 (`keepBytes(counted)`, read from the mask).
-    var countedBytes: UInt64 = 0
+}
+
+/// A `unit` row's pointers (`RulesChunkReader.unit`), taken once: the hot loop's reads.
+struct UnitRulesRow {
+    let lt: UnsafeRawPointer, lr: UnsafeRawPointer
+    /// Bytes, nonzero = counted; nil: every position counted.
+    let mask: UnsafeRawPointer?
+
+    /// Eight positions by vector loads, delta `lt - lr` in float32 (the batch's rounding rule for
+    /// float32 inputs). A counted lane may hold a NaN delta: the caller decides what it does.
+    @inline(always)
+    func chunk(at p: Int) -> RulesChunk {
+        let lt = self.lt.loadUnaligned(fromByteOffset: p &* 4, as: Lanes.self)
+        let lr = self.lr.loadUnaligned(fromByteOffset: p &* 4, as: Lanes.self)
+        let counted = mask.map { byteMask($0.loadUnaligned(fromByteOffset: p, as: SIMD8<UInt8>.self)) } ?? LaneMask(repeating: ~0)
+        return RulesChunk(lt: lt, lr: lr, delta: lt - lr, counted: counted)
+    }
 }
 
 /// The float64 log-probs of a chunk of float64 inputs.
@@ -328,18 +407,19 @@ struct RulesChunkReader {
             && mask.map { $0.dtype.isByteMask && $0.stride == 1 } ?? true
     }
 
+    /// The row's pointers when it is `unit`.
+    @inline(__always)
+    var unitRow: UnitRulesRow? {
+        guard unit, let secondary else { return nil }
+        return UnitRulesRow(lt: primary.base, lr: secondary.base, mask: mask?.base)
+    }
+
     /// Eight positions by vector loads, or nil when the layout is not `unit` or a counted delta is
     /// NaN (the general `chunk` applies the NaN policy).
     @inline(always)
     func plainChunk(at p: Int) -> RulesChunk? {
-        guard unit, let secondary else { return nil }
-        let lt = primary.base.loadUnaligned(fromByteOffset: p &* 4, as: Lanes.self)
-        let lr = secondary.base.loadUnaligned(fromByteOffset: p &* 4, as: Lanes.self)
-        let delta = lt - lr
-        let bytes = mask.map { $0.base.loadUnaligned(fromByteOffset: p, as: SIMD8<UInt8>.self) } ?? SIMD8(repeating: 1)
-        let counted = byteMask(bytes)
-        if anySet(counted & ~laneMask(delta .== delta)) { return nil }
-        return RulesChunk(lt: lt, lr: lr, delta: delta, counted: counted, countedBytes: nonzeroBytes(unsafeBitCast(bytes, to: UInt64.self)))
+        guard let chunk = unitRow?.chunk(at: p), !anySet(chunk.counted & ~laneMask(chunk.delta .== chunk.delta)) else { return nil }
+        return chunk
     }
 
     /// Asks the caches for the group of `GroupSums.width` positions at `p` of a `unit` row (a
@@ -410,21 +490,26 @@ extension MaskScan {
         -> (lanes: LaneStats, group: GroupSums, position: Int, passing: Int) {
         var (lanes, group) = state
         let plan = self.plan
-        var passing = Lanes()  // per lane at most `LaneStats.blockLength` / 8 tokens: exact
-        var unused = BinaryRowStats()  // the shortcut serves only calls without binary row statistics
+        let row = rules.reader.unitRow.unsafelyUnwrapped  // `rulesLoopServes`: a unit row
+        let tokenBytes = tokens.map { UnsafeMutableRawPointer($0) }
         let tokenSigns = rules.advantages != nil
+        // Passing tokens: the counted ones (the lane counters' growth) less those the exact
+        // values reject. Per lane at most `LaneStats.blockLength` / 8 tokens: exact in float32.
+        let countedBefore = lanes.counted
+        var rejectedLanes = Lanes()
         var p = start
         while p < end {
-            guard let chunk = rules.reader.plainChunk(at: p), LaneStats.isSmall(chunk.delta, chunk.counted, plan: plan) else { break }
+            let chunk = row.chunk(at: p)
+            // A counted NaN delta is not small: the row loop applies the NaN policy to its chunk.
+            guard LaneStats.isSmall(chunk.delta, chunk.counted, plan: plan) else { break }
             let sign = tokenSigns ? rules.signs(at: p, width: chunkWidth) : rules.rowSign
-            var (keep, bytes) = (chunk.counted, chunk.countedBytes)
+            var keep = chunk.counted
             if anySet(chunk.counted & ~shortcut.keeps(chunk, sign: sign)) {
-                keep = rules.rules.exact(chunk, sign: sign, stats: &unused, rejected: rejected)
-                bytes = keepBytes(keep)
+                keep = rules.exactChunk(chunk, sign: sign, rejected: rejected)
+                rejectedLanes += ones(chunk.counted & ~keep)
             }
             lanes.accumulate(ChunkTerms(small: chunk.delta, valid: chunk.counted), plan: plan, group: &group, allSmall: true, Shape.self)
-            passing += ones(keep)
-            if let tokens { UnsafeMutableRawPointer(tokens).storeBytes(of: bytes, toByteOffset: p, as: UInt64.self) }
+            tokenBytes?.storeBytes(of: keepBytes(keep), toByteOffset: p, as: UInt64.self)
             p &+= chunkWidth
             if p & (GroupSums.width - 1) == 0 {
                 lanes.flush(group, plan: plan, Shape.self)
@@ -432,7 +517,7 @@ extension MaskScan {
                 rules.reader.prefetchGroup(at: p &+ prefetchDistance)
             }
         }
-        return (lanes, group, p, Int(passing.sum()))
+        return (lanes, group, p, Int((lanes.counted - countedBefore - rejectedLanes).sum()))
     }
 
     /// Whether `rulesChunks` serves a row: see there; `tokens` (the keep-token row) at unit stride.

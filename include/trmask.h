@@ -45,7 +45,8 @@
  *   row and row criterion (refused above about 17.9 million rows without row criteria, 8.7 million
  *   with 64: split the batch); trm_topk_kl_lower_bound sorts one position's k ids (k above 2^29
  *   refused); trm_rollout_correction keeps a record per row and per row and rejection option,
- *   and per worker thread 25 bytes per position of the longest row; trm_group_advantages sorts
+ *   and per worker thread 25 bytes per position of the longest row (trm_correction_reduce the
+ *   same records for the rows of all its shards); trm_group_advantages sorts
  *   8 bytes per row. Everything else allocates O(threads + criteria) memory at most.
  *
  * The header includes only <stdint.h> and <stddef.h> and compiles as C99 and C++.
@@ -1109,12 +1110,12 @@ trm_status_t trm_rollout_correction(const trm_batch_t *batch, const trm_correcti
  * shards (data-parallel ranks; shard k holds rows after those of shards 0..k-1), from the row
  * records each shard's call wrote (out->rows), reduced in shard order by the code that reduces
  * one call's records: equal, bit for bit, to the stats of one call on the concatenated batch
- * with the same config. normalize only changes what norm_factor means (the divisor that call
- * would apply); nothing is divided here.
+ * with the same config (nothing is divided here: norm_factor is the divisor a call with
+ * normalize = 1 applies).
  *
  * config: required, as given to each shard's call. shards: n_shards descriptors, read only
- * (NULL iff n_shards is 0: the stats of an empty batch); each data may be NULL iff its n_rows is
- * 0; every shard must carry the same mask_dtype, weights_dtype and log_probs. stats: required,
+ * (may be NULL when n_shards is 0: the stats of an empty batch); each data may be NULL when its
+ * n_rows is 0; every shard must carry the same mask_dtype, weights_dtype and log_probs. stats: required,
  * must not overlap a shard's data; written on success only. Memory: a record per row and per row
  * and option ("Limits" above). Thread-safe (shares nothing).
  *

@@ -4,9 +4,10 @@
 the count of a run minus that of a ``--setup-only`` run (the same without the call).
 
     valgrind --tool=callgrind "$(python3 -c 'import sys; print(sys.executable)')" \\
-        bench/correction_instructions.py [--plain] [--setup-only]
+        bench/correction_instructions.py [--plain] [--row-records] [--setup-only]
 
-``--plain``: no rejection option and no weights (the statistics alone).
+``--plain``: no rejection option and no weights (the statistics alone). ``--row-records``: also
+write the row records (what a data-parallel reduce of the statistics needs).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ ROWS, COLS = 512, 4096
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plain", action="store_true")
+    parser.add_argument("--row-records", action="store_true")
     parser.add_argument("--setup-only", action="store_true")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
@@ -38,7 +40,8 @@ def main() -> None:
         rejections=[trmask.Rejection("seq_max", "k2", hi=0.1), trmask.Rejection("seq_mean", "k3", hi=0.002)],
         weights=trmask.WeightRule("token", "truncate", hi=2.0))
     if not args.setup_only:
-        result = trmask.rollout_correction(logp_train, logp_roll, mask, mask_weights=True, threads=1, **options)
+        result = trmask.rollout_correction(logp_train, logp_roll, mask, mask_weights=True, threads=1,
+                                            row_records=args.row_records, **options)
         print(f"{ROWS * COLS} positions, {result.statistics['n_tokens_valid']} valid")
 
 

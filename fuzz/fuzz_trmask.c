@@ -22,7 +22,7 @@
  * Groups (TRM_FUZZ_GROUP): mask (trm_mask, trm_token_keep, trm_token_values,
  * trm_importance_weights), partials (compute, merge, decide), logits (trm_exact_kl,
  * trm_topk_kl_lower_bound), bounds (trm_bounds_compute and the status/version functions),
- * correction (trm_rollout_correction, trm_weights_divide, trm_group_advantages), all. */
+ * correction (trm_rollout_correction, trm_weights_divide, trm_group_advantages, trm_correction_reduce), all. */
 #define _DEFAULT_SOURCE
 #include <math.h>
 #include <stdint.h>
@@ -1238,6 +1238,9 @@ typedef struct {
     trm_batch_t *batch;
     trm_correction_config_t *config[2];
     trm_correction_out_t *out;
+    trm_correction_rows_t *shards;
+    int64_t n_shards;
+    trm_correction_stats_t *stats;
     int32_t layout;
     int64_t n_rows, n_cols;
     trm_view_t offsets;
@@ -1253,14 +1256,13 @@ static trm_status_t call_correction_group(void *ctx, int32_t run) {
     switch (c->entry) {
     case 0: return trm_rollout_correction(c->batch, c->config[run], c->out);
     case 1: return trm_weights_divide(c->layout, c->n_rows, c->n_cols, c->offsets, c->divisor, c->weights);
+    case 3: return trm_correction_reduce(c->config[run], c->shards, c->n_shards, c->stats);
     default: return trm_group_advantages(c->groups, c->group_out);
     }
 }
 
-static void fuzz_rollout_correction(input_t *in, correction_call_t *c, plan_t *plan) {
-    c->batch = batch_input(in, plan);
-    int64_t rows = c->batch ? c->batch->n_rows : 0, cols = c->batch ? c->batch->n_cols : 0;
-    int packed = c->batch && c->batch->layout == TRM_LAYOUT_PACKED;
+/* A trm_correction_config_t (its rejections in a slot of their own); 0 when it cannot be placed. */
+static int correction_config(input_t *in, trm_correction_config_t *config) {
     trm_correction_config_t k;
     memset(&k, 0, sizeof k);
     k.struct_size = struct_size(in, sizeof k);
@@ -1273,7 +1275,7 @@ static void fuzz_rollout_correction(input_t *in, correction_call_t *c, plan_t *p
     k.n_rejections = PICK(in, n_rejections);
     if (k.n_rejections > 0) {
         trm_rejection_t *r = struct_slot((size_t)k.n_rejections * sizeof *r, 0);
-        if (!r) { skip = 1; return; }
+        if (!r) return 0;
         for (int32_t i = 0; i < k.n_rejections; i++) {
             uint8_t b = u8(in);
             r[i].level = b < 245 ? b % 4 : b;
@@ -1289,6 +1291,41 @@ static void fuzz_rollout_correction(input_t *in, correction_call_t *c, plan_t *p
     k.weights = flag_value(in);
     k.normalize = flag_value(in);
     k.weight_rule = weight_rule(in);
+    *config = k;
+    return 1;
+}
+
+/* The row records of a call with `n_rejections` options: a contiguous [rows, width] double
+   output, and the descriptor of the call's facts (sometimes not the call's). */
+static trm_correction_rows_t rows_output(input_t *in, plan_t *plan, const trm_batch_t *batch, int64_t rows,
+                                         int32_t n_rejections, const trm_typed_out_t *weights) {
+    trm_correction_rows_t r;
+    memset(&r, 0, sizeof r);
+    int32_t n = n_rejections < 0 ? 0 : n_rejections > TRM_MAX_REJECTIONS ? TRM_MAX_REJECTIONS : n_rejections;
+    arr_t a = {{rows, TRM_CORRECTION_ROW_WIDTH(n), 1}, {TRM_CORRECTION_ROW_WIDTH(n), 1, 0}, 8, 0, 0, 0, 0, 0};
+    if (!place(in, &a, 1)) { skip = 1; return r; }
+    if (a.overflow && a.base) plan->refusal_arranged = 1;
+    if (alias_output(&a)) plan->aliased = 1;
+    else output_elements(&a);
+    r.data = (double *)a.base;
+    r.n_rows = rows;
+    r.mask_dtype = batch ? batch->mask.dtype : TRM_DTYPE_NONE;
+    r.weights_dtype = weights->data ? weights->dtype : TRM_DTYPE_NONE;
+    r.log_probs = batch && batch->logp_train.dtype != TRM_DTYPE_NONE;
+    uint8_t b = u8(in);
+    if (b == 255) r.reserved = 1;
+    else if (b == 254) r.n_rows = rows + 1;
+    else if (b == 253) r.mask_dtype = TRM_DTYPE_F64;
+    else if (b == 252) r.log_probs = 2;
+    return r;
+}
+
+static void fuzz_rollout_correction(input_t *in, correction_call_t *c, plan_t *plan) {
+    c->batch = batch_input(in, plan);
+    int64_t rows = c->batch ? c->batch->n_rows : 0, cols = c->batch ? c->batch->n_cols : 0;
+    int packed = c->batch && c->batch->layout == TRM_LAYOUT_PACKED;
+    trm_correction_config_t k;
+    if (!correction_config(in, &k)) { skip = 1; return; }
     int32_t threads[2];
     threads_pair(in, threads);
     int absent = u8(in) == 255;
@@ -1318,7 +1355,64 @@ static void fuzz_rollout_correction(input_t *in, correction_call_t *c, plan_t *p
             if (u8(in) == 255) o.stats->reserved = 1;
         }
     }
+    if ((want & 16) && !is_huge(rows)) o.rows = rows_output(in, plan, c->batch, rows, k.n_rejections, &o.weights);
     *c->out = o;
+}
+
+/* Row records as a call writes them: counts small integers, flags 0/1, the rest any double; one
+   field in 64 out of its domain. */
+static void fill_record(uint8_t *p, int64_t index, void *ctx) {
+    int64_t width = *(const int64_t *)ctx, field = index % width;
+    uint64_t r = rng();
+    double v = random_value((int)(r >> 60), 4);
+    if (field == 1) v = (double)(r % 9);                                     /* valid count */
+    else if (field == 8 || (field >= TRM_CORRECTION_ROW_FIELDS && (field - TRM_CORRECTION_ROW_FIELDS) % 10 == 9))
+        v = (double)(r & 1);                                                 /* any_rejected flags */
+    if ((r & 63) == 0) v = (r & 64) ? 0.5 : NAN;
+    memcpy(p, &v, 8);
+}
+
+/* trm_correction_reduce: shards of row records (inputs), the statistics (written on success). */
+static void fuzz_correction_reduce(input_t *in, correction_call_t *c, plan_t *plan) {
+    trm_correction_config_t k;
+    if (!correction_config(in, &k)) { skip = 1; return; }
+    for (int run = 0; run < 2; run++) {
+        c->config[run] = struct_slot(sizeof k, 0);
+        if (!c->config[run]) { skip = 1; return; }
+        *c->config[run] = k;
+    }
+    static const int64_t n_shards[] = {1, 1, 2, 2, 3, 4, 0, -1, TRM_MAX_CORRECTION_SHARDS + 1};
+    c->n_shards = PICK(in, n_shards);
+    if (c->n_shards < 0 || c->n_shards > TRM_MAX_CORRECTION_SHARDS) plan->refusal_arranged = 1;
+    int64_t stored = c->n_shards < 1 ? 1 : c->n_shards > 4 ? 4 : c->n_shards;
+    c->shards = struct_slot((size_t)stored * sizeof *c->shards, 0);
+    if (!c->shards) { skip = 1; return; }
+    int32_t n = k.n_rejections < 0 ? 0 : k.n_rejections > TRM_MAX_REJECTIONS ? TRM_MAX_REJECTIONS : k.n_rejections;
+    int64_t width = TRM_CORRECTION_ROW_WIDTH(n);
+    int32_t mask_dtype = dtype_value(in, mask_dtypes, N_OF(mask_dtypes)), weights_dtype = TRM_DTYPE_NONE;
+    if (k.weights == 1 && u8(in) < 192) weights_dtype = dtype_value(in, weight_dtypes, N_OF(weight_dtypes));
+    int32_t log_probs = u8(in) & 1;
+    for (int64_t i = 0; i < stored; i++) {
+        trm_correction_rows_t *r = &c->shards[i];
+        memset(r, 0, sizeof *r);
+        r->n_rows = size_value(in);
+        r->mask_dtype = mask_dtype;
+        r->weights_dtype = weights_dtype;
+        r->log_probs = log_probs;
+        uint8_t b = u8(in);
+        if (b == 255) r->reserved = 1;
+        else if (b == 254) r->log_probs = !log_probs;
+        arr_t a = {{r->n_rows, width, 1}, {width, 1, 0}, 8, 0, 0, 0, 0, 0};
+        if (!place(in, &a, 0)) { skip = 1; return; }
+        if (i < c->n_shards) plan_input(plan, &a); /* shards past n_shards are never read */
+        each_element(&a, fill_record, &width);
+        r->data = (double *)a.base;
+    }
+    if (u8(in) == 255) c->shards = NULL;
+    c->stats = written_struct(sizeof *c->stats, 0);
+    if (!c->stats) { skip = 1; return; }
+    c->stats->struct_size = struct_size(in, sizeof *c->stats);
+    if (u8(in) == 255) c->stats->reserved = 1;
 }
 
 /* trm_weights_divide: the weights are read and written in place; the offsets are the one other array. */
@@ -1449,9 +1543,10 @@ static void fuzz_correction_group(input_t *in, uint8_t entry) {
     correction_call_t c;
     memset(&c, 0, sizeof c);
     plan_t plan = {0, 0, 0};
-    c.entry = entry % 3;
+    c.entry = entry % 4;
     if (c.entry == 0) fuzz_rollout_correction(in, &c, &plan);
     else if (c.entry == 1) fuzz_weights_divide(in, &c, &plan);
+    else if (c.entry == 3) fuzz_correction_reduce(in, &c, &plan);
     else fuzz_group_advantages(in, &c, &plan);
     if (skip) return;
     run_twice(call_correction_group, &c, &plan);

@@ -45,7 +45,8 @@
  *   row and row criterion (refused above about 17.9 million rows without row criteria, 8.7 million
  *   with 64: split the batch); trm_topk_kl_lower_bound sorts one position's k ids (k above 2^29
  *   refused); trm_rollout_correction keeps a record per row and per row and rejection option,
- *   and per worker thread 25 bytes per position of the longest row; trm_group_advantages sorts
+ *   and per worker thread 25 bytes per position of the longest row (trm_correction_reduce the
+ *   same records for the rows of all its shards); trm_group_advantages sorts
  *   8 bytes per row. Everything else allocates O(threads + criteria) memory at most.
  *
  * The header includes only <stdint.h> and <stddef.h> and compiles as C99 and C++.
@@ -68,7 +69,7 @@ extern "C" {
 #define TRM_VERSION_MINOR 2
 #define TRM_VERSION_PATCH 0
 #define TRM_VERSION_STRING "0.2.0"
-#define TRM_ABI_VERSION 3
+#define TRM_ABI_VERSION 4
 
 /* The ABI version the loaded library implements (compare with TRM_ABI_VERSION). */
 uint32_t trm_abi_version(void);
@@ -143,6 +144,11 @@ typedef int32_t trm_status_t;
                                            bounds not 0 < lo <= hi (mask) / 0 < hi (truncate), NaN
                                            refused */
 #define TRM_E_BAD_DIVISOR 32    /* a weight divisor that is not finite and > 0 */
+#define TRM_E_BAD_CORRECTION_ROWS 33 /* rollout-correction row records that do not fit: n_rows
+                                        other than the batch's, mask_dtype, weights_dtype or
+                                        log_probs other than the call's (or than the other
+                                        shards'), a valid count that is not an integer in
+                                        0..2^53 (or counts whose total overflows), a flag not 0/1 */
 
 /* Static English text for a status, e.g. "output strides overlap". Never NULL; unknown codes
    give "unknown status". */
@@ -1023,6 +1029,35 @@ typedef struct trm_correction_stats_t {
                                                               n_rejections */
 } trm_correction_stats_t;
 
+/* Row records (docs/sharded-rows.md): per row, the sums, extrema and decisions the statistics
+   are reduced from, as float64 fields, row-major, TRM_CORRECTION_ROW_WIDTH(n_rejections) per
+   row: TRM_CORRECTION_ROW_FIELDS fields of the row (M_i, valid count, S_i, sum m lt, sum m lr,
+   sum m k3_kl, sum m exp(d)^2, rejected mass, any_rejected (0/1), sum m raw, sum m oob, then
+   the weights' moments: sum m w, max, min, sum m [raw > hi], sum m [raw < lower], sum m c,
+   sum m c^2), then per rejection option TRM_CORRECTION_OPTION_FIELDS (its moments as above, the
+   row statistic, rejected mass, any_rejected). A row's record depends on that row alone, so a
+   batch split by rows into shards (data-parallel ranks) gives each row the record it has in the
+   whole batch, and trm_correction_reduce of the shards' records in order gives the statistics
+   of one call on the concatenated batch, bit for bit. The three facts below are the call's
+   (refused otherwise, TRM_E_BAD_CORRECTION_ROWS): the same struct describes the records to
+   trm_correction_reduce. */
+#define TRM_CORRECTION_ROW_FIELDS 18
+#define TRM_CORRECTION_OPTION_FIELDS 10
+#define TRM_CORRECTION_ROW_WIDTH(n_rejections) \
+    (TRM_CORRECTION_ROW_FIELDS + TRM_CORRECTION_OPTION_FIELDS * (n_rejections))
+/* Most shards one trm_correction_reduce takes. */
+#define TRM_MAX_CORRECTION_SHARDS 65536
+
+typedef struct trm_correction_rows_t {
+    double *data;          /* n_rows * TRM_CORRECTION_ROW_WIDTH(config->n_rejections) doubles;
+                              NULL = not wanted (the other fields are then ignored) */
+    int64_t n_rows;        /* rows of data: the batch's n_rows */
+    int32_t mask_dtype;    /* the batch mask's dtype; TRM_DTYPE_NONE without a mask */
+    int32_t weights_dtype; /* out->weights.dtype; TRM_DTYPE_NONE when no weights are written */
+    int32_t log_probs;     /* 1: the batch gave logp_train and logp_roll; 0: log_ratio */
+    int32_t reserved;      /* must be 0 */
+} trm_correction_rows_t;
+
 /* Outputs of trm_rollout_correction; each may be absent. */
 typedef struct trm_correction_out_t {
     uint32_t struct_size;  /* sizeof(trm_correction_out_t) */
@@ -1037,6 +1072,8 @@ typedef struct trm_correction_out_t {
     trm_typed_out_t weights; /* F32, F64, F16 or BF16 token grid (verl: the dtype of log-ratio *
                                 mask); needs config->weights. Positions outside every row are 0 */
     trm_correction_stats_t *stats; /* NULL = not wanted; written last, on success only */
+    trm_correction_rows_t rows; /* the row records (data NULL = not wanted; a zeroed field is
+                                   that), for trm_correction_reduce across shards */
 } trm_correction_out_t;
 
 /* Rollout correction (verl's compute_rollout_correction_and_rejection_mask arithmetic): the
@@ -1064,9 +1101,33 @@ typedef struct trm_correction_out_t {
  * (clamp not > 0, threads < 0, a flag not 0/1, a reserved field not 0, weights wanted without
  * config->weights), TRM_E_NEEDS_ADVANTAGES (the batch gives both advantages and
  * row_advantages)), TRM_E_BAD_REJECTION, TRM_E_BAD_CORRECTION_WEIGHTS, TRM_E_TOO_LARGE (its
- * working memory, "Limits" above, beyond 4 GiB). On error no output is written. */
+ * working memory, "Limits" above, beyond 4 GiB), TRM_E_BAD_CORRECTION_ROWS (out->rows does not
+ * describe this call). On error no output is written. */
 trm_status_t trm_rollout_correction(const trm_batch_t *batch, const trm_correction_config_t *config,
                                     const trm_correction_out_t *out);
+
+/* The statistics of one trm_rollout_correction call on a batch split by rows into n_shards
+ * shards (data-parallel ranks; shard k holds rows after those of shards 0..k-1), from the row
+ * records each shard's call wrote (out->rows), reduced in shard order by the code that reduces
+ * one call's records: equal, bit for bit, to the stats of one call on the concatenated batch
+ * with the same config (nothing is divided here: norm_factor is the divisor a call with
+ * normalize = 1 applies).
+ *
+ * config: required, as given to each shard's call. shards: n_shards descriptors, read only
+ * (may be NULL when n_shards is 0: the stats of an empty batch); each data may be NULL when its
+ * n_rows is 0; every shard must carry the same mask_dtype, weights_dtype and log_probs. stats: required,
+ * must not overlap a shard's data; written on success only. Memory: a record per row and per row
+ * and option ("Limits" above). Thread-safe (shares nothing).
+ *
+ * Returns TRM_OK, TRM_E_NULL_POINTER, TRM_E_BAD_STRUCT_SIZE, TRM_E_BAD_SIZE (n_shards outside
+ * 0..TRM_MAX_CORRECTION_SHARDS, a negative n_rows, sizes or a row total that overflow),
+ * TRM_E_BAD_DTYPE (config dtypes; an unknown mask_dtype; a weights_dtype not F32, F64, F16 or
+ * BF16), TRM_E_OUT_OF_RANGE, TRM_E_ALIASING (stats overlaps a shard's data), TRM_E_BAD_OPTION
+ * (as trm_rollout_correction's config; log_probs not 0/1; a reserved field not 0; weights_dtype
+ * set without config->weights), TRM_E_BAD_REJECTION, TRM_E_BAD_CORRECTION_WEIGHTS,
+ * TRM_E_BAD_CORRECTION_ROWS, TRM_E_TOO_LARGE. On error nothing is written. */
+trm_status_t trm_correction_reduce(const trm_correction_config_t *config, const trm_correction_rows_t *shards,
+                                   int64_t n_shards, trm_correction_stats_t *stats);
 
 /* Divides every weight inside the rows of a token grid by `divisor`, in place, in the weights'
  * dtype (verl's batch normalisation, after a distributed caller has reduced norm_sum and

@@ -20,30 +20,89 @@ public struct CorrectionResult: Equatable, Sendable {
     /// The weights in `weightsDType`, widened exactly to Double; empty without a weight rule.
     public var weights: [Double]
     public var statistics: CorrectionStatistics
+    /// The row records the statistics are reduced from, when asked for (`rowRecords: true`).
+    public var rowRecords: CorrectionRowRecords?
 }
 
-/// verl's rollout correction on `batch`: the mask of `config.rejections`, the importance weights
-/// of `config.weightRule` in `weightsDType` (f32, f64, f16 or bf16) and every statistic. The
-/// batch's log-probs or log-ratio give `delta`; its mask gives `m` (its values when
-/// `config.maskWeights`). Results do not depend on `config.threads`.
-public func rolloutCorrection(_ batch: TokenBatch, config: CorrectionConfig,
-                              weightsDType: DType = .f32) throws(TRMaskError) -> CorrectionResult {
+/// The row records of one `rolloutCorrection` call (docs/sharded-rows.md): per row, the sums,
+/// extrema and decisions its statistics are reduced from, and the facts of the call the
+/// reduction depends on. `reduceCorrectionRows` of several calls' records gives the statistics of
+/// one call on their rows concatenated, bit for bit.
+public struct CorrectionRowRecords: Equatable, Sendable {
+    /// `rows * (18 + 10 * rejections)` doubles, row-major (fields: include/trmask.h,
+    /// `trm_correction_rows_t`).
+    public var values: [Double]
+    public var rows: Int
+    public var maskDType: DType?
+    public var weightsDType: DType?
+    public var logProbs: Bool
+
+    public init(values: [Double], rows: Int, maskDType: DType?, weightsDType: DType?, logProbs: Bool) {
+        self.values = values
+        self.rows = rows
+        self.maskDType = maskDType
+        self.weightsDType = weightsDType
+        self.logProbs = logProbs
+    }
+}
+
+/// The statistics of the rows of every shard, in order, from their records: equal, bit for bit,
+/// to those of one `rolloutCorrection` on the shards' rows concatenated with `config` (each
+/// shard's config). Throws `.badCorrectionRows` for records that are not a call's (a count or
+/// flag out of its domain, shards of different inputs), `.badSize` when `values` does not hold
+/// `rows` records.
+public func reduceCorrectionRows(_ shards: [CorrectionRowRecords], config: CorrectionConfig) throws(TRMaskError) -> CorrectionStatistics {
+    let width = correctionRowWidth(rejections: config.rejections.count)
+    for shard in shards where shard.rows < 0 || shard.values.count != sizeProduct(shard.rows, width) {
+        throw TRMaskError(.badSize, argument: "shards")
+    }
+    var statistics = CorrectionStatistics()
+    // One buffer for every shard (a copy, in this convenience layer): the kernel takes pointers.
+    var joined = shards.flatMap(\.values)
+    let status = joined.withUnsafeMutableBufferPointer { joined in
+        var offset = 0
+        let buffers = shards.map { shard in
+            defer { offset += shard.values.count }
+            return CorrectionRowsBuffer(base: joined.baseAddress.map { $0 + offset }, rows: shard.rows,
+                                        maskDType: shard.maskDType, weightsDType: shard.weightsDType, logProbs: shard.logProbs)
+        }
+        return TRMaskKernels.reduceCorrectionRows(config: config, shards: buffers, statistics: &statistics)
+    }
+    try TRMaskError.check(status)
+    return statistics
+}
+
+/// `rowRecords`: also return the row records (`CorrectionResult.rowRecords`).
+public func rolloutCorrection(_ batch: TokenBatch, config: CorrectionConfig, weightsDType: DType = .f32,
+                              rowRecords: Bool = false) throws(TRMaskError) -> CorrectionResult {
     let maskDType = batch.batch.mask?.dtype ?? .u8
     let gridStride = batch.batch.layout == .padded ? batch.cols : 0
     var keepRow = [UInt8](repeating: 0, count: batch.rows)
     var mask = [UInt8](repeating: 0, count: batch.gridCount * maskDType.size)
     var weights = [UInt8](repeating: 0, count: config.weightRule == nil ? 0 : batch.gridCount * weightsDType.size)
     var statistics = CorrectionStatistics()
+    let width = correctionRowWidth(rejections: config.rejections.count)
+    var records = [Double](repeating: 0, count: rowRecords ? batch.rows * width : 0)
+    var logProbs = false
+    if case .logProbs = batch.batch.source { logProbs = true }
+    var facts = CorrectionRowsBuffer(base: nil, rows: batch.rows, maskDType: batch.batch.mask?.dtype, weightsDType: nil,
+                                     logProbs: logProbs)
     let status = keepRow.withUnsafeMutableBufferPointer { keepRow in
         mask.withUnsafeMutableBytes { mask in
             weights.withUnsafeMutableBytes { weights in
-                withUnsafeMutablePointer(to: &statistics) { statistics in
-                    let outputs = CorrectionOutputs(
-                        mask: TypedOut(base: mask.baseAddress, dtype: maskDType, rowStride: gridStride),
-                        keepRow: OutView(base: keepRow.baseAddress),
-                        weights: TypedOut(base: weights.baseAddress, dtype: weightsDType, rowStride: gridStride),
-                        statistics: statistics)
-                    return TRMaskKernels.rolloutCorrection(batch.batch, config: config, outputs: outputs)
+                records.withUnsafeMutableBufferPointer { records in
+                    withUnsafeMutablePointer(to: &statistics) { statistics in
+                        facts.weightsDType = weights.baseAddress == nil ? nil : weightsDType
+                        var rows = facts
+                        rows.base = records.baseAddress
+                        let outputs = CorrectionOutputs(
+                            mask: TypedOut(base: mask.baseAddress, dtype: maskDType, rowStride: gridStride),
+                            keepRow: OutView(base: keepRow.baseAddress),
+                            weights: TypedOut(base: weights.baseAddress, dtype: weightsDType, rowStride: gridStride),
+                            statistics: statistics)
+                        return TRMaskKernels.rolloutCorrection(batch.batch, config: config, outputs: outputs,
+                                                               rowRecords: rowRecords ? rows : nil)
+                    }
                 }
             }
         }
@@ -52,7 +111,11 @@ public func rolloutCorrection(_ batch: TokenBatch, config: CorrectionConfig,
     return CorrectionResult(keepRow: keepRow.map { $0 != 0 },
                             mask: mask.withUnsafeBytes { widened($0, dtype: maskDType) },
                             weights: weights.withUnsafeBytes { widened($0, dtype: weightsDType) },
-                            statistics: statistics)
+                            statistics: statistics,
+                            rowRecords: rowRecords ? CorrectionRowRecords(values: records, rows: batch.rows,
+                                                                          maskDType: facts.maskDType,
+                                                                          weightsDType: facts.weightsDType,
+                                                                          logProbs: facts.logProbs) : nil)
 }
 
 /// Divides, in place, every weight inside the rows of `batch`'s token grid (`weights` laid out

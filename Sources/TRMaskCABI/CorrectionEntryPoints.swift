@@ -13,14 +13,39 @@ public func trm_rollout_correction(_ batch: UnsafePointer<trm_batch_t>!, _ confi
         let batch = try TRMaskCABI.batch(batch), config = try correctionConfig(config)
         var outputs = CorrectionOutputs(mask: try typedOut(out.mask), keepRow: try TRMaskCABI.out(out.keep_row, as: UInt8.self),
                                         weights: try typedOut(out.weights))
-        guard let target = out.stats else { return rolloutCorrection(batch, config: config, outputs: outputs) }
+        let records = out.rows.data == nil ? nil : try rowRecords(out.rows)
+        guard let target = out.stats else {
+            return rolloutCorrection(batch, config: config, outputs: outputs, rowRecords: records)
+        }
         try checkOutputStruct(target, reserved: target.pointee.reserved)
         var statistics = CorrectionStatistics()
         let status = withUnsafeMutablePointer(to: &statistics) { pointer in
             outputs.statistics = pointer
-            return rolloutCorrection(batch, config: config, outputs: outputs)
+            return rolloutCorrection(batch, config: config, outputs: outputs, rowRecords: records)
         }
         if status == .ok { store(statistics, into: target) }
+        return status
+    }
+}
+
+@c @implementation
+public func trm_correction_reduce(_ config: UnsafePointer<trm_correction_config_t>!, _ shards: UnsafePointer<trm_correction_rows_t>!,
+                                  _ nShards: Int64, _ stats: UnsafeMutablePointer<trm_correction_stats_t>!) -> trm_status_t {
+    status { () throws(Status) in
+        let config = try correctionConfig(config)
+        guard nShards >= 0, nShards <= Int64(maximumCorrectionShards) else { throw .badSize }
+        guard let stats else { throw .nullPointer }
+        try checkOutputStruct(stats, reserved: stats.pointee.reserved)
+        var buffers: [CorrectionRowsBuffer] = []
+        if nShards > 0 {
+            guard let shards else { throw .nullPointer }
+            buffers.reserveCapacity(Int(nShards))
+            for shard in UnsafeBufferPointer(start: shards, count: Int(nShards)) { buffers.append(try rowRecords(shard)) }
+        }
+        var statistics = CorrectionStatistics()
+        let target = UnsafeRawBufferPointer(start: stats, count: MemoryLayout<trm_correction_stats_t>.size)
+        let status = reduceCorrectionRows(config: config, shards: buffers, statistics: &statistics, target: target)
+        if status == .ok { store(statistics, into: stats) }
         return status
     }
 }
@@ -37,6 +62,18 @@ public func trm_weights_divide(_ layout: Int32, _ nRows: Int64, _ nCols: Int64, 
         return divideWeights(layout: layout, rows: try int(nRows), cols: try int(nCols), offsets: try view(offsets),
                              divisor: divisor, weights: grid)
     }
+}
+
+/// A row-records descriptor; its data and sizes are the kernel's to check.
+private func rowRecords(_ rows: trm_correction_rows_t) throws(Status) -> CorrectionRowsBuffer {
+    guard rows.reserved == 0, rows.log_probs == 0 || rows.log_probs == 1 else { throw .badOption }
+    func dtype(_ raw: Int32) throws(Status) -> DType? {
+        if raw == TRM_DTYPE_NONE { return nil }
+        guard let dtype = DType(rawValue: raw) else { throw .badDType }
+        return dtype
+    }
+    return CorrectionRowsBuffer(base: rows.data, rows: try int(rows.n_rows), maskDType: try dtype(rows.mask_dtype),
+                                weightsDType: try dtype(rows.weights_dtype), logProbs: rows.log_probs == 1)
 }
 
 private func typedOut(_ out: trm_typed_out_t) throws(Status) -> TypedOut {

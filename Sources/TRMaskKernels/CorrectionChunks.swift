@@ -148,6 +148,7 @@ extension CorrectionScan {
         let limit = Float(clamp)
         let tokenWeights = weights?.rule.level == .token
         let tokenOptions = options.contains { $0.rejection.level == .token }
+        let optionCount = options.count  // read once: the per-chunk loop then needs no call (callgrind)
         var p = 0
         while p < n {
             let count = Swift.min(chunkWidth, n - p)
@@ -168,7 +169,7 @@ extension CorrectionScan {
             sums.k3KL.add((wm * widen(k3KLTerms(delta, e, limit: limit))).replacing(with: 0, where: absent))
             sums.chi2.add((wm * widen(e * e)).replacing(with: 0, where: absent))
             var keep = Lanes(repeating: 1)
-            for index in options.indices {
+            for index in 0..<optionCount {
                 optionChunk(options[index], d: d, e: e, mass: wm, absent: absent, &lanes[index], keep: &keep)
             }
             if tokenOptions {

@@ -12,15 +12,17 @@ import Darwin
 #endif
 
 /// Validates every argument, then computes. Returns `.ok` with every requested output written, or
-/// the first problem found with nothing written.
-public func rolloutCorrection(_ batch: Batch, config: CorrectionConfig, outputs: CorrectionOutputs) -> Status {
-    let status = validateCorrection(batch, config: config, outputs: outputs)
+/// the first problem found with nothing written. `rowRecords`: where to write the row records the
+/// statistics are reduced from (`CorrectionRows.swift`); nil = not wanted.
+public func rolloutCorrection(_ batch: Batch, config: CorrectionConfig, outputs: CorrectionOutputs,
+                              rowRecords: CorrectionRowsBuffer? = nil) -> Status {
+    let status = validateCorrection(batch, config: config, outputs: outputs, rowRecords: rowRecords)
     guard status == .ok else { return status }
     switch config.computeDType {
-    case .f64: CorrectionScan<RoundF64>(batch, config, outputs).run()
-    case .bf16: CorrectionScan<RoundBF16>(batch, config, outputs).run()
-    case .f16: CorrectionScan<RoundF16>(batch, config, outputs).run()
-    default: CorrectionScan<RoundF32>(batch, config, outputs).run()
+    case .f64: CorrectionScan<RoundF64>(batch, config, outputs).run(rowRecords: rowRecords)
+    case .bf16: CorrectionScan<RoundBF16>(batch, config, outputs).run(rowRecords: rowRecords)
+    case .f16: CorrectionScan<RoundF16>(batch, config, outputs).run(rowRecords: rowRecords)
+    default: CorrectionScan<RoundF32>(batch, config, outputs).run(rowRecords: rowRecords)
     }
     return .ok
 }
@@ -246,12 +248,11 @@ struct CorrectionScan<R: ComputeRounding> {
     let batch: Batch
     let config: CorrectionConfig
     let outputs: CorrectionOutputs
+    /// The call's `CorrectionPlan`, in fields of their own (the passes read them per chunk).
     let options: [PreparedRejection]
     let weights: PreparedWeights?
-    /// The dtype of masked sums: torch multiplies the values by the mask, so a float mask
-    /// promotes them (`compute` with a bool or integer mask).
+    /// The dtype of masked sums (`CorrectionPlan.sumDType`).
     let sumDType: DType
-    /// The dtype of masked means: the sum's divided by the denominator's.
     let meanDType: DType
     let clamp: Double
     let rows: UnsafeMutableBufferPointer<CorrectionRowRecord>
@@ -263,24 +264,8 @@ struct CorrectionScan<R: ComputeRounding> {
         self.batch = batch
         self.config = config
         self.outputs = outputs
-        let compute = config.computeDType
-        let sumDType = batch.mask.map { $0.dtype.isFloat ? promoted(compute, $0.dtype) : compute } ?? compute
-        self.sumDType = sumDType
-        meanDType = promoted(sumDType, config.meanDType)
-        options = config.rejections.map { rejection in
-            let dtype: DType
-            switch rejection.level {
-            case .sequenceSum: dtype = sumDType
-            case .sequenceMean: dtype = promoted(sumDType, config.meanDType)
-            default: dtype = compute
-            }
-            return PreparedRejection(rejection, statisticDType: dtype)
-        }
-        weights = config.weightRule.map { rule in
-            let dtype = outputs.weights.base == nil ? compute : outputs.weights.dtype
-            return PreparedWeights(rule: rule, dtype: dtype, lo: rounded(rule.lo, to: dtype), hi: rounded(rule.hi, to: dtype),
-                                   lower: rounded(rule.statisticsLower, to: dtype))
-        }
+        let plan = Self.plan(batch, config, outputs)
+        (options, weights, sumDType, meanDType) = (plan.options, plan.weights, plan.sumDType, plan.meanDType)
         clamp = R.round(config.clamp)
         chunkMask = ChunkMask(batch, config, weightsDType: weights?.dtype)
         rows = .allocate(capacity: batch.rows)
@@ -289,7 +274,14 @@ struct CorrectionScan<R: ComputeRounding> {
         optionRows.initialize(repeating: OptionRecord())
     }
 
-    func run() {
+    /// The plan of a call: what its reduction depends on.
+    static func plan(_ batch: Batch, _ config: CorrectionConfig, _ outputs: CorrectionOutputs) -> CorrectionPlan {
+        CorrectionPlan(config, maskDType: batch.mask?.dtype, weightsDType: outputs.weights.base == nil ? nil : outputs.weights.dtype,
+                       logProbs: batch.source.secondary != nil)
+    }
+
+    /// The passes, the row records (to `rowRecords`), the reduction and the normalisation.
+    func run(rowRecords: CorrectionRowsBuffer?) {
         defer {
             rows.deallocate()
             optionRows.deallocate()
@@ -302,7 +294,10 @@ struct CorrectionScan<R: ComputeRounding> {
             for row in block { scanRow(row, scratch) }
         }
         clearPackedGaps()
-        let statistics = reduceCorrection(self)
+        let reduction = CorrectionReduction(plan: Self.plan(batch, config, outputs), rows: UnsafeBufferPointer(rows),
+                                            optionRows: UnsafeBufferPointer(optionRows))
+        if let rowRecords { writeRowRecords(reduction, to: rowRecords) }
+        let statistics = reduceCorrection(reduction)
         if config.normalize && outputs.weights.base != nil {
             scaleWeights(batch, divisor: statistics.weights.normFactor, weights: outputs.weights, threads: config.threads)
         }
@@ -582,12 +577,8 @@ struct CorrectionScan<R: ComputeRounding> {
         lanes.fill(&record)
     }
 
-    /// `exp(clamp(S))` of a row's masked log-ratio sum `S`, in the sums' dtype (verl's sequence
-    /// weight, and the statistics built on it).
-    func sequenceExp(_ sum: Double, scale: Double = 1) -> Double {
-        let limit = rounded(config.clamp, to: sumDType)
-        return rounded(exp(rounded(scale * clamped(rounded(sum, to: sumDType), -limit, limit), to: sumDType)), to: sumDType)
-    }
+    /// verl's sequence weight of a row sum (`CorrectionPlan.sequenceExp`).
+    func sequenceExp(_ sum: Double) -> Double { sequenceWeight(sum, clamp: config.clamp, dtype: sumDType) }
 
     /// Packed grids: positions before the first row and after the last are outside every row, so
     /// their mask and weight are 0.

@@ -36,8 +36,10 @@ func clampedStd(sum: Double, squares: Double, mass: Double) -> Double {
     return variance.isNaN ? .nan : (variance > 0 ? variance : 0).squareRoot()
 }
 
-func reduceCorrection<R>(_ scan: CorrectionScan<R>) -> CorrectionStatistics {
-    let records = scan.rows
+/// The statistics of the records in `r`, in row order: the one reduction of a call and of a
+/// cross-shard reduce, so both give the same bits.
+func reduceCorrection(_ r: CorrectionReduction) -> CorrectionStatistics {
+    let records = r.rows
     var s = CorrectionStatistics()
     s.rows = records.count
     var rejectedMass = 0.0, rowsRejected = 0
@@ -51,15 +53,15 @@ func reduceCorrection<R>(_ scan: CorrectionScan<R>) -> CorrectionStatistics {
     let denominator = s.maskSum + 1e-8
     s.maskedFraction = rejectedMass / denominator
     s.seqMaskedFraction = s.rows == 0 ? 0 : Double(rowsRejected) / Double(s.rows)
-    s.rejections = scan.options.indices.map { reduceRejection(scan, $0, statistics: s) }
-    if let weights = scan.weights { s.weights = reduceWeights(scan, weights, statistics: s) }
-    s.offPolicy = reduceOffPolicy(scan, statistics: s)
+    s.rejections = r.plan.options.indices.map { reduceRejection(r, $0, statistics: s) }
+    if let weights = r.plan.weights { s.weights = reduceWeights(r, weights, statistics: s) }
+    s.offPolicy = reduceOffPolicy(r, statistics: s)
     return s
 }
 
-private func reduceRejection<R>(_ scan: CorrectionScan<R>, _ index: Int, statistics s: CorrectionStatistics) -> RejectionStatistics {
-    let option = scan.options[index]
-    let count = scan.options.count
+private func reduceRejection(_ scan: CorrectionReduction, _ index: Int, statistics s: CorrectionStatistics) -> RejectionStatistics {
+    let option = scan.plan.options[index]
+    let count = scan.plan.options.count
     let denominator = s.maskSum + 1e-8
     var weighted = 0.0, high = 0.0, low = 0.0, clampedSum = 0.0, clampedSquares = 0.0, rejectedMass = 0.0
     var tokenMax = -Double.infinity, tokenMin = Double.infinity, sawToken = false
@@ -107,7 +109,7 @@ private func reduceRejection<R>(_ scan: CorrectionScan<R>, _ index: Int, statist
     return r
 }
 
-private func reduceWeights<R>(_ scan: CorrectionScan<R>, _ weights: PreparedWeights, statistics s: CorrectionStatistics) -> WeightStatistics {
+private func reduceWeights(_ scan: CorrectionReduction, _ weights: PreparedWeights, statistics s: CorrectionStatistics) -> WeightStatistics {
     let denominator = s.maskSum + 1e-8
     var weighted = 0.0, high = 0.0, low = 0.0, clampedSum = 0.0, clampedSquares = 0.0, oob = 0.0
     var tokenMax = -Double.infinity, tokenMin = Double.infinity, sawToken = false
@@ -129,18 +131,18 @@ private func reduceWeights<R>(_ scan: CorrectionScan<R>, _ weights: PreparedWeig
         let rowMean = moments.weighted / (record.mass + 1e-8)
         rowMeans.values.append(rowMean)
         rawMeans.values.append(record.rawSum / (record.mass + 1e-8))
-        sums.values.append(rounded(record.logRatioSum, to: scan.sumDType))
+        sums.values.append(rounded(record.logRatioSum, to: scan.plan.sumDType))
         if record.mass > 0 { validRowMeans += rowMean }
     }
     var w = WeightStatistics()
     w.mean = weighted / denominator
     if weights.rule.level == .sequence {
         // verl takes the log of the thresholds in float32 (torch.tensor of a Python float).
-        let logHigh = rounded(Double(Float(log(Double(Float(weights.rule.hi))))), to: scan.sumDType)
-        let logLow = rounded(Double(Float(log(Double(Float(weights.rule.statisticsLower))))), to: scan.sumDType)
-        let limit = rounded(scan.config.clamp, to: scan.sumDType)
-        w.max = sums.values.isEmpty ? .nan : rounded(exp(propagatingMin(sums.max, limit)), to: scan.sumDType)
-        w.min = sums.values.isEmpty ? .nan : rounded(exp(sums.min), to: scan.sumDType)
+        let logHigh = rounded(Double(Float(log(Double(Float(weights.rule.hi))))), to: scan.plan.sumDType)
+        let logLow = rounded(Double(Float(log(Double(Float(weights.rule.statisticsLower))))), to: scan.plan.sumDType)
+        let limit = rounded(scan.plan.config.clamp, to: scan.plan.sumDType)
+        w.max = sums.values.isEmpty ? .nan : rounded(exp(propagatingMin(sums.max, limit)), to: scan.plan.sumDType)
+        w.min = sums.values.isEmpty ? .nan : rounded(exp(sums.min), to: scan.plan.sumDType)
         w.ratioFractionHigh = sums.fraction { $0 > logHigh }
         w.ratioFractionLow = sums.fraction { $0 < logLow }
     } else {
@@ -172,7 +174,7 @@ private func reduceWeights<R>(_ scan: CorrectionScan<R>, _ weights: PreparedWeig
     return w
 }
 
-private func reduceOffPolicy<R>(_ scan: CorrectionScan<R>, statistics s: CorrectionStatistics) -> OffPolicyStatistics {
+private func reduceOffPolicy(_ scan: CorrectionReduction, statistics s: CorrectionStatistics) -> OffPolicyStatistics {
     let denominator = s.maskSum + 1e-8
     var logRatio = 0.0, k3KL = 0.0, chi2 = 0.0
     var seqChi2 = RowSample(), trainLog = RowSample(), rollLog = RowSample(), diff = RowSample()
@@ -180,7 +182,7 @@ private func reduceOffPolicy<R>(_ scan: CorrectionScan<R>, statistics s: Correct
         logRatio += record.logRatioSum
         k3KL += record.k3KL
         chi2 += record.chi2
-        seqChi2.values.append(scan.sequenceExp(record.logRatioSum, scale: 2))
+        seqChi2.values.append(scan.plan.sequenceExp(record.logRatioSum, scale: 2))
         let rowDenominator = record.mass + 1e-8
         trainLog.values.append(-record.trainSum / rowDenominator)
         rollLog.values.append(-record.rollSum / rowDenominator)
@@ -191,7 +193,7 @@ private func reduceOffPolicy<R>(_ scan: CorrectionScan<R>, statistics s: Correct
     o.k3KL = k3KL / denominator
     o.chi2Token = chi2 / denominator - 1
     o.chi2Seq = seqChi2.mean - 1
-    guard scan.batch.source.secondary != nil else { return o }
+    guard scan.plan.logProbs else { return o }
     o.trainingLogPPL = trainLog.mean
     o.trainingPPL = RowSample(values: trainLog.values.map { exp($0) }).mean
     o.rolloutLogPPL = rollLog.mean

@@ -11,19 +11,14 @@ private func checkTypedGrid(_ out: TypedOut, _ batch: Batch, allowed: (DType) ->
                        elementSize: out.dtype.size, taken: &taken)
 }
 
-func validateCorrection(_ batch: Batch, config: CorrectionConfig, outputs: CorrectionOutputs) -> Status {
+func validateCorrection(_ batch: Batch, config: CorrectionConfig, outputs: CorrectionOutputs,
+                        rowRecords: CorrectionRowsBuffer?) -> Status {
     withExtentList { taken in
         var status = checkBatch(batch, into: &taken)
         if status != .ok { return status }
         guard !batch.source.givesValues else { return .badInputs }
-        guard config.computeDType.isFloat, config.meanDType.isFloat else { return .badDType }
-        guard config.clamp > 0, config.threads >= 0 else { return .badOption }  // refuses a NaN clamp
-        guard config.rejections.count <= maximumRejections, config.rejections.allSatisfy(\.isValid) else { return .badRejection }
-        if let rule = config.weightRule {
-            guard rule.isCorrectionRule else { return .badCorrectionWeights }
-        } else if outputs.weights.base != nil || config.normalize {
-            return .badOption
-        }
+        status = checkCorrectionConfig(config, weightsWritten: outputs.weights.base != nil)
+        if status != .ok { return status }
         guard correctionScratchFits(batch, config: config) else { return .tooLarge }
         let maskDType = batch.mask?.dtype
         status = checkTypedGrid(outputs.mask, batch, allowed: { maskDType == nil || $0 == maskDType }, taken: &taken)
@@ -32,8 +27,35 @@ func validateCorrection(_ batch: Batch, config: CorrectionConfig, outputs: Corre
         if status != .ok { return status }
         if outputs.keepRow.base != nil && outputs.keepRow.colStride != 0 { return .badStride }
         status = checkOutput(outputs.keepRow, .oneD(batch.rows, outputs.keepRow.rowStride), taken: &taken)
+        if status == .ok, let rowRecords { status = checkRowRecords(rowRecords, batch, config, outputs, taken: &taken) }
         return status == .ok ? checkBatchContents(batch) : status
     }
+}
+
+/// The config alone: dtypes, clamp, threads, rejections, the weight rule (`weightsWritten`:
+/// weights are asked for, which needs a rule).
+func checkCorrectionConfig(_ config: CorrectionConfig, weightsWritten: Bool) -> Status {
+    guard config.computeDType.isFloat, config.meanDType.isFloat else { return .badDType }
+    guard config.clamp > 0, config.threads >= 0 else { return .badOption }  // refuses a NaN clamp
+    guard config.rejections.count <= maximumRejections, config.rejections.allSatisfy(\.isValid) else { return .badRejection }
+    if let rule = config.weightRule {
+        guard rule.isCorrectionRule else { return .badCorrectionWeights }
+    } else if weightsWritten || config.normalize {
+        return .badOption
+    }
+    return .ok
+}
+
+/// The row-records output: one record per row, the facts of this call, no overlap.
+private func checkRowRecords(_ rows: CorrectionRowsBuffer, _ batch: Batch, _ config: CorrectionConfig,
+                             _ outputs: CorrectionOutputs, taken: inout ExtentList) -> Status {
+    guard rows.base != nil else { return .ok }
+    let facts = CorrectionRowsBuffer(base: nil, rows: batch.rows, maskDType: batch.mask?.dtype,
+                                     weightsDType: outputs.weights.base == nil ? nil : outputs.weights.dtype,
+                                     logProbs: batch.source.secondary != nil)
+    guard rows.rows == batch.rows, rows.sameFacts(facts) else { return .badCorrectionRows }
+    guard let doubles = sizeProduct(batch.rows, correctionRowWidth(rejections: config.rejections.count)) else { return .badSize }
+    return checkOutput(UnsafeRawPointer(rows.base), .oneD(doubles, 1), elementSize: MemoryLayout<Double>.stride, taken: &taken)
 }
 
 /// Whether a call's working memory fits the limit every kernel shares (`maximumScratchBytes`):

@@ -33,6 +33,7 @@ public enum Status: Int32, CaseIterable, Sendable {
     case badRejection = 30
     case badCorrectionWeights = 31
     case badDivisor = 32
+    case badCorrectionRows = 33
 
     /// The `TRM_*` macro name, as static text for the C ABI.
     public var name: StaticString {
@@ -69,6 +70,7 @@ public enum Status: Int32, CaseIterable, Sendable {
         case .badRejection: "TRM_E_BAD_REJECTION"
         case .badCorrectionWeights: "TRM_E_BAD_CORRECTION_WEIGHTS"
         case .badDivisor: "TRM_E_BAD_DIVISOR"
+        case .badCorrectionRows: "TRM_E_BAD_CORRECTION_ROWS"
         }
     }
 
@@ -107,6 +109,7 @@ public enum Status: Int32, CaseIterable, Sendable {
         case .badRejection: "invalid rejection option: unknown level, an estimator other than k1/k2/k3, NaN bound or lo > hi, or too many"
         case .badCorrectionWeights: "invalid correction weights: level token or sequence, mode truncate (0 < hi) or mask (0 < lo <= hi)"
         case .badDivisor: "the weight divisor must be finite and > 0"
+        case .badCorrectionRows: "correction row records that do not fit the call: row count, dtypes or inputs differ, or a count or flag out of its domain"
         }
     }
 }

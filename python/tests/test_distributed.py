@@ -25,7 +25,7 @@ def free_port() -> int:
 
 
 HAVE_VERL = importlib.util.find_spec("verl") is not None
-TASKS = ["sum", "sharded_rows"] + (["verl_normalize"] if HAVE_VERL else [])
+TASKS = ["sum", "sharded_rows", "dp_metrics"] + (["verl_normalize"] if HAVE_VERL else [])
 SEED = 5
 
 
@@ -63,6 +63,39 @@ def test_sharded_rows_give_every_rank_the_single_process_decision(group):
             assert np.array_equal(ours.numpy(), theirs.numpy(), equal_nan=True)  # bit for bit
         # and the decision trust_region_mask takes on the whole rows
         assert torch.equal(result["keep_row"], whole.keep_row)
+
+
+def same_bits(a, b) -> bool:
+    return np.float64(a).tobytes() == np.float64(b).tobytes()
+
+
+def test_data_parallel_metrics_equal_the_single_process_metrics_bit_for_bit(group):
+    world, results = group[0], group[1]["dp_metrics"]
+    logp_train, logp_roll, mask, cuts = workers.dp_batch(SEED, 11, 9, world)
+    assert not torch.distributed.is_initialized()  # the single-process answer, verl's own path
+    for index, (name, kwargs) in enumerate(workers.DP_CALLS):
+        grids, metrics = workers.dp_call(name, kwargs, logp_train, logp_roll, mask)
+        assert len(metrics) > 5
+        for rank, result in enumerate(results):
+            block = slice(cuts[rank], cuts[rank + 1])
+            if result["calls"][index][0] == "refused":
+                assert cuts[rank] == cuts[rank + 1] and "valid token" in result["calls"][index][1]
+                continue
+            our_grids, our_metrics = result["calls"][index]
+            if cuts[rank] == cuts[rank + 1]:  # verl returns no metrics for an empty batch
+                assert our_metrics == {}
+                continue
+            assert our_metrics.keys() == metrics.keys(), name
+            different = {key: (our_metrics[key], value) for key, value in metrics.items()
+                         if not same_bits(our_metrics[key], value)}
+            assert not different, (name, rank, different)
+            for ours, theirs in zip(our_grids, grids):  # this rank's rows of the whole batch's grids
+                assert torch.equal(ours.view(torch.int32 if ours.dtype == torch.float32 else ours.dtype),
+                                   theirs[block].view(torch.int32 if theirs.dtype == torch.float32 else theirs.dtype))
+    whole = trmask.rollout_correction(logp_train, logp_roll, mask, rejections=[trmask.Rejection("seq_mean", "k3", hi=0.01)],
+                                      weights=trmask.WeightRule("token", "truncate", hi=2.0), mask_weights=True)
+    for result in results:
+        assert repr(result["statistics"]) == repr(whole.statistics)  # repr: every float's shortest exact digits
 
 
 @pytest.mark.skipif(not HAVE_VERL, reason="verl 0.9.1 is not installed (python/verl-test/install)")

@@ -15,6 +15,7 @@ from ._advantage import AdvantageMaskResult, AdvantageRule, advantage_mask, off_
 from ._api import MaskResult, SequenceStats, sequence_stats, token_values, trust_region_mask
 from ._bounds import BOUND_KEYS, PLUGIN_CAVEAT, PluginBounds, bounds, plugin_bounds
 from ._correction import CorrectionResult, Rejection, divide_weights, rollout_correction
+from ._correction_rows import CorrectionRows, reduce_correction_rows
 from ._criteria import DEFAULT_CRITERIA, Criterion, parse_criteria
 from ._groups import GroupAdvantages, group_advantages
 from ._exact import DEFAULT_EXACT_CRITERIA, ExactKLResult, exact_kl, exact_trust_region_mask, topk_kl_lower_bound
@@ -46,6 +47,8 @@ __all__ = [
     "PartialsDecision", "RowPartials", "keep_from_partials", "merge_partials", "row_partials",
     # Rollout correction in verl's arithmetic (weight masks, verl's statistics).
     "CorrectionResult", "Rejection", "divide_weights", "rollout_correction",
+    # Its statistics across shards of rows (data-parallel ranks): row records and their reduce.
+    "CorrectionRows", "reduce_correction_rows",
     # Building C, C++ or Rust programs against the installed package.
     "get_include", "get_library", "get_library_dir",
 ]

@@ -14,6 +14,7 @@ import numpy as np
 from . import _arrays, _ffi
 from ._api import _PreparedBatch, raise_for_status
 from ._arrays import FLOAT_DTYPES, INDEX_DTYPES, Operand
+from ._correction_rows import CorrectionCall, CorrectionRows, statistics_dict
 from ._weights import WeightRule, WeightsLike, normalize_weights
 from .errors import TrmaskError
 
@@ -59,6 +60,8 @@ class CorrectionResult:
       it (a sequence option rejects its whole row); 0 outside every row and past ``lengths``;
     - ``keep_row``: bool ``[B]``, no token with ``m != 0`` of the row rejected;
     - ``weights``: the importance weights (a float grid) when ``weights=`` was given, else None;
+    - ``rows``: the row records (`trmask.CorrectionRows`) when ``row_records=True``, else None:
+      what `trmask.reduce_correction_rows` reduces across shards of rows (data-parallel ranks);
     - ``statistics``: a dict (None unless asked for): ``n_rows``, ``n_rows_valid`` (rows with
       ``sum m > 0``), ``n_tokens_valid``, ``mask_sum``, ``masked_fraction``,
       ``seq_masked_fraction``, ``weights`` (a dict of `trmask._ffi.WEIGHT_STAT_KEYS`, or None),
@@ -67,13 +70,14 @@ class CorrectionResult:
     Arrays are numpy arrays, or torch tensors when the inputs were tensors.
     """
 
-    __slots__ = ("mask", "keep_row", "weights", "statistics")
+    __slots__ = ("mask", "keep_row", "weights", "statistics", "rows")
 
-    def __init__(self, mask, keep_row, weights, statistics):
+    def __init__(self, mask, keep_row, weights, statistics, rows=None):
         self.mask = mask
         self.keep_row = keep_row
         self.weights = weights
         self.statistics = statistics
+        self.rows = rows
 
     def __repr__(self) -> str:
         return f"CorrectionResult(rows={len(self.keep_row)}, weights={'yes' if self.weights is not None else 'no'})"
@@ -115,25 +119,12 @@ def _typed_out(array: Any, code: int, packed: bool) -> _ffi.TypedOut:
     return _ffi.TypedOut(out.data, code, 0, out.stride_row, out.stride_col)
 
 
-def _statistics(stats: _ffi.CorrectionStats, n_rejections: int, weights: bool) -> dict:
-    def fields(struct, keys):
-        return {key: getattr(struct, key) for key in keys}
-
-    return {
-        "n_rows": stats.n_rows, "n_rows_valid": stats.n_rows_valid, "n_tokens_valid": stats.n_tokens_valid,
-        "mask_sum": stats.mask_sum, "masked_fraction": stats.masked_fraction,
-        "seq_masked_fraction": stats.seq_masked_fraction,
-        "weights": fields(stats.weights, _ffi.WEIGHT_STAT_KEYS) if weights else None,
-        "offpolicy": fields(stats.offpolicy, _ffi.OFFPOLICY_STAT_KEYS),
-        "rejections": [fields(stats.rejections[i], _ffi.REJECTION_STAT_KEYS) for i in range(n_rejections)],
-    }
-
-
 def rollout_correction(logp_train: Any = None, logp_roll: Any = None, mask: Any = None, *, log_ratio: Any = None,
                        lengths: Any = None, offsets: Any = None, rejections: Sequence[Rejection] = (),
                        weights: WeightsLike = None, normalize: bool = False, mask_weights: bool = False,
                        compute_dtype: Any = None, mean_dtype: Any = None, weights_dtype: Any = None,
-                       clamp: float = 20.0, threads: int = 0, statistics: bool = True) -> CorrectionResult:
+                       clamp: float = 20.0, threads: int = 0, statistics: bool = True,
+                       row_records: bool = False) -> CorrectionResult:
     """Rollout correction in verl's arithmetic, in one native call (docs/rollout-correction.md).
 
     Inputs as in `trust_region_mask`: ``logp_train`` and ``logp_roll`` (``delta`` = their
@@ -155,6 +146,9 @@ def rollout_correction(logp_train: Any = None, logp_roll: Any = None, mask: Any 
     ``weights_dtype`` (default: the promoted dtype of the log-ratio and a float mask). ``clamp``:
     verl's 20. ``threads``: 0 = automatic; results are identical for every value.
     ``statistics=False`` skips the statistics dict (they are computed in the same pass anyway).
+    ``row_records=True`` also returns the per-row records the statistics are reduced from
+    (``.rows``): `reduce_correction_rows` of several calls' records, in row order, gives the
+    statistics of one call on their rows concatenated, bit for bit (docs/sharded-rows.md).
     """
     batch = _PreparedBatch(logp_train, logp_roll, log_ratio, None, mask, lengths, offsets)
     if batch.source == "values":  # _PreparedBatch names the other sources itself
@@ -206,10 +200,17 @@ def rollout_correction(logp_train: Any = None, logp_roll: Any = None, mask: Any 
                              _ffi.TypedOut(0, 0, 0, 0, 0) if weight_grid is None else _typed_out(weight_grid, weight_code,
                                                                                                   batch.packed),
                              0 if stats is None else ctypes.addressof(stats))
+    rows = None
+    if row_records:
+        rows = CorrectionRows(_arrays.new_output(batch.like, (batch.rows, _ffi.correction_row_width(len(rejections))),
+                                                 "float64"),
+                              CorrectionCall(config, c_rejections, mask_code, 0 if weight_grid is None else weight_code,
+                                             batch.source != "log_ratio"))
+        out.rows = rows.descriptor()
     status = _ffi.lib.trm_rollout_correction(ctypes.byref(struct), ctypes.byref(config), ctypes.byref(out))
     raise_for_status(status, "rollout_correction")
     return CorrectionResult(mask_out, keep_row, weight_grid,
-                            None if stats is None else _statistics(stats, len(rejections), rule is not None))
+                            None if stats is None else statistics_dict(stats, len(rejections), rule is not None), rows)
 
 
 def divide_weights(weights: Any, divisor: float, *, offsets: Any = None) -> Any:

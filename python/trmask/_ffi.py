@@ -216,9 +216,25 @@ class CorrectionStats(ctypes.Structure):
                 ("rejections", RejectionStats * MAX_REJECTIONS)]
 
 
+#: TRM_CORRECTION_ROW_FIELDS, TRM_CORRECTION_OPTION_FIELDS, TRM_MAX_CORRECTION_SHARDS.
+CORRECTION_ROW_FIELDS = 18
+CORRECTION_OPTION_FIELDS = 10
+MAX_CORRECTION_SHARDS = 65536
+
+
+def correction_row_width(n_rejections: int) -> int:
+    """TRM_CORRECTION_ROW_WIDTH: doubles per row record."""
+    return CORRECTION_ROW_FIELDS + CORRECTION_OPTION_FIELDS * n_rejections
+
+
+class CorrectionRows(ctypes.Structure):
+    _fields_ = [("data", c_void_p), ("n_rows", c_int64), ("mask_dtype", c_int32), ("weights_dtype", c_int32),
+                ("log_probs", c_int32), ("reserved", c_int32)]
+
+
 class CorrectionOut(ctypes.Structure):
     _fields_ = [("struct_size", c_uint32), ("reserved", c_int32), ("mask", TypedOut), ("keep_row", Out),
-                ("weights", TypedOut), ("stats", c_void_p)]
+                ("weights", TypedOut), ("stats", c_void_p), ("rows", CorrectionRows)]
 
 
 class Groups(ctypes.Structure):
@@ -263,6 +279,7 @@ _FUNCTIONS = [
     # Rollout correction in verl's arithmetic.
     ("trm_rollout_correction", [_pointer, _pointer, _pointer], _status),
     ("trm_weights_divide", [c_int32, c_int64, c_int64, View, c_double, TypedOut], _status),
+    ("trm_correction_reduce", [_pointer, _pointer, c_int64, _pointer], _status),
     # GRPO group advantages (semantics §4.10).
     ("trm_group_advantages", [_pointer, _pointer], _status),
 ]

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import FrozenSet, Optional, Tuple
 
 #: The ABI this wrapper was written for (``TRM_ABI_VERSION`` in include/trmask.h).
-ABI_VERSION = 3
+ABI_VERSION = 4
 
 _LIBRARY_NAME = "libtrmask.dylib" if sys.platform == "darwin" else "libtrmask.so"
 LIBRARY_DIR = Path(__file__).resolve().parent / "_lib"

@@ -7,6 +7,10 @@
 - Data parallelism (each rank holds different rows): `sum_over_ranks` adds per-rank float64 sums in
   rank order on every rank (what verl's `rollout_is_batch_normalize` all-reduces, and any count or
   sum a batch metric is made of): the same bits on every rank, for any collective algorithm.
+  `rollout_correction_over_ranks` gives every rank the statistics of `trmask.rollout_correction`
+  over the union of the ranks' rows, bit for bit those of one call on the rows concatenated in
+  rank order: `correction_rows_over_ranks` gathers the row records and the native reduce reduces
+  them as one call reduces its own.
 
 Collectives are `all_gather` (not `all_reduce`): an all-reduce may add in an order that differs
 between ranks or runs; gathering and adding in rank order does not. Works with any backend that
@@ -18,10 +22,12 @@ from __future__ import annotations
 import sys
 from typing import Any, Sequence
 
-from .. import RowPartials, TrmaskError, keep_from_partials, merge_partials, row_partials
+from .. import (CorrectionResult, CorrectionRows, RowPartials, TrmaskError, keep_from_partials, merge_partials,
+                reduce_correction_rows, rollout_correction, row_partials)
 from .._criteria import normalize_criteria
 
-__all__ = ["sum_over_ranks", "row_partials_over_ranks", "keep_from_sharded_rows"]
+__all__ = ["sum_over_ranks", "row_partials_over_ranks", "keep_from_sharded_rows", "correction_rows_over_ranks",
+           "rollout_correction_over_ranks"]
 
 _FIELDS = ("count", "nonfinite", "sum", "max", "min")
 
@@ -82,3 +88,35 @@ def keep_from_sharded_rows(logp_train: Any = None, logp_roll: Any = None, mask: 
     needed = tuple(dict.fromkeys(c.estimator for c in criteria))
     mine = row_partials(logp_train, logp_roll, mask, estimators=estimators or needed, **options)
     return keep_from_partials(row_partials_over_ranks(mine, group), criteria, reject_empty=reject_empty)
+
+
+def correction_rows_over_ranks(rows: CorrectionRows, group: Any = None) -> list:
+    """The row records of every rank of `group` (each holding different rows), in rank order, as
+    `CorrectionRows` under this rank's config: two gathers (row counts, then the records padded
+    to the longest)."""
+    if not isinstance(rows, CorrectionRows):
+        raise TrmaskError(f"`rows` is {type(rows).__name__}; expected CorrectionRows "
+                          "(rollout_correction(..., row_records=True).rows)")
+    torch = _torch()
+    records = rows.records if isinstance(rows.records, torch.Tensor) else torch.from_numpy(rows.records)
+    counts = [int(n) for n in _gather(torch.tensor([records.shape[0]], dtype=torch.int64), group)]
+    padded = records.new_zeros((max(counts), records.shape[1]))
+    padded[:records.shape[0]] = records
+    return [rows.like(part[:count]) for part, count in zip(_gather(padded, group), counts)]
+
+
+def rollout_correction_over_ranks(*args, group: Any = None, **kwargs) -> CorrectionResult:
+    """`trmask.rollout_correction` on this rank's rows (arguments as there; every rank must pass
+    the same config), with ``statistics`` over the rows of every rank of `group`: on every rank,
+    bit for bit those of one call on the ranks' rows concatenated in rank order. The mask, keep_row
+    and weights are this rank's; ``normalize=True`` is refused (it would divide by this rank's
+    mean: reduce first, then `trmask.divide_weights` by the ``norm_factor`` of the statistics)."""
+    if kwargs.get("normalize"):
+        raise TrmaskError("`normalize=True` divides by this rank's mean; pass normalize=False and divide by "
+                          "statistics['weights']['norm_factor'] (trmask.divide_weights)")
+    if kwargs.get("statistics") is False:
+        raise TrmaskError("rollout_correction_over_ranks computes the statistics; drop `statistics=False`")
+    kwargs["row_records"] = True
+    result = rollout_correction(*args, **kwargs)
+    result.statistics = reduce_correction_rows(correction_rows_over_ranks(result.rows, group))
+    return result

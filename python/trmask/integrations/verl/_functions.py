@@ -8,7 +8,7 @@ import math
 import sys
 from typing import Any, Optional
 
-from ... import TrmaskError, WeightRule, divide_weights, rollout_correction
+from ... import TrmaskError, WeightRule, divide_weights, reduce_correction_rows, rollout_correction
 from .. import distributed
 from . import _layout
 from ._config import (ISRule, VerlAssertionError, check_rejection_arguments, parse_is_rule, parse_rejections)
@@ -52,36 +52,43 @@ def _weight_rule(rule: ISRule) -> WeightRule:
     return WeightRule(rule.level, "truncate", hi=rule.upper)
 
 
-def _require_valid(result, error=TrmaskError) -> None:
-    """verl refuses a batch without a valid token; the native call counts them (no extra pass)."""
-    if result.statistics["n_tokens_valid"] == 0:
-        raise error(_NO_VALID_TOKEN)
-
-
 def _correct(*, logp_train=None, logp_roll=None, log_ratio=None, mask, options=(), rule: Optional[ISRule] = None,
-             normalize: bool = False):
+             normalize: bool = False, group: Any = None, refuse_empty=TrmaskError):
     """One native call in verl's arithmetic, jagged inputs unpacked, and batch normalisation across
-    ranks when torch.distributed is initialised (as verl). Returns the result, the normalisation
-    factor verl reports, and the `Jagged` rows (None for dense inputs)."""
+    ranks when torch.distributed is initialised (as verl). With a `group`, the statistics are those
+    of the rows of every rank of the group (`trmask.distributed.correction_rows_over_ranks`), and
+    batch normalisation divides by their `norm_factor`: bit for bit the single-process answer on
+    the concatenated rows. Then refuses, with `refuse_empty` (None: never), a batch without a valid
+    token on this rank (verl's check; after the collective, so no rank is left waiting). Returns the
+    result, the normalisation factor verl reports, and the `Jagged` rows (None for dense inputs)."""
     arrays, jagged = _layout.unpack({"logp_train": logp_train, "logp_roll": logp_roll, "log_ratio": log_ratio,
                                      "mask": mask})
-    across_ranks = normalize and _distributed()
+    across_ranks = normalize and (group is not None or _distributed())
     result = rollout_correction(arrays["logp_train"], arrays["logp_roll"], arrays["mask"], log_ratio=arrays["log_ratio"],
                                 offsets=None if jagged is None else jagged.offsets,
                                 lengths=None if jagged is None else jagged.lengths,
                                 rejections=[option.rejection for option in options],
                                 weights=None if rule is None else _weight_rule(rule),
-                                normalize=normalize and not across_ranks, mask_weights=True, clamp=SAFETY_BOUND)
+                                normalize=normalize and not across_ranks, mask_weights=True, clamp=SAFETY_BOUND,
+                                row_records=group is not None)
+    valid_here = result.statistics["n_tokens_valid"]
+    if group is not None:
+        result.statistics = reduce_correction_rows(distributed.correction_rows_over_ranks(result.rows, group))
     factor = None
     if normalize:
         stats = result.statistics["weights"]
         factor = stats["norm_factor"]
-        if across_ranks:
+        if group is not None:
+            if factor != 1.0:  # the single-process divisor (1 when the mean is <= 1e-8)
+                divide_weights(result.weights, factor, offsets=None if jagged is None else jagged.offsets)
+        elif across_ranks:
             total, count = distributed.sum_over_ranks((stats["norm_sum"], stats["norm_count"]))
             mean = total / count if count else math.nan
             factor = mean if mean > 1e-8 else 1.0
             if mean > 1e-8:
                 divide_weights(result.weights, mean, offsets=None if jagged is None else jagged.offsets)
+    if refuse_empty is not None and valid_here == 0:
+        raise refuse_empty(_NO_VALID_TOKEN)
     return result, factor, jagged
 
 
@@ -130,29 +137,34 @@ def _offpolicy_metrics(stats: dict, with_rollout: bool) -> dict:
 
 
 def compute_rollout_rejection_mask(log_ratio: Any, response_mask: Any, rollout_rs: str = "token_k1",
-                                   rollout_rs_threshold: Optional[str | float] = None) -> tuple:
+                                   rollout_rs_threshold: Optional[str | float] = None, *, group: Any = None) -> tuple:
     """verl's `compute_rollout_rejection_mask`: ``(modified_response_mask, metrics)``. The mask is
     ``response_mask * keep`` in ``response_mask``'s dtype (its values survive where kept); see
-    docs/verl.md for the options, thresholds and the k1 orientation."""
+    docs/verl.md for the options, thresholds and the k1 orientation. ``group`` (a
+    torch.distributed process group, e.g. the data-parallel one): metrics over the rows of
+    every rank of it, the same bits on every rank (docs/verl.md); None: this rank's, as verl."""
     check_rejection_arguments(rollout_rs, rollout_rs_threshold)
-    if log_ratio.shape[0] == 0:
+    empty = log_ratio.shape[0] == 0
+    if empty and group is None:
         return response_mask, {}
     options = parse_rejections(rollout_rs, rollout_rs_threshold)
-    result, _, jagged = _correct(log_ratio=log_ratio, mask=response_mask, options=options)
-    _require_valid(result)
+    result, _, jagged = _correct(log_ratio=log_ratio, mask=response_mask, options=options, group=group,
+                                 refuse_empty=None if empty else TrmaskError)
+    if empty:  # it took part in the gather; verl returns no metrics for an empty batch
+        return response_mask, {}
     return _layout.wrap(jagged, result.mask), _rs_metrics(options, result.statistics)
 
 
 def compute_rollout_correction_weights(log_ratio: Any, response_mask: Any, rollout_is: str = "token",
                                        rollout_is_threshold: str | float = 2.0,
-                                       rollout_is_batch_normalize: bool = False) -> tuple:
+                                       rollout_is_batch_normalize: bool = False, *, group: Any = None) -> tuple:
     """verl's `compute_rollout_correction_weights`: ``(rollout_is_weights, metrics)``; TIS for a
     number, IcePop for a ``"lower_upper"`` string; weights are ``w * response_mask``, not zeroed
-    by any rejection."""
+    by any rejection. ``group``: metrics (and the batch normalisation) over the rows of every
+    rank of that process group, as in `compute_rollout_rejection_mask`."""
     rule = parse_is_rule(rollout_is, rollout_is_threshold)
     result, factor, jagged = _correct(log_ratio=log_ratio, mask=response_mask, rule=rule,
-                                      normalize=bool(rollout_is_batch_normalize))
-    _require_valid(result)
+                                      normalize=bool(rollout_is_batch_normalize), group=group)
     return (_layout.wrap(jagged, result.weights),
             _is_metrics(rule, result.statistics["weights"], factor if rollout_is_batch_normalize else None))
 
@@ -160,10 +172,12 @@ def compute_rollout_correction_weights(log_ratio: Any, response_mask: Any, rollo
 def compute_rollout_correction_and_rejection_mask(
         old_log_prob: Any, rollout_log_prob: Any, response_mask: Any, rollout_is: Optional[str] = None,
         rollout_is_threshold: Optional[str | float] = 2.0, rollout_is_batch_normalize: bool = False,
-        rollout_rs: Optional[str] = None, rollout_rs_threshold: Optional[str | float] = None) -> tuple:
+        rollout_rs: Optional[str] = None, rollout_rs_threshold: Optional[str | float] = None, *,
+        group: Any = None) -> tuple:
     """verl's `compute_rollout_correction_and_rejection_mask`, in one native pass:
     ``(weights DataProto or None, modified_response_mask, metrics)``, metric keys prefixed with
-    ``rollout_corr/``."""
+    ``rollout_corr/``. ``group``: metrics (and the batch normalisation) over the rows of every
+    rank of that process group, as in `compute_rollout_rejection_mask`."""
     try:
         rule, options = _combined_config(old_log_prob, rollout_log_prob, response_mask, rollout_is,
                                          rollout_is_threshold, rollout_rs, rollout_rs_threshold)
@@ -174,8 +188,7 @@ def compute_rollout_correction_and_rejection_mask(
         raise
     normalize = rule is not None and bool(rollout_is_batch_normalize)
     result, factor, jagged = _correct(logp_train=old_log_prob, logp_roll=rollout_log_prob, mask=response_mask,
-                                      options=options, rule=rule, normalize=normalize)
-    _require_valid(result)
+                                      options=options, rule=rule, normalize=normalize, group=group)
     metrics = {}
     if rule is not None:
         metrics.update(_is_metrics(rule, result.statistics["weights"], factor if normalize else None))
@@ -210,13 +223,14 @@ def _combined_config(old_log_prob, rollout_log_prob, response_mask, rollout_is, 
     return rule, options
 
 
-def compute_offpolicy_metrics(old_log_prob: Any, rollout_log_prob: Optional[Any], response_mask: Any) -> dict:
+def compute_offpolicy_metrics(old_log_prob: Any, rollout_log_prob: Optional[Any], response_mask: Any, *,
+                              group: Any = None) -> dict:
     """verl's `compute_offpolicy_metrics` (without the ``rollout_corr/`` prefix, as verl): the
     perplexities, KL estimates and chi-square divergences; only the training perplexities when
-    ``rollout_log_prob`` is None."""
+    ``rollout_log_prob`` is None. ``group``: over the rows of every rank of that process group,
+    as in `compute_rollout_rejection_mask`."""
     with_rollout = rollout_log_prob is not None
     # Without rollout log-probs only the training perplexities are wanted; they read logp_train alone.
     result, _, _ = _correct(logp_train=old_log_prob, logp_roll=rollout_log_prob if with_rollout else old_log_prob,
-                            mask=response_mask)
-    _require_valid(result, VerlAssertionError)
+                            mask=response_mask, group=group, refuse_empty=VerlAssertionError)
     return _offpolicy_metrics(result.statistics["offpolicy"], with_rollout)

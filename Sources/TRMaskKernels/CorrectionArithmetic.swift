@@ -49,6 +49,55 @@ enum RoundF16: ComputeRounding {
     @inline(__always) static func round(_ x: Double) -> Double { halfRounded(Double(Float(x))) }
 }
 
+/// A dtype the chunk pass (`CorrectionChunks`) computes in, eight float32 lanes at a time: each
+/// operation in float32, its result rounded to the dtype. That is `ComputeRounding.round` of the
+/// element pass's float64 result: on values of the dtype, float32 `+ - *` and float64 followed by a
+/// rounding to float32 both give the exact result rounded once (float64 has the two bits beyond
+/// twice float32's precision that make rounding twice innocuous), so the passes agree bit for bit.
+protocol ChunkElement: TokenElement {
+    /// Each lane (a float32 value) rounded to the dtype, as `ComputeRounding.round`.
+    static func rounded(_ x: Lanes) -> Lanes
+    /// Stores eight values of the dtype, contiguous, as the dtype (`storeFloat`'s bits).
+    static func store(_ x: Lanes, at address: UnsafeMutableRawPointer)
+}
+
+extension Float: ChunkElement {
+    @inline(__always) static func rounded(_ x: Lanes) -> Lanes { x }
+    @inline(__always) static func store(_ x: Lanes, at address: UnsafeMutableRawPointer) { address.storeBytes(of: x, as: Lanes.self) }
+}
+
+extension BFloat16: ChunkElement {
+    /// `bfloat16Rounded` on every lane, in integer lanes (adds, shifts and masks compile to
+    /// vector instructions; the NaN test is a float comparison).
+    @inline(__always) static func rounded(_ x: Lanes) -> Lanes {
+        let bits = x.bitPattern
+        let up = Lanes(bitPattern: (bits &+ 0x7fff &+ ((bits &>> 16) & 1)) & 0xffff_0000)
+        return up.replacing(with: x, where: x .!= x)
+    }
+
+    @inline(__always) static func store(_ x: Lanes, at address: UnsafeMutableRawPointer) {
+        let bits = x.bitPattern
+        var halves = SIMD8<UInt16>()
+        for lane in 0..<chunkWidth { halves[lane] = UInt16(truncatingIfNeeded: bits[lane] &>> 16) }
+        address.storeBytes(of: halves, as: SIMD8<UInt16>.self)
+    }
+}
+
+extension Half: ChunkElement {
+    /// `halfRounded` per lane (float16 is the rarer dtype: a lane loop, not a vector trick).
+    @inline(__always) static func rounded(_ x: Lanes) -> Lanes {
+        var y = x
+        for lane in 0..<chunkWidth { y[lane] = Float(halfRounded(Double(x[lane]))) }
+        return y
+    }
+
+    @inline(__always) static func store(_ x: Lanes, at address: UnsafeMutableRawPointer) {
+        var halves = SIMD8<UInt16>()
+        for lane in 0..<chunkWidth { halves[lane] = halfBits(Double(x[lane])) }
+        address.storeBytes(of: halves, as: SIMD8<UInt16>.self)
+    }
+}
+
 /// `x` (a float32 value) rounded to the nearest bfloat16, ties to even; NaN stays NaN.
 @inline(__always)
 func bfloat16Rounded(_ x: Float) -> Float {

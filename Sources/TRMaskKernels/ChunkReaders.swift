@@ -29,6 +29,9 @@ extension RowReader {
 /// An element type of log-probs, log-ratios or values.
 protocol TokenElement {
     static var dtype: DType { get }
+    /// Bytes per element (`dtype.size` as a literal: `DType.size` is a call from the hot loops,
+    /// which the compiler did not inline).
+    static var size: Int { get }
     /// Differences are taken in float64 (then rounded once to float32) when either side is wide.
     static var wide: Bool { get }
     /// Eight consecutive elements as float32 (exact, but float64 rounds once).
@@ -40,11 +43,6 @@ protocol TokenElement {
 }
 
 extension TokenElement {
-    /// Bytes per element: `dtype.size`, inlined so that address arithmetic in a hot loop is a
-    /// constant, not a call.
-    @inline(__always)
-    static var size: Int { dtype.size }
-
     /// Elements 0, 2, ..., 14 from `p` as float32: reads elements 0 ... 14 and none past them.
     @inline(__always)
     static func loadEven(_ p: UnsafeRawPointer) -> Lanes { evenElements(load(p), load(p + 7 &* size)) }
@@ -60,6 +58,7 @@ func evenElements<T: SIMDScalar>(_ low: SIMD8<T>, _ high: SIMD8<T>) -> SIMD8<T> 
 
 extension Float: TokenElement {
     static var dtype: DType { @inline(__always) get { .f32 } }
+    static var size: Int { @inline(__always) get { 4 } }
     static var wide: Bool { false }
     @inline(__always) static func load(_ p: UnsafeRawPointer) -> Lanes { p.loadUnaligned(as: Lanes.self) }
     @inline(__always) static func loadWide(_ p: UnsafeRawPointer) -> SIMD8<Double> { widen(load(p)) }
@@ -68,6 +67,7 @@ extension Float: TokenElement {
 
 extension Double: TokenElement {
     static var dtype: DType { @inline(__always) get { .f64 } }
+    static var size: Int { @inline(__always) get { 8 } }
     static var wide: Bool { true }
     @inline(__always) static func load(_ p: UnsafeRawPointer) -> Lanes { narrow(loadWide(p)) }
     @inline(__always) static func loadWide(_ p: UnsafeRawPointer) -> SIMD8<Double> { p.loadUnaligned(as: SIMD8<Double>.self) }
@@ -77,6 +77,7 @@ extension Double: TokenElement {
 /// IEEE binary16 (the bits; converted without relying on the platform's Float16 support).
 enum Half: TokenElement {
     static var dtype: DType { @inline(__always) get { .f16 } }
+    static var size: Int { @inline(__always) get { 2 } }
     static var wide: Bool { false }
     @inline(__always) static func load(_ p: UnsafeRawPointer) -> Lanes { halves(p.loadUnaligned(as: SIMD8<UInt16>.self)) }
     @inline(__always) static func loadWide(_ p: UnsafeRawPointer) -> SIMD8<Double> { widen(load(p)) }
@@ -93,6 +94,7 @@ enum Half: TokenElement {
 /// bfloat16: the top half of a float32.
 enum BFloat16: TokenElement {
     static var dtype: DType { @inline(__always) get { .bf16 } }
+    static var size: Int { @inline(__always) get { 2 } }
     static var wide: Bool { false }
     @inline(__always) static func load(_ p: UnsafeRawPointer) -> Lanes { widen16(p.loadUnaligned(as: SIMD8<UInt16>.self)) }
     @inline(__always) static func loadWide(_ p: UnsafeRawPointer) -> SIMD8<Double> { widen(load(p)) }

@@ -120,11 +120,8 @@ extension CorrectionScan {
             let streams = cursors(row, start: span.start)
             maskCursor = streams.2
             let grids = (maskGrid, weightGrid, streams.2)
-            switch config.computeDType {
-            case .bf16: chunkPass(BFloat16.self, kind, streams, grids, count: counted, lanes, &sums, &weightLanes)
-            case .f16: chunkPass(Half.self, kind, streams, grids, count: counted, lanes, &sums, &weightLanes)
-            default: chunkPass(Float.self, kind, streams, grids, count: counted, lanes, &sums, &weightLanes)
-            }
+            // R is the compute dtype's rounding (`rolloutCorrection`), so R.Chunk is its element type.
+            chunkPass(R.Chunk.self, kind, streams, grids, count: counted, lanes, &sums, &weightLanes)
         }
         sums.fill(&record)
         let base = row * options.count
@@ -166,8 +163,10 @@ extension CorrectionScan {
         }
     }
 
-    /// The pass over one row's `count` positions.
-    @inline(always)
+    /// The pass over one row's `count` positions. A function of its own for each element type and
+    /// mask kind: inlined into `chunkRow`, the copies made that caller so large that LLVM stopped
+    /// inlining into it, and the loop called out for loads, stores and `DType` getters.
+    @inline(never)
     private func chunkPass<E: ChunkElement, Mask: MaskLoad>(_ load: ChunkLoad<E, Mask>, _ grids: (TypedGrid?, TypedGrid?, RowCursor?),
                                                             count n: Int, _ lanes: UnsafeMutablePointer<OptionLanes>,
                                                             _ sums: inout RowLanes, _ weightLanes: inout WeightLanes) {
@@ -175,6 +174,10 @@ extension CorrectionScan {
         let limit = Float(clamp)
         let tokenWeights = weights?.rule.level == .token
         let tokenOptions = options.contains { $0.rejection.level == .token }
+        let prepared = options.span  // read in the loop without Array's out-of-line getter
+        // Whole chunks of the output mask take vector stores when it is contiguous (fixed per row).
+        let maskDType = outputs.mask.dtype
+        let maskVectors = grids.2 != nil && grids.0.map { $0.stride == maskDType.size } == true
         var p = 0
         while p < n {
             let count = Swift.min(chunkWidth, n - p)
@@ -194,8 +197,8 @@ extension CorrectionScan {
             sums.k3KL.add((wm * widen(k3KLTerms(delta, e, limit: limit, E.self))).replacing(with: 0, where: absent))
             sums.chi2.add((wm * widen(E.rounded(e * e))).replacing(with: 0, where: absent))
             var keep = Lanes(repeating: 1)
-            for index in options.indices {
-                optionChunk(options[index], E.self, d: d, e: e, mass: wm, absent: absent, &lanes[index], keep: &keep)
+            for index in prepared.indices {
+                optionChunk(prepared[index], E.self, d: d, e: e, mass: wm, absent: absent, &lanes[index], keep: &keep)
             }
             if tokenOptions {
                 let dropped = widen(keep) .== 0
@@ -206,7 +209,9 @@ extension CorrectionScan {
                 weightChunk(raw: E.rounded(narrow(widen(e) * wm)), E.self, mass: wm, absent: absent, at: p, count: count, weights,
                             grids.1, &weightLanes)
             }
-            if let grid = grids.0 { maskChunk(keep, at: p, count: count, grid, source: grids.2) }
+            if let grid = grids.0 {
+                maskChunk(keep, at: p, count: count, grid, source: grids.2, maskDType, vectors: maskVectors)
+            }
             p += chunkWidth
         }
         guard let weights, weights.rule.level == .sequence else { return }
@@ -281,11 +286,12 @@ extension CorrectionScan {
     }
 
     /// The output mask of a chunk (every sequence option keeping the row): `m` where `keep`,
-    /// `m * 0` (float) or 0 elsewhere, in the mask's dtype.
+    /// `m * 0` (float) or 0 elsewhere, in the mask's dtype (`vectors`: the mask and the output are
+    /// contiguous).
     @inline(always)
-    private func maskChunk(_ keep: Lanes, at p: Int, count: Int, _ grid: TypedGrid, source: RowCursor?) {
-        let dtype = outputs.mask.dtype
-        if count == chunkWidth, let source, grid.stride == dtype.size {
+    private func maskChunk(_ keep: Lanes, at p: Int, count: Int, _ grid: TypedGrid, source: RowCursor?, _ dtype: DType,
+                           vectors: Bool) {
+        if count == chunkWidth, vectors, let source {
             if dtype == .f32 {
                 let values = (source.base + p &* 4).loadUnaligned(as: Lanes.self)
                 (grid.base + p &* 4).storeBytes(of: values.replacing(with: values * 0, where: keep .== 0), as: Lanes.self)
@@ -301,7 +307,7 @@ extension CorrectionScan {
                 (grid.base + p &* 8).storeBytes(of: values.replacing(with: 0, where: widen(keep) .== 0), as: SIMD8<Int64>.self)
                 return
             }
-            if dtype.isByteMask {
+            if dtype == .u8 || dtype == .bool {
                 let values = (source.base + p).loadUnaligned(as: SIMD8<UInt8>.self)
                 var out = SIMD8<UInt8>()
                 for lane in 0..<chunkWidth { out[lane] = keep[lane] != 0 ? values[lane] : 0 }

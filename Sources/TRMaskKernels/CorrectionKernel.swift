@@ -183,7 +183,7 @@ enum FloatMaskLoad: MaskLoad {
 }
 
 /// An integer mask element type the chunk pass reads with vector loads.
-protocol MaskInteger: FixedWidthInteger & SIMDScalar {
+protocol MaskInteger: FixedWidthInteger & SIMDScalar & Codable {
     /// The value as float64 (exact up to 2^53).
     var wide: Double { get }
 }

@@ -180,7 +180,7 @@ extension CorrectionScan {
         let maskVectors = grids.2 != nil && grids.0.map { $0.stride == maskDType.size } == true
         var p = 0
         while p < n {
-            let count = Swift.min(chunkWidth, n - p)
+            let count = n - p < chunkWidth ? n - p : chunkWidth  // (Swift.min stayed a call)
             let (first, second, wm) = count == chunkWidth ? load.chunk(at: p, weights: maskWeights)
                 : load.partialChunk(at: p, count: count, weights: maskWeights)
             let delta = paired ? E.rounded(first - second) : first
@@ -219,7 +219,7 @@ extension CorrectionScan {
         let sequenceWeight = WideLanes(repeating: sequenceExp(sums.logRatio.total))
         p = 0
         while p < n {
-            let count = Swift.min(chunkWidth, n - p)
+            let count = n - p < chunkWidth ? n - p : chunkWidth
             let wm = Mask.masses(load.mask, p, count: count, weights: maskWeights)
             weightChunk(raw: E.rounded(narrow(sequenceWeight * wm)), E.self, mass: wm, absent: wm .== 0, at: p, count: count,
                         weights, grids.1, &weightLanes)
@@ -293,8 +293,9 @@ extension CorrectionScan {
                            vectors: Bool) {
         if count == chunkWidth, vectors, let source {
             if dtype == .f32 {
-                let values = (source.base + p &* 4).loadUnaligned(as: Lanes.self)
-                (grid.base + p &* 4).storeBytes(of: values.replacing(with: values * 0, where: keep .== 0), as: Lanes.self)
+                // Float's load and store: the stdlib's generic spellings stayed calls here.
+                let values = Float.load(source.base + p &* 4)
+                Float.store(values.replacing(with: values * 0, where: keep .== 0), at: grid.base + p &* 4)
                 return
             }
             if dtype == .i32 {

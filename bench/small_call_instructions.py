@@ -4,7 +4,7 @@ the Python layer and the native call together (BENCHMARKS.md): the count of a ru
 ``--calls N`` minus that of a run with ``--calls 0`` (the same imports and one warm-up call),
 divided by N.
 
-    valgrind --tool=callgrind /work/venv-verl/bin/python bench/small_call_instructions.py --calls 200
+    valgrind --tool=callgrind /work/venv-verl/bin/python bench/small_call_instructions.py --calls 1000
     valgrind --tool=callgrind /work/venv-verl/bin/python bench/small_call_instructions.py --calls 0
 
 Needs torch (the drop-in takes torch tensors, as verl passes them); verl itself is not needed.
@@ -29,7 +29,7 @@ ROWS, COLS = 4, 64
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--calls", type=int, default=1000)
     args = parser.parse_args()
     generator = torch.Generator().manual_seed(0)
     logp_roll = -torch.rand(ROWS, COLS, generator=generator)

@@ -29,6 +29,9 @@ extension RowReader {
 /// An element type of log-probs, log-ratios or values.
 protocol TokenElement {
     static var dtype: DType { get }
+    /// Bytes per element (`dtype.size` as a literal: `DType.size` is a call from the hot loops,
+    /// which the compiler did not inline).
+    static var size: Int { get }
     /// Differences are taken in float64 (then rounded once to float32) when either side is wide.
     static var wide: Bool { get }
     /// Eight consecutive elements as float32 (exact, but float64 rounds once).
@@ -42,7 +45,7 @@ protocol TokenElement {
 extension TokenElement {
     /// Elements 0, 2, ..., 14 from `p` as float32: reads elements 0 ... 14 and none past them.
     @inline(__always)
-    static func loadEven(_ p: UnsafeRawPointer) -> Lanes { evenElements(load(p), load(p + 7 &* dtype.size)) }
+    static func loadEven(_ p: UnsafeRawPointer) -> Lanes { evenElements(load(p), load(p + 7 &* size)) }
 }
 
 /// Elements 0, 2, ..., 14 of a run of fifteen, from its first eight (`low`, elements 0-7) and
@@ -54,7 +57,8 @@ func evenElements<T: SIMDScalar>(_ low: SIMD8<T>, _ high: SIMD8<T>) -> SIMD8<T> 
 }
 
 extension Float: TokenElement {
-    static var dtype: DType { .f32 }
+    static var dtype: DType { @inline(__always) get { .f32 } }
+    static var size: Int { @inline(__always) get { 4 } }
     static var wide: Bool { false }
     @inline(__always) static func load(_ p: UnsafeRawPointer) -> Lanes { p.loadUnaligned(as: Lanes.self) }
     @inline(__always) static func loadWide(_ p: UnsafeRawPointer) -> SIMD8<Double> { widen(load(p)) }
@@ -62,7 +66,8 @@ extension Float: TokenElement {
 }
 
 extension Double: TokenElement {
-    static var dtype: DType { .f64 }
+    static var dtype: DType { @inline(__always) get { .f64 } }
+    static var size: Int { @inline(__always) get { 8 } }
     static var wide: Bool { true }
     @inline(__always) static func load(_ p: UnsafeRawPointer) -> Lanes { narrow(loadWide(p)) }
     @inline(__always) static func loadWide(_ p: UnsafeRawPointer) -> SIMD8<Double> { p.loadUnaligned(as: SIMD8<Double>.self) }
@@ -71,7 +76,8 @@ extension Double: TokenElement {
 
 /// IEEE binary16 (the bits; converted without relying on the platform's Float16 support).
 enum Half: TokenElement {
-    static var dtype: DType { .f16 }
+    static var dtype: DType { @inline(__always) get { .f16 } }
+    static var size: Int { @inline(__always) get { 2 } }
     static var wide: Bool { false }
     @inline(__always) static func load(_ p: UnsafeRawPointer) -> Lanes { halves(p.loadUnaligned(as: SIMD8<UInt16>.self)) }
     @inline(__always) static func loadWide(_ p: UnsafeRawPointer) -> SIMD8<Double> { widen(load(p)) }
@@ -87,7 +93,8 @@ enum Half: TokenElement {
 
 /// bfloat16: the top half of a float32.
 enum BFloat16: TokenElement {
-    static var dtype: DType { .bf16 }
+    static var dtype: DType { @inline(__always) get { .bf16 } }
+    static var size: Int { @inline(__always) get { 2 } }
     static var wide: Bool { false }
     @inline(__always) static func load(_ p: UnsafeRawPointer) -> Lanes { widen16(p.loadUnaligned(as: SIMD8<UInt16>.self)) }
     @inline(__always) static func loadWide(_ p: UnsafeRawPointer) -> SIMD8<Double> { widen(load(p)) }
@@ -265,23 +272,23 @@ struct UnitReader<A: TokenElement, B: TokenElement, Kind: StreamKind>: RowReader
 
     @inline(__always)
     func prefetchGroup(at p: Int) {
-        prefetchLines(first + p &* A.dtype.size, bytes: GroupSums.width &* A.dtype.size)
-        if Kind.paired { prefetchLines(second + p &* B.dtype.size, bytes: GroupSums.width &* B.dtype.size) }
+        prefetchLines(first + p &* A.size, bytes: GroupSums.width &* A.size)
+        if Kind.paired { prefetchLines(second + p &* B.size, bytes: GroupSums.width &* B.size) }
         mask.prefetchGroup(at: p)
     }
 
     @inline(__always)
     func values(at p: Int) -> Lanes {
-        let a = first + p &* A.dtype.size
-        return Kind.paired ? delta(a, second + p &* B.dtype.size, A.self, B.self) : A.load(a)
+        let a = first + p &* A.size
+        return Kind.paired ? delta(a, second + p &* B.size, A.self, B.self) : A.load(a)
     }
 
     @inline(__always)
     func partialChunk(at p: Int, count: Int) -> (value: Lanes, valid: LaneMask) {
         var value = Lanes()
         for lane in 0..<count {
-            let a = first + (p &+ lane) &* A.dtype.size
-            value[lane] = Kind.paired ? deltaOne(a, second + (p &+ lane) &* B.dtype.size, A.self, B.self) : Float(A.one(a))
+            let a = first + (p &+ lane) &* A.size
+            value[lane] = Kind.paired ? deltaOne(a, second + (p &+ lane) &* B.size, A.self, B.self) : Float(A.one(a))
         }
         return (value, mask.partialChunk(at: p, count: count))
     }
@@ -332,15 +339,15 @@ struct StridedReader<E: TokenElement, Kind: StreamKind>: RowReader {
     @inline(__always)
     func prefetchGroup(at p: Int) {
         // Stride 2 (the only reader with plain chunks): a group spans twice its width.
-        prefetchLines(first + 2 &* p &* E.dtype.size, bytes: 2 &* GroupSums.width &* E.dtype.size)
-        if Kind.paired { prefetchLines(second + 2 &* p &* E.dtype.size, bytes: 2 &* GroupSums.width &* E.dtype.size) }
+        prefetchLines(first + 2 &* p &* E.size, bytes: 2 &* GroupSums.width &* E.size)
+        if Kind.paired { prefetchLines(second + 2 &* p &* E.size, bytes: 2 &* GroupSums.width &* E.size) }
         mask.prefetchGroup(at: p)
     }
 
     @inline(__always)
     func evenValues(at p: Int) -> Lanes {
-        let a = E.loadEven(first + 2 &* p &* E.dtype.size)
-        return Kind.paired ? a - E.loadEven(second + 2 &* p &* E.dtype.size) : a
+        let a = E.loadEven(first + 2 &* p &* E.size)
+        return Kind.paired ? a - E.loadEven(second + 2 &* p &* E.size) : a
     }
 
     @inline(__always)
@@ -352,8 +359,8 @@ struct StridedReader<E: TokenElement, Kind: StreamKind>: RowReader {
     func gather(at p: Int, count: Int) -> Lanes {
         var value = Lanes()
         for lane in 0..<count {
-            let a = first + (p &+ lane) &* stride &* E.dtype.size
-            value[lane] = Kind.paired ? deltaOne(a, second + (p &+ lane) &* secondStride &* E.dtype.size, E.self, E.self) : Float(E.one(a))
+            let a = first + (p &+ lane) &* stride &* E.size
+            value[lane] = Kind.paired ? deltaOne(a, second + (p &+ lane) &* secondStride &* E.size, E.self, E.self) : Float(E.one(a))
         }
         return value
     }

@@ -12,6 +12,8 @@ import Darwin
 
 /// A dtype's rounding, as a type so the per-token loop is specialised for it.
 protocol ComputeRounding {
+    /// The chunk pass's element type for this dtype (`CorrectionChunks`).
+    associatedtype Chunk: ChunkElement
     static func round(_ x: Double) -> Double
     /// `round` on eight lanes.
     static func round(_ x: SIMD8<Double>) -> SIMD8<Double>
@@ -28,25 +30,78 @@ extension ComputeRounding {
 }
 
 enum RoundF64: ComputeRounding {
+    typealias Chunk = Float  // never used: float64 calls take the element pass (`ChunkMask`)
     @inline(__always) static func store(_ x: Double, at address: UnsafeMutableRawPointer) { address.storeBytes(of: x, as: Double.self) }
     @inline(__always) static func round(_ x: Double) -> Double { x }
     @inline(__always) static func round(_ x: SIMD8<Double>) -> SIMD8<Double> { x }
 }
 
 enum RoundF32: ComputeRounding {
+    typealias Chunk = Float
     @inline(__always) static func store(_ x: Double, at address: UnsafeMutableRawPointer) { address.storeBytes(of: Float(x), as: Float.self) }
     @inline(__always) static func round(_ x: Double) -> Double { Double(Float(x)) }
     @inline(__always) static func round(_ x: SIMD8<Double>) -> SIMD8<Double> { SIMD8<Double>(SIMD8<Float>(x)) }
 }
 
 enum RoundBF16: ComputeRounding {
+    typealias Chunk = BFloat16
     @inline(__always) static func store(_ x: Double, at address: UnsafeMutableRawPointer) { storeFloat(x, at: address, .bf16) }
     @inline(__always) static func round(_ x: Double) -> Double { Double(bfloat16Rounded(Float(x))) }
 }
 
 enum RoundF16: ComputeRounding {
+    typealias Chunk = Half
     @inline(__always) static func store(_ x: Double, at address: UnsafeMutableRawPointer) { storeFloat(x, at: address, .f16) }
     @inline(__always) static func round(_ x: Double) -> Double { halfRounded(Double(Float(x))) }
+}
+
+/// A dtype the chunk pass (`CorrectionChunks`) computes in, eight float32 lanes at a time: each
+/// operation in float32, its result rounded to the dtype. That is `ComputeRounding.round` of the
+/// element pass's float64 result: on values of the dtype, float32 `+ - *` and float64 followed by a
+/// rounding to float32 both give the exact result rounded once (float64 has the two bits beyond
+/// twice float32's precision that make rounding twice innocuous), so the passes agree bit for bit.
+protocol ChunkElement: TokenElement {
+    /// Each lane (a float32 value) rounded to the dtype, as `ComputeRounding.round`.
+    static func rounded(_ x: Lanes) -> Lanes
+    /// Stores eight values of the dtype, contiguous, as the dtype (`storeFloat`'s bits).
+    static func store(_ x: Lanes, at address: UnsafeMutableRawPointer)
+}
+
+extension Float: ChunkElement {
+    @inline(__always) static func rounded(_ x: Lanes) -> Lanes { x }
+    @inline(__always) static func store(_ x: Lanes, at address: UnsafeMutableRawPointer) { address.storeBytes(of: x, as: Lanes.self) }
+}
+
+extension BFloat16: ChunkElement {
+    /// `bfloat16Rounded` on every lane, in integer lanes (adds, shifts and masks compile to
+    /// vector instructions; the NaN test is a float comparison).
+    @inline(__always) static func rounded(_ x: Lanes) -> Lanes {
+        let bits = x.bitPattern
+        let up = Lanes(bitPattern: (bits &+ 0x7fff &+ ((bits &>> 16) & 1)) & 0xffff_0000)
+        return up.replacing(with: x, where: x .!= x)
+    }
+
+    @inline(__always) static func store(_ x: Lanes, at address: UnsafeMutableRawPointer) {
+        let bits = x.bitPattern
+        var halves = SIMD8<UInt16>()
+        for lane in 0..<chunkWidth { halves[lane] = UInt16(truncatingIfNeeded: bits[lane] &>> 16) }
+        address.storeBytes(of: halves, as: SIMD8<UInt16>.self)
+    }
+}
+
+extension Half: ChunkElement {
+    /// `halfRounded` per lane (float16 is the rarer dtype: a lane loop, not a vector trick).
+    @inline(__always) static func rounded(_ x: Lanes) -> Lanes {
+        var y = x
+        for lane in 0..<chunkWidth { y[lane] = Float(halfRounded(Double(x[lane]))) }
+        return y
+    }
+
+    @inline(__always) static func store(_ x: Lanes, at address: UnsafeMutableRawPointer) {
+        var halves = SIMD8<UInt16>()
+        for lane in 0..<chunkWidth { halves[lane] = halfBits(Double(x[lane])) }
+        address.storeBytes(of: halves, as: SIMD8<UInt16>.self)
+    }
 }
 
 /// `x` (a float32 value) rounded to the nearest bfloat16, ties to even; NaN stays NaN.
@@ -162,8 +217,10 @@ func simdExp(_ x: SIMD8<Double>) -> SIMD8<Double> {
     let shifted = y * 1.4426950408889634 + shifter
     let k = shifted - shifter
     // ln 2 split so that k * ln2High is exact for |k| < 2^11.
-    var r = y.addingProduct(k, SIMD8(repeating: -6.93147180369123816490e-01))
-    r = r.addingProduct(k, SIMD8(repeating: -1.90821492927058770002e-10))
+    // `r` a constant: a `var` captured by `horner` kept a dynamic exclusivity check
+    // (swift_beginAccess) in the correction's chunk loop.
+    let r = y.addingProduct(k, SIMD8(repeating: -6.93147180369123816490e-01))
+        .addingProduct(k, SIMD8(repeating: -1.90821492927058770002e-10))
     @inline(__always) func horner(_ p: SIMD8<Double>, _ c: Double) -> SIMD8<Double> { SIMD8(repeating: c).addingProduct(p, r) }
     var p = SIMD8<Double>(repeating: 1.0 / 6227020800)  // 1/13!
     p = horner(horner(horner(horner(p, 1.0 / 479001600), 1.0 / 39916800), 1.0 / 3628800), 1.0 / 362880)

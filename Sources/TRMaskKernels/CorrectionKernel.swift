@@ -139,23 +139,23 @@ struct CursorLoad: RowLoad {
     }
 }
 
-/// How the contiguous loops read `m`: no mask (1), bytes (bool or uint8), float32. Every `m`
-/// is a float32 value.
+/// How the contiguous loops read `m`: no mask (1), bytes (bool or uint8), float32, int32 or
+/// int64 (exact as float64 up to 2^53, as `CursorLoad` reads them).
 protocol MaskLoad {
     static func mass(_ base: UnsafeRawPointer?, _ p: Int, weights: Bool) -> Double
     /// The `mass` of positions `p ..< p + 8`.
-    static func masses(_ base: UnsafeRawPointer?, _ p: Int, weights: Bool) -> Lanes
+    static func masses(_ base: UnsafeRawPointer?, _ p: Int, weights: Bool) -> WideLanes
 }
 
 enum NoMaskLoad: MaskLoad {
     @inline(__always) static func mass(_ base: UnsafeRawPointer?, _ p: Int, weights: Bool) -> Double { 1 }
-    @inline(__always) static func masses(_ base: UnsafeRawPointer?, _ p: Int, weights: Bool) -> Lanes { Lanes(repeating: 1) }
+    @inline(__always) static func masses(_ base: UnsafeRawPointer?, _ p: Int, weights: Bool) -> WideLanes { WideLanes(repeating: 1) }
 }
 
 /// The mask's values (`weights`) or 1 where they are nonzero (NaN counts).
 @inline(__always)
-private func maskMasses(_ values: Lanes, weights: Bool) -> Lanes {
-    weights ? values : Lanes(repeating: 1).replacing(with: 0, where: values .== 0)
+private func maskMasses(_ values: WideLanes, weights: Bool) -> WideLanes {
+    weights ? values : WideLanes(repeating: 1).replacing(with: 0, where: values .== 0)
 }
 
 enum ByteMaskLoad: MaskLoad {
@@ -165,10 +165,10 @@ enum ByteMaskLoad: MaskLoad {
         return weights ? Double(byte) : (byte != 0 ? 1 : 0)
     }
 
-    @inline(__always) static func masses(_ base: UnsafeRawPointer?, _ p: Int, weights: Bool) -> Lanes {
+    @inline(__always) static func masses(_ base: UnsafeRawPointer?, _ p: Int, weights: Bool) -> WideLanes {
         let bytes = (base.unsafelyUnwrapped + p).loadUnaligned(as: SIMD8<UInt8>.self)
-        var values = Lanes()
-        for lane in 0..<chunkWidth { values[lane] = Float(bytes[lane]) }  // a lane loop compiles to one widening
+        var values = WideLanes()
+        for lane in 0..<chunkWidth { values[lane] = Double(bytes[lane]) }  // a lane loop compiles to one widening
         return maskMasses(values, weights: weights)
     }
 }
@@ -179,8 +179,37 @@ enum FloatMaskLoad: MaskLoad {
         return weights ? value : (value != 0 ? 1 : 0)
     }
 
-    @inline(__always) static func masses(_ base: UnsafeRawPointer?, _ p: Int, weights: Bool) -> Lanes {
-        maskMasses((base.unsafelyUnwrapped + p &* 4).loadUnaligned(as: Lanes.self), weights: weights)
+    @inline(__always) static func masses(_ base: UnsafeRawPointer?, _ p: Int, weights: Bool) -> WideLanes {
+        maskMasses(widen((base.unsafelyUnwrapped + p &* 4).loadUnaligned(as: Lanes.self)), weights: weights)
+    }
+}
+
+/// An integer mask element type the chunk pass reads with vector loads.
+protocol MaskInteger: FixedWidthInteger & SIMDScalar & Codable {
+    /// The value as float64 (exact up to 2^53).
+    var wide: Double { get }
+}
+
+extension Int32: MaskInteger {
+    var wide: Double { @inline(__always) get { Double(self) } }
+}
+
+extension Int64: MaskInteger {
+    var wide: Double { @inline(__always) get { Double(self) } }
+}
+
+/// int32 or int64 masks (verl's integer `response_mask`).
+enum IntegerMaskLoad<Value: MaskInteger>: MaskLoad {
+    @inline(__always) static func mass(_ base: UnsafeRawPointer?, _ p: Int, weights: Bool) -> Double {
+        let value = base.unsafelyUnwrapped.loadUnaligned(fromByteOffset: p &* MemoryLayout<Value>.stride, as: Value.self).wide
+        return weights ? value : (value != 0 ? 1 : 0)
+    }
+
+    @inline(__always) static func masses(_ base: UnsafeRawPointer?, _ p: Int, weights: Bool) -> WideLanes {
+        let integers = (base.unsafelyUnwrapped + p &* MemoryLayout<Value>.stride).loadUnaligned(as: SIMD8<Value>.self)
+        var values = WideLanes()
+        for lane in 0..<chunkWidth { values[lane] = integers[lane].wide }
+        return maskMasses(values, weights: weights)
     }
 }
 

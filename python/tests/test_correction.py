@@ -47,6 +47,7 @@ def _batch(seed, rows, cols, dtype="float32", mask_kind="bool", nonfinite=False,
         for value in (np.nan, np.inf, -np.inf):
             lt.flat[rng.integers(rows * cols, size=2)] = value
     kinds = {"bool": valid, "uint8": valid.astype(np.uint8), "int64": valid.astype(np.int64) * rng.integers(1, 3, valid.shape),
+             "int32": valid.astype(np.int32) * rng.integers(1, 3, valid.shape, dtype=np.int32),
              "float32": valid * rng.choice([0.25, 0.5, 1.0], valid.shape).astype(np.float32),
              "binary_float32": valid.astype(np.float32)}
     lt = lt.astype(DTYPES[dtype])
@@ -253,14 +254,20 @@ def test_strided_and_log_ratio_inputs():
     assert log_ratio.statistics["offpolicy"]["kl"] == direct.statistics["offpolicy"]["kl"]
 
 
-@pytest.mark.parametrize("mask_kind", ["bool", "uint8", "float32", None])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+@pytest.mark.parametrize("mask_kind", ["bool", "uint8", "int32", "int64", "float32", "binary_float32", None])
 @pytest.mark.parametrize("rule", WEIGHT_RULES)
-def test_chunk_and_element_passes_give_the_same_bits(mask_kind, rule):
-    """Contiguous float32 rows take the chunk pass (eight positions at a time), column-major views
-    the element pass (each row widened into scratch): every output and statistic is the same bits,
-    with partial chunks (lengths, 37 columns), NaN/Inf, weighted masks and every option kind."""
-    lt, lr, mask = _batch(7, 9, 37, "float32", mask_kind or "bool", nonfinite=True, scale=1.0)
+def test_chunk_and_element_passes_give_the_same_bits(dtype, mask_kind, rule):
+    """Contiguous rows take the chunk pass (eight positions at a time, computed in float32 lanes
+    rounded to the log-probs' dtype), column-major views the element pass (each row widened into
+    scratch): every output and statistic is the same bits, with partial chunks (lengths, 37
+    columns), NaN/Inf, weighted masks (integer values beyond float32's 2^24 too) and every option
+    kind. (bfloat16 and float16 log-probs with a float32 mask have float32 weights, a mixed call
+    both layouts take the element pass for.)"""
+    lt, lr, mask = _batch(7, 9, 37, dtype, mask_kind or "bool", nonfinite=True, scale=1.0)
     lt[2, :5] = 25.0  # beyond the clamp: k3_kl takes exp of the unclamped log-ratio
+    if mask_kind in ("int32", "int64"):
+        mask[3, 2] = 2**30 + 1  # m is read exactly (float64) by both passes, not as float32
     mask = None if mask_kind is None else mask
     lengths = np.array([37, 0, 36, 29, 8, 1, 37, 16, 33])
     for log_ratio in (False, True):

@@ -294,3 +294,19 @@ def test_icepop_zeroing_every_weight_gives_infinite_ess_where_verl_divides_by_ze
         helper.compute_rollout_correction_weights(log_ratio, mask, "token", "0.5_2.0")
     weights, metrics = drop.compute_rollout_correction_weights(log_ratio, mask, "token", "0.5_2.0")
     assert not weights.any() and metrics["rollout_is_eff_sample_size"] == math.inf
+
+
+def test_parsed_configurations_are_memoised_and_refusals_kept():
+    """A trainer passes the same configuration every step: it is parsed once. Refusals are never
+    cached, ``True`` and ``1`` stay apart, and unhashable arguments are parsed (and refused) as
+    before."""
+    from trmask.integrations.verl import _config
+
+    first = _config.parse_rejections("token_k1,seq_max_k2", "0.5_2.0,0.1")
+    assert _config.parse_rejections("token_k1,seq_max_k2", "0.5_2.0,0.1") is first
+    assert _config.parse_is_rule("token", 1).upper == 1.0
+    for _ in range(2):
+        with pytest.raises(_config.VerlTypeError):
+            _config.parse_is_rule("token", True)
+        with pytest.raises(_config.VerlTypeError):
+            _config.parse_rejections("token_k1", [0.5])

@@ -49,8 +49,17 @@ def is_torch(x: Any) -> bool:
     return torch is not None and isinstance(x, torch.Tensor)
 
 
+#: torch dtype -> dtype code, built on the first torch operand (trmask never imports torch itself).
+_TORCH_DTYPES: dict = {}
+
+
 def _torch_dtype_code(dtype) -> Optional[int]:
-    torch = _torch()
+    if not _TORCH_DTYPES:
+        _TORCH_DTYPES.update(_torch_dtype_table(_torch()))
+    return _TORCH_DTYPES.get(dtype)
+
+
+def _torch_dtype_table(torch) -> dict:
     codes = {
         torch.float32: _ffi.DTYPE_F32, torch.float64: _ffi.DTYPE_F64, torch.float16: _ffi.DTYPE_F16,
         torch.bfloat16: _ffi.DTYPE_BF16, torch.uint8: _ffi.DTYPE_U8, torch.bool: _ffi.DTYPE_BOOL,
@@ -61,7 +70,7 @@ def _torch_dtype_code(dtype) -> Optional[int]:
     for name, code in (("uint16", _ffi.DTYPE_U16), ("uint32", _ffi.DTYPE_U32), ("uint64", _ffi.DTYPE_U64)):
         if hasattr(torch, name):
             codes[getattr(torch, name)] = code
-    return codes.get(dtype)
+    return codes
 
 
 def _numpy_dtype_code(dtype: np.dtype) -> Optional[int]:

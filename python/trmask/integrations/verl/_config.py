@@ -9,6 +9,7 @@ means the same thing. docs/verl.md has the table.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Optional
@@ -53,6 +54,25 @@ class Option:
         return self.rejection.estimator == "k1"
 
 
+def memoised(parse):
+    """`parse` remembering its answers for hashable arguments (keyed by type too, so ``True`` and
+    ``1`` stay apart): a trainer passes the same configuration at every step, and parsing it costs
+    more than a small native call. Refusals are raised again each time (never cached); a result is
+    immutable, so sharing it is safe."""
+    cached = functools.lru_cache(maxsize=64, typed=True)(parse)
+
+    @functools.wraps(parse)
+    def parse_once(*args):
+        try:
+            hash(args)
+        except TypeError:
+            return parse(*args)
+        return cached(*args)
+
+    return parse_once
+
+
+@memoised
 def parse_rejections(rollout_rs, rollout_rs_threshold) -> tuple:
     """The deduplicated options of ``rollout_rs`` (in first-seen order) with their bounds."""
     names = _option_names(rollout_rs)
@@ -150,6 +170,7 @@ class ISRule:
         return self.lower is not None
 
 
+@memoised
 def parse_is_rule(rollout_is, rollout_is_threshold) -> ISRule:
     if rollout_is not in IS_LEVELS:
         raise TrmaskError(f"`rollout_is` is {rollout_is!r}; expected one of {', '.join(IS_LEVELS)}")

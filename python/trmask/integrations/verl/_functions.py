@@ -11,7 +11,7 @@ from typing import Any, Optional
 from ... import TrmaskError, WeightRule, divide_weights, reduce_correction_rows, rollout_correction
 from .. import distributed
 from . import _layout
-from ._config import (ISRule, VerlAssertionError, check_rejection_arguments, parse_is_rule, parse_rejections)
+from ._config import (ISRule, VerlAssertionError, check_rejection_arguments, memoised, parse_is_rule, parse_rejections)
 
 #: verl's SAFETY_BOUND: log-ratios (and the sequence weight's row sum) are clamped to +-20.
 SAFETY_BOUND = 20.0
@@ -46,6 +46,7 @@ def _distributed() -> bool:
     return torch is not None and torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
+@memoised
 def _weight_rule(rule: ISRule) -> WeightRule:
     if rule.icepop:
         return WeightRule(rule.level, "mask", lo=rule.lower, hi=rule.upper)

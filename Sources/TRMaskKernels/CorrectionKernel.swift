@@ -277,12 +277,12 @@ struct CorrectionScan<R: ComputeRounding> {
     let batch: Batch
     let config: CorrectionConfig
     let outputs: CorrectionOutputs
-    /// The call's `CorrectionPlan`, in fields of their own (the passes read them per chunk).
-    let options: [PreparedRejection]
-    let weights: PreparedWeights?
-    /// The dtype of masked sums (`CorrectionPlan.sumDType`).
-    let sumDType: DType
-    let meanDType: DType
+    /// What the call's statistics are reduced with; the passes read its fields by these names.
+    let plan: CorrectionPlan
+    var options: [PreparedRejection] { plan.options }
+    var weights: PreparedWeights? { plan.weights }
+    var sumDType: DType { plan.sumDType }
+    var meanDType: DType { plan.meanDType }
     let clamp: Double
     let rows: UnsafeMutableBufferPointer<CorrectionRowRecord>
     let optionRows: UnsafeMutableBufferPointer<OptionRecord>
@@ -293,20 +293,15 @@ struct CorrectionScan<R: ComputeRounding> {
         self.batch = batch
         self.config = config
         self.outputs = outputs
-        let plan = Self.plan(batch, config, outputs)
-        (options, weights, sumDType, meanDType) = (plan.options, plan.weights, plan.sumDType, plan.meanDType)
+        plan = CorrectionPlan(config, maskDType: batch.mask?.dtype,
+                              weightsDType: outputs.weights.base == nil ? nil : outputs.weights.dtype,
+                              logProbs: batch.source.secondary != nil)
         clamp = R.round(config.clamp)
-        chunkMask = ChunkMask(batch, config, weightsDType: weights?.dtype)
+        chunkMask = ChunkMask(batch, config, weightsDType: plan.weights?.dtype)
         rows = .allocate(capacity: batch.rows)
         rows.initialize(repeating: CorrectionRowRecord())
         optionRows = .allocate(capacity: batch.rows * config.rejections.count)
         optionRows.initialize(repeating: OptionRecord())
-    }
-
-    /// The plan of a call: what its reduction depends on.
-    static func plan(_ batch: Batch, _ config: CorrectionConfig, _ outputs: CorrectionOutputs) -> CorrectionPlan {
-        CorrectionPlan(config, maskDType: batch.mask?.dtype, weightsDType: outputs.weights.base == nil ? nil : outputs.weights.dtype,
-                       logProbs: batch.source.secondary != nil)
     }
 
     /// The passes, the row records (to `rowRecords`), the reduction and the normalisation.
@@ -323,7 +318,7 @@ struct CorrectionScan<R: ComputeRounding> {
             for row in block { scanRow(row, scratch) }
         }
         clearPackedGaps()
-        let reduction = CorrectionReduction(plan: Self.plan(batch, config, outputs), rows: UnsafeBufferPointer(rows),
+        let reduction = CorrectionReduction(plan: plan, rows: UnsafeBufferPointer(rows),
                                             optionRows: UnsafeBufferPointer(optionRows))
         if let rowRecords { writeRowRecords(reduction, to: rowRecords) }
         let statistics = reduceCorrection(reduction)

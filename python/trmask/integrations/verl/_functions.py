@@ -78,16 +78,13 @@ def _correct(*, logp_train=None, logp_roll=None, log_ratio=None, mask, options=(
     factor = None
     if normalize:
         stats = result.statistics["weights"]
-        factor = stats["norm_factor"]
-        if group is not None:
-            if factor != 1.0:  # the single-process divisor (1 when the mean is <= 1e-8)
-                divide_weights(result.weights, factor, offsets=None if jagged is None else jagged.offsets)
-        elif across_ranks:
+        factor = stats["norm_factor"]  # with a group: the single-process divisor (1 when the mean is <= 1e-8)
+        if across_ranks and group is None:
             total, count = distributed.sum_over_ranks((stats["norm_sum"], stats["norm_count"]))
             mean = total / count if count else math.nan
             factor = mean if mean > 1e-8 else 1.0
-            if mean > 1e-8:
-                divide_weights(result.weights, mean, offsets=None if jagged is None else jagged.offsets)
+        if across_ranks and factor != 1.0:  # dividing by 1 changes no weight
+            divide_weights(result.weights, factor, offsets=None if jagged is None else jagged.offsets)
     if refuse_empty is not None and valid_here == 0:
         raise refuse_empty(_NO_VALID_TOKEN)
     return result, factor, jagged
